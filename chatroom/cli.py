@@ -1,0 +1,34 @@
+"""The ``chatroom`` command group. Thin: each command lives in chatroom/commands/."""
+
+from __future__ import annotations
+
+import click
+
+from chatroom import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="chatroom")
+def cli() -> None:
+    """A terminal group chat over UDP, with stored history.
+
+    \b
+    Start a server:     chatroom serve
+    Join it:            chatroom join alice
+    Read what was said: chatroom history -n 50
+    """
+
+
+def _register() -> None:
+    # Imported here so that `chatroom --help` stays one import away from each command.
+    from chatroom.commands.serve import serve
+
+    cli.add_command(serve)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

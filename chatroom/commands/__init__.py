@@ -1,0 +1,1 @@
+"""One module per ``chatroom`` sub-command; chatroom/cli.py assembles them."""

@@ -1,0 +1,49 @@
+"""Options shared by several commands, as decorators so they read the same everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def db_option(func: F) -> F:
+    """``--db``: a file path or any SQLAlchemy URL; ``CHATROOM_DB`` sets the default."""
+    return click.option(
+        "--db",
+        "db",
+        envvar="CHATROOM_DB",
+        default=None,
+        metavar="PATH|URL",
+        help="Database file or SQLAlchemy URL "
+        "[default: $XDG_DATA_HOME/chatroom/chatroom.db; env: CHATROOM_DB].",
+    )(func)
+
+
+def host_option(default: str = "127.0.0.1") -> Callable[[F], F]:
+    """``--host``: the address to bind (server) or reach (client)."""
+
+    def deco(func: F) -> F:
+        return click.option(
+            "--host", default=default, show_default=True, help="Server address."
+        )(func)
+
+    return deco
+
+
+def port_option(default: int = 8888) -> Callable[[F], F]:
+    """``--port``: UDP port; 0 lets the server pick a free one."""
+
+    def deco(func: F) -> F:
+        return click.option(
+            "--port",
+            type=click.IntRange(0, 65535),
+            default=default,
+            show_default=True,
+            help="UDP port.",
+        )(func)
+
+    return deco
