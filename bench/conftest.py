@@ -1,0 +1,34 @@
+"""Shared benchmark settings.
+
+``QUICK`` (env ``CHATROOM_BENCH_QUICK=1``) shrinks every suite to tiny sizes so that
+``CHATROOM_BENCH_QUICK=1 pytest bench --benchmark-disable`` runs in seconds in CI: it
+checks that the benchmarks still run and give correct answers, and asserts nothing
+about speed. Without it, suites use their full sizes.
+
+Conventions the report (bench/report.py) relies on, for every suite:
+
+- ``benchmark.group = "<area>.<op>"`` or ``"<area>.<op>.<size>"``: one group compares
+  implementations for one operation (and size) side by side;
+- ``benchmark.extra_info["impl"]`` names the implementation (the table row and the
+  chart line), ``benchmark.extra_info["size"]`` the size (the chart's x axis); any
+  other ``extra_info`` is shown in the report as it is.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+QUICK: bool = os.environ.get("CHATROOM_BENCH_QUICK", "") not in ("", "0")
+
+
+def sizes(full: tuple[int, ...], quick: tuple[int, ...]) -> tuple[int, ...]:
+    """The sizes to parametrize over: ``quick`` under CHATROOM_BENCH_QUICK=1."""
+    return quick if QUICK else full
+
+
+@pytest.fixture(scope="session")
+def bench_quick() -> bool:
+    """Whether this is a quick (CI smoke) run; for suites that prefer a fixture."""
+    return QUICK
