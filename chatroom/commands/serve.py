@@ -1,0 +1,110 @@
+"""``chatroom serve``: parse options, open storage, run the socket loop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from chatroom.commands.options import db_option, host_option, port_option
+from chatroom.registry import REGISTRY_KINDS, make_registry
+from chatroom.room import Room, RoomConfig
+from chatroom.server import Server, bind_udp, console_stream, new_token
+
+
+@click.command()
+@host_option()
+@port_option()
+@click.option(
+    "--registry",
+    type=click.Choice(REGISTRY_KINDS),
+    default="indexed",
+    show_default=True,
+    help="User registry implementation (see docs/benchmarks.md).",
+)
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Language of the classic dialect's notices.")
+@click.option(
+    "--classic",
+    type=click.Choice(["loopback", "any", "off"]),
+    default="loopback",
+    show_default=True,
+    help="Serve the spoofable classic L/C/Q dialect to loopback peers only, to any, or off.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0.5),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Evict a v2 client silent for this long (announced as timed out).",
+)
+@db_option
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail to stderr.")
+def serve(
+    host: str,
+    port: int,
+    registry: str,
+    lang: str,
+    classic: str,
+    idle_timeout: float,
+    db: str | None,
+    verbose: bool,
+) -> None:
+    """Run the chat server.
+
+    Lines typed at the server's terminal are broadcast as announcements.
+    Ctrl-C (or SIGTERM) tells everyone and stops cleanly.
+    """
+    from storage.config import resolve_url
+    from storage.store import EventStore, StorageError
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="chatroom: %(levelname)s %(message)s",
+    )
+    url = resolve_url(db)
+    try:
+        store = EventStore.open(url, create=True)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        config = RoomConfig(lang=lang, classic=classic, idle_timeout=idle_timeout)  # type: ignore[arg-type]
+        room = Room(
+            make_registry(registry),
+            new_token,
+            config,
+            last_id=store.last_id(),
+            recent=store.recent(config.ring_size),
+        )
+        try:
+            sock = bind_udp(host, port)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise click.ClickException(f"cannot listen on udp://{host}:{port}: {reason}") from exc
+        server = Server(room, sock, store, console=console_stream())
+        server.install_signal_handlers()
+        bound_host, bound_port = server.address
+        click.echo(
+            f"chatroom {_version()}: listening on udp://{bound_host}:{bound_port} "
+            f"(registry {registry}, classic {classic}, database {_display(url)})"
+        )
+        if server.console is not None:
+            click.echo("Type a line and press Enter to broadcast an announcement; Ctrl-C stops.")
+        sys.stdout.flush()
+        with sock:
+            server.serve_forever()
+        click.echo("chatroom: stopped")
+    finally:
+        store.close()
+
+
+def _display(url: str) -> str:
+    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+
+
+def _version() -> str:
+    from chatroom import __version__
+
+    return __version__

@@ -1,0 +1,380 @@
+"""The chat server as a state machine: datagrams in, effects out.
+
+No sockets, no clock reads, no randomness except through the injected token
+source. The server (chatroom/server.py) feeds it datagrams with an explicit
+monotonic ``now`` and wall-clock ``wall``, commits every ``Store`` effect of a
+batch, and only then performs the ``Send`` effects, so anything a client is shown
+is already durable.
+
+Event ids are assigned here (the server is the single writer of its database), so
+v2 frames can carry their id before the batch is committed. Every v2 session
+receives every event (its own join and messages included) as one contiguous id
+sequence, which is what lets our client detect gaps and pull them; classic
+clients receive the course's plain lines, never their own.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from chatroom import protocol as p
+from chatroom.events import Event, EventKind
+from chatroom.registry import Address, Registry, User
+
+ClassicPolicy = Literal["loopback", "any", "off"]
+
+#: How many (seq -> id) answers a session remembers for idempotent retries.
+SEQ_MEMORY: Final = 1024
+#: Most events answered to one PULL (the client pages for more).
+MAX_PULL: Final = 32
+#: At most one error reply per address per this many seconds: an off-path
+#: attacker spoofing a victim's address gets at most this trickle sent there.
+ERROR_INTERVAL: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``payload`` to each address (encoded once, sent many times)."""
+
+    payload: bytes
+    addrs: tuple[Address, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """Persist ``event`` before any Send of the same batch goes out."""
+
+    event: Event
+
+
+Effect = Send | Store
+
+
+@dataclass(slots=True)
+class Session:
+    """What the room keeps for a v2 client beyond its registry entry."""
+
+    sid: str
+    nonce: str
+    last_seen: float
+    #: The newest event id before this session's own join (what WELCOME said).
+    base_id: int
+    seqs: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomConfig:
+    lang: p.Lang = "en"
+    classic: ClassicPolicy = "loopback"
+    idle_timeout: float = 60.0
+    ring_size: int = 10_000
+
+
+def is_loopback(addr: Address) -> bool:
+    try:
+        return ipaddress.ip_address(addr[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class Room:
+    """One chat room. See the module docstring for the contract."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        token: Callable[[], str],
+        config: RoomConfig | None = None,
+        *,
+        last_id: int = 0,
+        recent: Iterable[Event] = (),
+    ) -> None:
+        self.registry = registry
+        self.config = config or RoomConfig()
+        self.stats: Counter[str] = Counter()
+        self._token = token
+        self._last_id = last_id
+        self._ring: deque[Event] = deque(recent, maxlen=self.config.ring_size)
+        self._sessions: dict[str, User] = {}
+        self._last_error: dict[Address, float] = {}
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def last_id(self) -> int:
+        return self._last_id
+
+    def users(self) -> list[str]:
+        return [u.name for u in self.registry]
+
+    # ------------------------------------------------------------------ inputs
+
+    def handle(self, data: bytes, addr: Address, now: float, wall: float) -> list[Effect]:
+        """One datagram from ``addr``. Never raises on peer input."""
+        self.stats["datagrams"] += 1
+        frame = p.parse(data)
+        match frame:
+            case p.BadFrame():
+                return self._bad(frame, addr, now)
+            case p.ClassicLogin() | p.ClassicChat() | p.ClassicQuit():
+                if not self._classic_allowed(addr):
+                    self.stats["drop.classic_policy"] += 1
+                    return []
+                return self._classic(frame, addr, now, wall)
+            case p.Login():
+                return self._login(frame, addr, now, wall)
+            case _:
+                return self._v2(frame, addr, now, wall)
+
+    def announce(self, text: str, wall: float) -> list[Effect]:
+        """An operator announcement (console or control socket), to everyone."""
+        text = " ".join(text.split())
+        if not text or p.bad_text_char(text) is not None:
+            return []
+        return self._publish("announce", "", text, wall, exclude=None)
+
+    def on_timer(self, now: float, wall: float) -> list[Effect]:
+        """Evict v2 sessions silent for longer than the idle timeout."""
+        limit = now - self.config.idle_timeout
+        stale = [u for u in self._sessions.values() if u.session.last_seen < limit]
+        effects: list[Effect] = []
+        for user in stale:
+            self._drop_user(user)
+            self.stats["timeouts"] += 1
+            effects += self._publish("timeout", user.name, "", wall, exclude=None)
+        if len(self._last_error) > 4096:
+            self._last_error = {a: t for a, t in self._last_error.items() if t > now - 2}
+        return effects
+
+    def shutdown(self, wall: float) -> list[Effect]:
+        """Tell everyone the server is going away (stored as an announcement)."""
+        if len(self.registry) == 0:
+            return []
+        return self._publish("announce", "", "server shutting down", wall, exclude=None)
+
+    # ------------------------------------------------------------------ classic dialect
+
+    def _classic_allowed(self, addr: Address) -> bool:
+        policy = self.config.classic
+        return policy == "any" or (policy == "loopback" and is_loopback(addr))
+
+    def _classic(
+        self,
+        frame: p.ClassicLogin | p.ClassicChat | p.ClassicQuit,
+        addr: Address,
+        now: float,
+        wall: float,
+    ) -> list[Effect]:
+        lang = self.config.lang
+        user = self.registry.find_address(addr)
+        match frame:
+            case p.ClassicLogin(name=raw):
+                if user is not None:
+                    if user.name == raw and user.session is None:
+                        return [Send(p.OK, (addr,))]  # a retried L whose OK was lost
+                    self.stats["refused.address_in_use"] += 1
+                    return self._reply_error(addr, now, p.classic_text(lang, "notyou", raw))
+                name, why = p.check_name(raw)
+                if why is None and self.registry.get(p.name_key(name)) is not None:
+                    why = "taken"
+                if why is not None:
+                    self.stats[f"refused.{why}"] += 1
+                    return [Send(p.classic_text(lang, why), (addr,))]
+                self.registry.add(User(name, p.name_key(name), addr))
+                return [Send(p.OK, (addr,)), *self._publish("join", name, "", wall, exclude=addr)]
+            case p.ClassicChat(name=name, text=text):
+                pass
+            case p.ClassicQuit(name=name):
+                text = ""
+        if user is None or user.session is not None or user.name != name:
+            self.stats["drop.not_you"] += 1
+            key = "unknown" if user is None else "notyou"
+            return self._reply_error(addr, now, p.classic_text(lang, key, name))
+        if isinstance(frame, p.ClassicQuit):
+            self._drop_user(user)
+            return [Send(p.EXIT, (addr,)), *self._publish("quit", name, "", wall, exclude=addr)]
+        if p.bad_text_char(text) is not None:
+            self.stats["drop.badtext"] += 1
+            return self._reply_error(addr, now, p.classic_text(lang, "badtext"))
+        return self._publish("message", name, text, wall, exclude=addr)
+
+    # ------------------------------------------------------------------ v2 dialect
+
+    def _login(self, frame: p.Login, addr: Address, now: float, wall: float) -> list[Effect]:
+        effects: list[Effect] = []
+        current = self.registry.find_address(addr)
+        if current is not None:
+            sess = current.session
+            if sess is not None and sess.nonce == frame.nonce and current.name == frame.name:
+                sess.last_seen = now  # the WELCOME was lost: answer the retry the same way
+                return [Send(p.encode(self._welcome(current, frame.nonce)), (addr,))]
+            # A new login from an address in use: that client restarted; its old
+            # session ends here rather than lingering until the idle timeout.
+            self._drop_user(current)
+            effects += self._publish("quit", current.name, "", wall, exclude=addr)
+        name, why = p.check_name(frame.name)
+        if why is None:
+            holder = self.registry.get(p.name_key(name))
+            if holder is not None:
+                why = "taken"
+        if why is not None:
+            self.stats[f"refused.{why}"] += 1
+            text = p.classic_text(self.config.lang, why).decode()
+            return [*effects, Send(p.encode(p.Refused(frame.nonce, why, text)), (addr,))]
+        sid = self._resumable(frame.resume) or self._token()
+        seqs = self._seqs_of(sid) if frame.resume else {}
+        session = Session(sid, frame.nonce, now, self._last_id, seqs)
+        user = User(name, p.name_key(name), addr, session)
+        welcome = self._welcome(user, frame.nonce)
+        self.registry.add(user)
+        self._sessions[sid] = user
+        effects.append(Send(p.encode(welcome), (addr,)))
+        return effects + self._publish("join", name, "", wall, exclude=None)
+
+    def _welcome(self, user: User, nonce: str) -> p.Welcome:
+        sess: Session = user.session
+        return p.Welcome(nonce, sess.sid, self.config.idle_timeout, sess.base_id)
+
+    def _resumable(self, sid: str | None) -> str | None:
+        """An earlier session id may be taken back (after a server restart) when no
+        live session holds it; it is a 128-bit secret only that client knew."""
+        if sid is None or sid in self._sessions or not 16 <= len(sid) <= 64:
+            return None
+        return sid if any(e.session == sid for e in self._ring) else None
+
+    def _seqs_of(self, sid: str) -> dict[int, int]:
+        return {e.seq: e.id for e in self._ring if e.session == sid and e.seq is not None}
+
+    def _v2(self, frame: p.ClientFrame, addr: Address, now: float, wall: float) -> list[Effect]:
+        sid = getattr(frame, "sid", "")
+        user = self.registry.find_address(addr)
+        if (
+            user is None
+            or user.session is None
+            or not hmac.compare_digest(user.session.sid.encode(), str(sid).encode())
+        ):
+            self.stats["drop.nosession"] += 1
+            err = p.Error("nosession", "not logged in; log in again")
+            return self._reply_error(addr, now, p.encode(err))
+        session: Session = user.session
+        session.last_seen = now
+        match frame:
+            case p.Say(seq=seq, text=text):
+                return self._say(user, seq, text, addr, wall)
+            case p.Ack():
+                return []
+            case p.Ping():
+                return [Send(p.encode(p.Pong(self._last_id)), (addr,))]
+            case p.Pull(after=after, limit=limit):
+                return self._pull(after, limit, addr)
+            case p.Who():
+                return [Send(self._users_frame(), (addr,))]
+            case p.Bye():
+                self._drop_user(user)
+                return [
+                    Send(p.encode(p.Goodbye()), (addr,)),
+                    *self._publish("quit", user.name, "", wall, exclude=addr),
+                ]
+        return []
+
+    def _say(self, user: User, seq: int, text: str, addr: Address, wall: float) -> list[Effect]:
+        seqs = user.session.seqs
+        if seq in seqs:  # a retry: same answer, nothing stored twice
+            self.stats["retries"] += 1
+            return [Send(p.encode(p.Acked(seq, seqs[seq])), (addr,))]
+        if p.bad_text_char(text) is not None:
+            self.stats["drop.badtext"] += 1
+            return [Send(p.encode(p.Error("badtext", "control characters are not allowed")),
+                         (addr,))]
+        effects = self._publish("message", user.name, text, wall, exclude=None,
+                                session=user.session.sid, seq=seq)
+        seqs[seq] = self._last_id
+        if len(seqs) > SEQ_MEMORY:
+            del seqs[next(iter(seqs))]
+        effects.append(Send(p.encode(p.Acked(seq, self._last_id)), (addr,)))
+        return effects
+
+    def _pull(self, after: int, limit: int, addr: Address) -> list[Effect]:
+        ring = self._ring
+        if not ring or after >= self._last_id:
+            return []
+        oldest = ring[0].id
+        if after + 1 < oldest:
+            return [Send(p.encode(p.Gone(oldest)), (addr,))]
+        start = after + 1 - oldest  # ids in the ring are contiguous
+        stop = min(len(ring), start + min(limit, MAX_PULL))
+        return [Send(p.encode(p.EventFrame(ring[i])), (addr,)) for i in range(start, stop)]
+
+    def _users_frame(self) -> bytes:
+        names: list[str] = []
+        size = 40
+        total = 0
+        for u in self.registry:
+            total += 1
+            size += len(u.name.encode()) + 1
+            if size < p.MAX_DATAGRAM:
+                names.append(u.name)
+        return p.encode(p.Users(total, tuple(names)))
+
+    # ------------------------------------------------------------------ shared
+
+    def _publish(
+        self,
+        kind: EventKind,
+        name: str,
+        text: str,
+        wall: float,
+        *,
+        exclude: Address | None,
+        session: str | None = None,
+        seq: int | None = None,
+    ) -> list[Effect]:
+        """Store a new event and fan it out: classic users other than ``exclude``
+        get the course's line; every v2 session gets the EV frame."""
+        self._last_id += 1
+        event = Event(self._last_id, kind, name, text, wall, session, seq)
+        self._ring.append(event)
+        classic: list[Address] = []
+        v2: list[Address] = []
+        for u in self.registry:
+            if u.session is not None:
+                v2.append(u.address)
+            elif u.address != exclude:
+                classic.append(u.address)
+        effects: list[Effect] = [Store(event)]
+        if classic:
+            effects.append(Send(p.classic_event(self.config.lang, event), tuple(classic)))
+        if v2:
+            effects.append(Send(p.encode(p.EventFrame(event)), tuple(v2)))
+        return effects
+
+    def _drop_user(self, user: User) -> None:
+        self.registry.remove(user.key)
+        if user.session is not None:
+            self._sessions.pop(user.session.sid, None)
+
+    def _bad(self, frame: p.BadFrame, addr: Address, now: float) -> list[Effect]:
+        self.stats[f"drop.{frame.reason}"] += 1
+        if frame.reason in ("empty", "oversize"):
+            return []  # nothing worth answering, and an answer would help a flood
+        user = self.registry.find_address(addr)
+        if user is None:
+            return []  # an unknown peer's garbage gets no answer
+        if frame.dialect == "v2":
+            return self._reply_error(addr, now, p.encode(p.Error(frame.reason, frame.detail)))
+        if not self._classic_allowed(addr):
+            return []
+        return self._reply_error(addr, now, f"ERR {frame.detail}".encode())
+
+    def _reply_error(self, addr: Address, now: float, payload: bytes) -> list[Effect]:
+        last = self._last_error.get(addr)
+        if last is not None and now - last < ERROR_INTERVAL:
+            self.stats["errors.suppressed"] += 1
+            return []
+        self._last_error[addr] = now
+        return [Send(payload, (addr,))]

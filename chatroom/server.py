@@ -1,0 +1,209 @@
+"""The socket loop: the only server code that does I/O.
+
+Each turn: wait (selectors) for the UDP socket, the operator console, the signal
+wake-up pipe or the next timer; drain every datagram that is ready (up to a
+batch limit); feed each to the room; commit every stored event of the batch in
+one transaction; only then send. One commit per batch instead of per datagram is
+what keeps storage off the hot path (docs/architecture.md), and sending after the
+commit is what makes "a client was shown it" imply "it is on disk".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Protocol, TextIO
+
+from chatroom import protocol as p
+from chatroom.events import Event
+from chatroom.room import Effect, Room, Send, Store
+
+log = logging.getLogger("chatroom.server")
+
+#: Most datagrams handled before a commit; bounds the latency a batch adds.
+BATCH: int = 256
+#: How often idle sessions are checked.
+TICK: float = 1.0
+#: Socket buffers: a burst of a few thousand datagrams should queue, not drop.
+SOCKET_BUFFER: int = 4 * 1024 * 1024
+
+
+class EventSink(Protocol):
+    """Where the server commits events (storage.store.EventStore, or a test double)."""
+
+    def write_batch(self, events: Iterable[Event]) -> None: ...
+
+
+@dataclass(slots=True)
+class Console:
+    """The operator console: each line typed at the server is an announcement."""
+
+    stream: TextIO
+
+
+def new_token() -> str:
+    """A session id: 128 random bits, hex."""
+    return secrets.token_hex(16)
+
+
+def bind_udp(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to host:port (IPv4 or IPv6 by the host)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+class Server:
+    """Runs a Room on a UDP socket until stopped by a signal or ``stop()``."""
+
+    def __init__(
+        self,
+        room: Room,
+        sock: socket.socket,
+        sink: EventSink,
+        *,
+        console: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.room = room
+        self.sock = sock
+        self.sink = sink
+        self.console = console
+        self._clock = clock
+        self._wall = wall
+        self._stopping = False
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        """Ask the loop to finish its turn, announce the shutdown and return."""
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.stop()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    # ------------------------------------------------------------------ loop
+
+    def serve_forever(self) -> None:
+        self._sel.register(self.sock, selectors.EVENT_READ, "udp")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        if self.console is not None:
+            self._sel.register(self.console, selectors.EVENT_READ, "console")
+        next_tick = self._clock() + TICK
+        try:
+            while not self._stopping:
+                timeout = max(0.0, next_tick - self._clock())
+                for key, _ in self._sel.select(timeout):
+                    if key.data == "udp":
+                        self._drain()
+                    elif key.data == "console":
+                        self._console_line()
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.read(self._wake_r, 512)
+                now = self._clock()
+                if now >= next_tick:
+                    next_tick = now + TICK
+                    self._apply(self.room.on_timer(now, self._wall()))
+            self._apply(self.room.shutdown(self._wall()))
+        finally:
+            self._sel.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _drain(self) -> None:
+        effects: list[Effect] = []
+        for _ in range(BATCH):
+            try:
+                data, addr = self.sock.recvfrom(p.MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. ICMP port unreachable surfaced as ECONNREFUSED
+                log.debug("recvfrom: %s", exc)
+                continue
+            try:
+                effects += self.room.handle(data, addr[:2], self._clock(), self._wall())
+            except Exception:  # last resort: one bad datagram never stops the room
+                self.room.stats["errors.internal"] += 1
+                log.exception("internal error handling a datagram from %s", addr)
+        self._apply(effects)
+
+    def _console_line(self) -> None:
+        assert self.console is not None
+        line = self.console.readline()
+        if not line:  # EOF on the console: keep serving without it
+            self._sel.unregister(self.console)
+            self.console = None
+            return
+        self._apply(self.room.announce(line, self._wall()))
+
+    def _apply(self, effects: list[Effect]) -> None:
+        """Commit the batch's events, then send: never show what is not stored."""
+        if not effects:
+            return
+        events = [e.event for e in effects if isinstance(e, Store)]
+        if events:
+            self.sink.write_batch(events)
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._send(effect)
+
+    def _send(self, effect: Send) -> None:
+        payload = effect.payload
+        sendto = self.sock.sendto
+        for addr in effect.addrs:
+            try:
+                sendto(payload, addr)
+            except BlockingIOError:
+                # Send buffer full: wait briefly once, then count a drop; the v2
+                # client recovers it by pulling the gap.
+                if self._wait_writable():
+                    with contextlib.suppress(OSError):
+                        sendto(payload, addr)
+                        continue
+                self.room.stats["drop.sendbuf"] += 1
+            except OSError as exc:
+                self.room.stats["errors.send"] += 1
+                log.debug("sendto %s: %s", addr, exc)
+
+    def _wait_writable(self) -> bool:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.sock, selectors.EVENT_WRITE)
+            return bool(sel.select(0.05))
+
+
+def console_stream() -> TextIO | None:
+    """stdin when it is a terminal, else None (a service manager, /dev/null, a pipe)."""
+    try:
+        return sys.stdin if sys.stdin is not None and sys.stdin.isatty() else None
+    except (ValueError, OSError):
+        return None

@@ -1,0 +1,338 @@
+"""The room as a state machine: bytes and an explicit clock in, effects out.
+
+No sockets, no sleeps, no mocks. Every scenario runs on every registry.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+import pytest
+
+from chatroom import protocol as p
+from chatroom.registry import REGISTRY_KINDS, Address, make_registry
+from chatroom.room import Effect, Room, RoomConfig, Send, Store
+
+A: Address = ("127.0.0.1", 5001)
+B: Address = ("127.0.0.1", 5002)
+C: Address = ("127.0.0.1", 5003)
+FAR: Address = ("203.0.113.9", 5004)
+
+
+class Harness:
+    """Drives a Room and records what each address received."""
+
+    def __init__(self, kind: str, lang: p.Lang = "en", **config: object) -> None:
+        counter = itertools.count(1)
+        self.room = Room(
+            make_registry(kind),
+            lambda: f"{next(counter):032x}",
+            RoomConfig(lang=lang, **config),  # type: ignore[arg-type]
+        )
+        self.now = 100.0
+        self.inbox: dict[Address, list[bytes]] = defaultdict(list)
+        self.stored: list[Store] = []
+
+    def send(self, addr: Address, data: bytes | str) -> list[Effect]:
+        raw = data.encode() if isinstance(data, str) else data
+        effects = self.room.handle(raw, addr, self.now, 1_700_000_000.0 + self.now)
+        self._apply(effects)
+        return effects
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Store):
+                self.stored.append(e)
+            else:
+                for a in e.addrs:
+                    self.inbox[a].append(e.payload)
+
+    def tick(self, seconds: float) -> list[Effect]:
+        self.now += seconds
+        effects = self.room.on_timer(self.now, 1_700_000_000.0 + self.now)
+        self._apply(effects)
+        return effects
+
+    def take(self, addr: Address) -> list[bytes]:
+        got, self.inbox[addr] = self.inbox[addr], []
+        return got
+
+    def v2_login(self, addr: Address, name: str, nonce: str = "n1") -> str:
+        self.send(addr, f"v2 LOGIN {nonce} {name} -")
+        frames = [p.parse_server(d) for d in self.take(addr)]
+        welcome = next(f for f in frames if isinstance(f, p.Welcome))
+        return welcome.sid
+
+
+@pytest.fixture(params=REGISTRY_KINDS)
+def h(request: pytest.FixtureRequest) -> Harness:
+    return Harness(request.param)
+
+
+def test_login_ok_and_others_told(h: Harness) -> None:
+    h.send(A, "L alice")
+    assert h.take(A) == [b"OK"]
+    h.send(B, "L bob\n")
+    assert h.take(B) == [b"OK"]  # the newcomer does not get their own join notice
+    assert h.take(A) == [b"bob joined"]
+    assert [s.event.kind for s in h.stored] == ["join", "join"]
+
+
+def test_duplicate_and_case_duplicate_refused(h: Harness) -> None:
+    h.send(A, "L alice")
+    h.take(A)
+    h.send(B, "L alice")
+    assert h.take(B) == [b"name already taken"]
+    h.send(B, "L ALICE")
+    assert h.take(B) == [b"name already taken"]
+    assert h.take(A) == []
+    assert len(h.room.registry) == 1
+
+
+def test_zh_wording_matches_the_course() -> None:
+    h = Harness("dict", lang="zh")
+    h.send(A, "L 小明")
+    h.send(B, "L 小红")
+    h.send(C, "L 小明")
+    assert h.take(C) == ["该用户已存在".encode()]
+    assert h.take(A) == [b"OK", "小红 进入了聊天室".encode()]
+    h.send(B, "C 小红 大家好")
+    assert h.take(A) == ["小红 : 大家好".encode()]
+    h.send(B, "Q 小红")
+    assert h.take(B) == [b"OK", b"EXIT"]
+    assert h.take(A) == ["小红退出了聊天室".encode()]
+    h.room.announce("开会了", 0.0)
+    h._apply(h.room.announce("明天放假", 0.0))
+    assert h.take(A) == ["管理员消息: 明天放假".encode()]
+
+
+def test_chat_goes_to_everyone_else_exactly(h: Harness) -> None:
+    for addr, name in ((A, "alice"), (B, "bob"), (C, "carol")):
+        h.send(addr, f"L {name}")
+    for addr in (A, B, C):
+        h.take(addr)
+    h.send(A, "C alice hello there\r\n")
+    assert h.take(A) == []
+    assert h.take(B) == [b"alice : hello there"]
+    assert h.take(C) == [b"alice : hello there"]
+    sends = [e for e in h.send(A, "C alice again") if isinstance(e, Send)]
+    assert len(sends) == 1 and set(sends[0].addrs) == {B, C}  # encoded once, sent to many
+
+
+def test_forged_name_changes_nothing(h: Harness) -> None:
+    h.send(A, "L alice")
+    h.send(B, "L bob")
+    h.take(A), h.take(B)
+    stored = len(h.stored)
+    h.send(B, "C alice I am alice")
+    h.send(B, "Q alice")
+    assert h.take(A) == []
+    assert h.room.users() == ["alice", "bob"]
+    assert len(h.stored) == stored
+    assert h.take(B) == [b"ERR not logged in as alice from this address"]  # once: rate-limited
+
+
+def test_unknown_address_gets_one_short_error(h: Harness) -> None:
+    h.send(A, "C alice hi")
+    h.send(A, "Q alice")
+    assert h.take(A) == [b"ERR not logged in (send L name first)"]
+    h.now += 1.5
+    h.send(A, "Q alice")
+    assert len(h.take(A)) == 1
+    assert h.stored == []
+
+
+def test_operator_name_cannot_be_taken_or_forged(h: Harness) -> None:
+    h.send(A, "L alice")
+    h.take(A)
+    for name in ("管理员消息", "管理员", "admin", "Admin"):
+        h.send(B, f"L {name}")
+        assert h.take(B) == [b"name reserved for the operator"]
+    h.send(B, "C 管理员消息 free pizza")
+    assert h.take(A) == []
+    assert all(s.event.kind != "announce" for s in h.stored)
+
+
+def test_quit_and_unknown_quit(h: Harness) -> None:
+    h.send(A, "L alice")
+    h.send(B, "L bob")
+    h.take(A), h.take(B)
+    h.send(B, "Q bob")
+    assert h.take(B) == [b"EXIT"]
+    assert h.take(A) == [b"bob left"]
+    assert h.room.users() == ["alice"]
+    h.send(B, "L bob")  # the name is free again
+    assert h.take(B) == [b"OK"]
+
+
+def test_announcement_reaches_everyone(h: Harness) -> None:
+    h.send(A, "L alice")
+    h.send(B, "L bob")
+    h.take(A), h.take(B)
+    h._apply(h.room.announce("  server   restarts soon \n", 5.0))
+    assert h.take(A) == h.take(B) == [b"[announcement] server restarts soon"]
+    assert h.stored[-1].event.kind == "announce" and h.stored[-1].event.name == ""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\n", b"x" * 1300, b"\xff\xfe", b"L", b"C alice", b"Z alice", b"v2 NOPE", b"v2 SAY",
+     b"C alice \x1b]52;c;aGk=\x07", b"C alice bidi\xe2\x80\xae"],
+)
+def test_bad_input_never_raises_and_stores_nothing(h: Harness, data: bytes) -> None:
+    h.send(A, "L alice")
+    h.send(B, "L bob")
+    h.take(A), h.take(B)
+    stored = len(h.stored)
+    h.send(A, data)
+    assert len(h.stored) == stored
+    assert h.take(B) == []
+    assert all(len(d) < 100 for d in h.take(A))  # at most a short error
+    assert sum(v for k, v in h.room.stats.items() if k.startswith("drop.")) == 1
+
+
+def test_bad_input_from_strangers_is_silent(h: Harness) -> None:
+    for data in (b"", b"\xff", b"Z", b"v2 NOPE", b"x" * 1300):
+        h.send(C, data)
+    assert h.take(C) == []
+
+
+def test_classic_from_far_address_dropped_by_default(h: Harness) -> None:
+    h.send(FAR, "L mallory")
+    assert h.take(FAR) == []
+    assert len(h.room.registry) == 0
+    assert h.room.stats["drop.classic_policy"] == 1
+
+
+def test_classic_policy_any_and_off() -> None:
+    any_ = Harness("indexed", classic="any")
+    any_.send(FAR, "L mallory")
+    assert any_.take(FAR) == [b"OK"]
+    off = Harness("indexed", classic="off")
+    off.send(A, "L alice")
+    assert off.take(A) == []
+
+
+def test_classic_login_retry_is_idempotent(h: Harness) -> None:
+    h.send(A, "L alice")
+    h.send(A, "L alice")
+    assert h.take(A) == [b"OK", b"OK"]
+    assert len(h.stored) == 1
+
+
+# ---------------------------------------------------------------------- v2
+
+
+def test_v2_login_welcome_and_event_stream(h: Harness) -> None:
+    h.send(A, "L alice")
+    h.take(A)
+    sid = h.v2_login(B, "bob")
+    assert len(sid) == 32
+    assert h.take(A) == [b"bob joined"]
+    h.send(A, "C alice hi bob")
+    frames = [p.parse_server(d) for d in h.take(B)]
+    assert [f.event.text for f in frames if isinstance(f, p.EventFrame)] == ["hi bob"]
+
+
+def test_v2_lost_welcome_retry_gets_same_session(h: Harness) -> None:
+    h.send(A, "v2 LOGIN n1 alice -")
+    first = [p.parse_server(d) for d in h.take(A)]
+    h.send(A, "v2 LOGIN n1 alice -")
+    second = [p.parse_server(d) for d in h.take(A)]
+    w1 = next(f for f in first if isinstance(f, p.Welcome))
+    w2 = next(f for f in second if isinstance(f, p.Welcome))
+    assert w1 == w2
+    assert [s.event.kind for s in h.stored] == ["join"]  # no ghost, no second join
+
+
+def test_v2_say_is_idempotent_and_acked_with_same_id(h: Harness) -> None:
+    sid = h.v2_login(A, "alice")
+    h.v2_login(B, "bob")
+    h.take(A)
+    h.send(A, f"v2 SAY {sid} 1 hello")
+    h.send(A, f"v2 SAY {sid} 1 hello")
+    acks = [f for f in map(p.parse_server, h.take(A)) if isinstance(f, p.Acked)]
+    assert len(acks) == 2 and acks[0] == acks[1]
+    messages = [s for s in h.stored if s.event.kind == "message"]
+    assert len(messages) == 1
+    assert (messages[0].event.session, messages[0].event.seq) == (sid, 1)
+    assert acks[0].id == messages[0].event.id
+
+
+def test_v2_ids_are_contiguous_per_session(h: Harness) -> None:
+    h.send(A, "v2 LOGIN n1 alice -")
+    sid = h.room._sessions and next(iter(h.room._sessions))
+    h.send(B, "L bob")
+    h.send(B, "C bob one")
+    h.send(A, f"v2 SAY {sid} 1 two")
+    h._apply(h.room.announce("three", 0.0))
+    h.send(B, "Q bob")
+    ids = [f.event.id for f in map(p.parse_server, h.take(A)) if isinstance(f, p.EventFrame)]
+    assert ids == list(range(1, 7))
+
+
+def test_v2_wrong_session_id_is_refused(h: Harness) -> None:
+    h.v2_login(A, "alice")
+    h.send(A, "v2 SAY 00000000000000000000000000000000 1 hi")
+    assert h.take(A) == [b"v2 ERR nosession not logged in; log in again"]
+    assert all(s.event.kind != "message" for s in h.stored)
+
+
+def test_v2_pull_ping_who_bye(h: Harness) -> None:
+    sid = h.v2_login(A, "alice")
+    h.send(B, "L bob")
+    for i in range(40):
+        h.send(B, f"C bob m{i}")
+    h.take(A)
+    h.send(A, f"v2 PULL {sid} 0 100")
+    pulled = [f.event.id for f in map(p.parse_server, h.take(A)) if isinstance(f, p.EventFrame)]
+    assert pulled == list(range(1, 33))  # capped at 32 per request
+    h.send(A, f"v2 PING {sid} 3")
+    assert h.take(A) == [b"v2 PONG 42"]
+    h.send(A, f"v2 WHO {sid}")
+    assert h.take(A) == [b"v2 USERS 2 alice bob"]
+    h.send(A, f"v2 BYE {sid}")
+    assert h.take(A) == [b"v2 BYE"]
+    assert h.take(B)[-1] == b"alice left"
+
+
+def test_v2_idle_session_times_out_and_name_is_free(h: Harness) -> None:
+    h.v2_login(A, "alice")
+    h.send(B, "L bob")
+    h.take(B)
+    h.tick(30)
+    assert h.room.users() == ["alice", "bob"]
+    h.tick(31)
+    assert h.room.users() == ["bob"]  # classic users never time out: they cannot heartbeat
+    assert h.take(B) == [b"alice timed out"]
+    assert h.stored[-1].event.kind == "timeout"
+    assert h.v2_login(C, "alice")
+
+
+def test_v2_heartbeat_keeps_session(h: Harness) -> None:
+    sid = h.v2_login(A, "alice")
+    for _ in range(5):
+        h.now += 20
+        h.send(A, f"v2 PING {sid} 0")
+        h.tick(0)
+    assert h.room.users() == ["alice"]
+
+
+def test_v2_resume_after_restart_keeps_idempotency() -> None:
+    h = Harness("indexed")
+    sid = h.v2_login(A, "alice")
+    h.send(A, f"v2 SAY {sid} 1 before restart")
+    events = [s.event for s in h.stored]
+    # A new room, as after a restart, loaded from what was stored.
+    counter = itertools.count(100)
+    room = Room(make_registry("indexed"), lambda: f"{next(counter):032x}",
+                last_id=events[-1].id, recent=events)
+    h.room = room
+    h.send(A, f"v2 LOGIN n2 alice {sid}")
+    welcome = next(f for f in map(p.parse_server, h.take(A)) if isinstance(f, p.Welcome))
+    assert welcome.sid == sid
+    h.send(A, f"v2 SAY {sid} 1 before restart")  # the retry of an already stored message
+    acks = [f for f in map(p.parse_server, h.take(A)) if isinstance(f, p.Acked)]
+    assert acks == [p.Acked(1, events[-1].id)]
+    assert sum(s.event.kind == "message" for s in h.stored) == 1
