@@ -1,0 +1,253 @@
+"""The real server process over real loopback UDP, in the classic dialect."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from chatroom.registry import REGISTRY_KINDS
+from tests.conftest import ServerProcess, UdpPeer, start_server
+
+Peers = Callable[[tuple[str, int]], UdpPeer]
+
+
+@pytest.mark.parametrize("registry", REGISTRY_KINDS)
+def test_classic_session_on_every_registry(
+    server_factory: Callable[..., ServerProcess], peers: Peers, registry: str
+) -> None:
+    srv = server_factory("--registry", registry)
+    assert f"registry {registry}".encode() in srv.banner
+    alice, bob, carol = peers(srv.addr), peers(srv.addr), peers(srv.addr)
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    bob.send("L bob\n")  # netcat adds a newline
+    assert bob.recv() == b"OK"
+    assert alice.recv() == b"bob joined"
+    carol.send("L BOB\r\n")
+    assert carol.recv() == b"name already taken"
+    bob.send("C bob hello alice\n")
+    assert alice.recv() == b"bob : hello alice"
+    bob.recv_none()
+    bob.send("Q bob")
+    assert bob.recv() == b"EXIT"
+    assert alice.recv() == b"bob left"
+
+
+def test_zh_wording(server_factory: Callable[..., ServerProcess], peers: Peers) -> None:
+    srv = server_factory("--lang", "zh")
+    a, b = peers(srv.addr), peers(srv.addr)
+    a.send("L 小明")
+    assert a.recv() == b"OK"
+    b.send("L 小明")
+    assert b.recv() == "该用户已存在".encode()
+    b.send("L 小红")
+    assert b.recv() == b"OK"
+    assert a.recv() == "小红 进入了聊天室".encode()
+    b.send("C 小红 你好")
+    assert a.recv() == "小红 : 你好".encode()
+    b.send("Q 小红")
+    assert b.recv() == b"EXIT"
+    assert a.recv() == "小红退出了聊天室".encode()
+
+
+BAD_INPUTS = [
+    b"",
+    b"\n",
+    b"x" * 1201,
+    b"x" * 9000,
+    b"\xff\xfe\xfd",
+    b"L",
+    b"C alice",
+    b"HELLO",
+    b"v2 NOPE",
+    b"v2 SAY nosuchsession 1 hi",
+    b"C alice \x1b[2J\x1b]0;pwned\x07",
+    b"C bob I am not bob",
+    b"Q bob",
+    b"\x00\x00\x00",
+]
+
+
+def test_bad_input_never_hurts_the_server(server: ServerProcess, peers: Peers) -> None:
+    alice, bob, evil = peers(server.addr), peers(server.addr), peers(server.addr)
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    bob.send("L bob")
+    assert bob.recv() == b"OK"
+    assert alice.recv() == b"bob joined"
+    for data in BAD_INPUTS:
+        alice.send(data)
+        evil.send(data)
+    time.sleep(0.3)
+    bob.recv_none()  # nothing reached the innocent bystander
+    for _ in range(5):  # alice got at most a few short errors, never more
+        try:
+            assert len(alice.recv(0.2)) < 100
+        except TimeoutError:
+            break
+    evil.recv_none()  # strangers' garbage is dropped silently (errors are rate-limited)
+    # ...and the server still serves.
+    alice.send("C alice still here")
+    assert bob.recv() == b"alice : still here"
+    carol = peers(server.addr)
+    carol.send("L carol")
+    assert carol.recv() == b"OK"
+    assert server.proc.poll() is None
+    assert server.stop() == 0
+    with sqlite3.connect(server.db) as db:
+        rows = db.execute("select kind, name, text from events order by id").fetchall()
+        assert db.execute("pragma integrity_check").fetchone() == ("ok",)
+    assert ("message", "alice", "still here") in rows
+    assert all("pwned" not in (text or "") for _, _, text in rows)
+
+
+def test_largest_datagram_is_relayed(server: ServerProcess, peers: Peers) -> None:
+    alice, bob = peers(server.addr), peers(server.addr)
+    alice.send("L alice")
+    bob.send("L bob")
+    assert alice.recv() == b"OK" and bob.recv() == b"OK"
+    alice.recv()
+    text = "é" * ((1200 - len(b"C bob ")) // 2)
+    bob.send(f"C bob {text}")
+    assert alice.recv() == f"bob : {text}".encode()
+
+
+def test_course_reference_client(server: ServerProcess, peers: Peers) -> None:
+    """Two copies of the course's own client chat through our server."""
+    here = Path(__file__).parent
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(here / "course_client.py"), server.host, str(server.port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    try:
+        a, b = procs
+        assert a.stdin and b.stdin
+        a.stdin.write("小明\n".encode())
+        a.stdin.flush()
+        time.sleep(0.3)
+        b.stdin.write("小明\n小红\n".encode())
+        b.stdin.flush()
+        time.sleep(0.5)
+        b.stdin.write("大家好\nquit\n".encode())
+        b.stdin.flush()
+        out_b, _ = b.communicate(timeout=10)
+        time.sleep(0.3)
+        a.stdin.write(b"quit\n")
+        a.stdin.flush()
+        out_a, _ = a.communicate(timeout=10)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    text_a, text_b = out_a.decode(), out_b.decode()
+    assert "name already taken" in text_b  # English by default; the reason is shown
+    assert "您已进入聊天室" in text_a and "您已进入聊天室" in text_b
+    assert "小红 joined" in text_a
+    assert "小红 : 大家好" in text_a
+    assert "小红 left" in text_a
+    assert a.returncode == 1 and b.returncode == 1  # sys.exit("退出聊天室") in the course code
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_announces_and_exits_zero(
+    server: ServerProcess, peers: Peers, sig: signal.Signals
+) -> None:
+    alice = peers(server.addr)
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    assert server.stop(sig) == 0
+    assert alice.recv() == b"[announcement] server shutting down"
+    assert b"stopped" in b"".join(server.output)
+
+
+def test_no_console_when_stdin_is_not_a_terminal(tmp_path: Path, peers: Peers) -> None:
+    """A pipe closed at once (like a service manager's) must not crash or spin."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatroom", "serve", "--port", "0", "--db", str(tmp_path / "c.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    assert proc.stdin is not None
+    proc.stdin.close()
+    srv = None
+    try:
+        line = proc.stdout.readline() if proc.stdout else b""
+        assert b"listening on udp://" in line
+        port = int(line.split(b"udp://127.0.0.1:")[1].split()[0])
+        time.sleep(1.0)
+        ticks = sum(int(x) for x in Path(f"/proc/{proc.pid}/stat").read_text().split()[13:15])
+        time.sleep(1.0)
+        ticks2 = sum(int(x) for x in Path(f"/proc/{proc.pid}/stat").read_text().split()[13:15])
+        assert ticks2 - ticks < 20  # < 0.2 s of CPU in 1 s: not spinning
+        peer = peers(("127.0.0.1", port))
+        peer.send("L alice")
+        assert peer.recv() == b"OK"
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        if proc.stdout:
+            proc.stdout.close()
+        del srv
+
+
+def test_port_in_use_is_a_clear_error(server: ServerProcess, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chatroom", "serve", "--port", str(server.port),
+         "--db", str(tmp_path / "other.db")],
+        capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert b"cannot listen on udp://127.0.0.1:" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--port", "70000"], ["--registry", "tree"], ["--lang", "fr"], ["--classic", "maybe"],
+     ["--idle-timeout", "0"]],
+)
+def test_bad_options_are_usage_errors(args: list[str], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chatroom", "serve", *args, "--db", str(tmp_path / "x.db")],
+        capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr
+    assert b"Usage:" in result.stderr
+
+
+def test_server_restart_keeps_counting(tmp_path: Path, peers: Peers) -> None:
+    db = tmp_path / "chat.db"
+    first = start_server(db)
+    a = peers(first.addr)
+    a.send("L alice")
+    assert a.recv() == b"OK"
+    assert first.stop() == 0
+    second = start_server(db)
+    try:
+        b = peers(second.addr)
+        b.send("L alice")
+        assert b.recv() == b"OK"
+    finally:
+        assert second.stop() == 0
+    with sqlite3.connect(db) as conn:
+        ids = [r[0] for r in conn.execute("select id from events order by id")]
+    assert ids == list(range(1, len(ids) + 1))
+
+
+def test_version_and_module_entry() -> None:
+    out = subprocess.run([sys.executable, "-m", "chatroom", "--version"],
+                         capture_output=True, timeout=30, check=True)
+    assert out.stdout.startswith(b"chatroom, version ")
+    assert os.path.exists(Path(sys.executable).parent / "chatroom")
