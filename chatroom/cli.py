@@ -21,9 +21,11 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that `chatroom --help` stays one import away from each command.
+    from chatroom.commands.announce import announce
     from chatroom.commands.serve import serve
 
     cli.add_command(serve)
+    cli.add_command(announce)
 
 
 _register()

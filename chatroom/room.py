@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from chatroom import protocol as p
+from chatroom.delivery import Outbox
 from chatroom.events import Event, EventKind
 from chatroom.registry import Address, Registry, User
 
@@ -64,6 +65,7 @@ class Session:
     last_seen: float
     #: The newest event id before this session's own join (what WELCOME said).
     base_id: int
+    outbox: Outbox
     seqs: dict[int, int] = field(default_factory=dict)
 
 
@@ -102,6 +104,11 @@ class Room:
         self._ring: deque[Event] = deque(recent, maxlen=self.config.ring_size)
         self._sessions: dict[str, User] = {}
         self._last_error: dict[Address, float] = {}
+        self._next_idle_check = 0.0
+        # The time of the input being handled; set at every public entry point so
+        # that helpers need not thread it through.
+        self._now = 0.0
+        self._wall = 0.0
 
     # ------------------------------------------------------------------ queries
 
@@ -117,6 +124,7 @@ class Room:
     def handle(self, data: bytes, addr: Address, now: float, wall: float) -> list[Effect]:
         """One datagram from ``addr``. Never raises on peer input."""
         self.stats["datagrams"] += 1
+        self._now, self._wall = now, wall
         frame = p.parse(data)
         match frame:
             case p.BadFrame():
@@ -125,37 +133,51 @@ class Room:
                 if not self._classic_allowed(addr):
                     self.stats["drop.classic_policy"] += 1
                     return []
-                return self._classic(frame, addr, now, wall)
+                return self._classic(frame, addr, now)
             case p.Login():
-                return self._login(frame, addr, now, wall)
+                return self._login(frame, addr, now)
             case _:
-                return self._v2(frame, addr, now, wall)
+                return self._v2(frame, addr, now)
 
-    def announce(self, text: str, wall: float) -> list[Effect]:
+    def announce(self, text: str, now: float, wall: float) -> list[Effect]:
         """An operator announcement (console or control socket), to everyone."""
+        self._now, self._wall = now, wall
         text = " ".join(text.split())
         if not text or p.bad_text_char(text) is not None:
             return []
-        return self._publish("announce", "", text, wall, exclude=None)
+        return self._publish("announce", "", text, exclude=None)
 
     def on_timer(self, now: float, wall: float) -> list[Effect]:
-        """Evict v2 sessions silent for longer than the idle timeout."""
+        """Retransmit what is overdue; once a second, evict silent v2 sessions."""
+        self._now, self._wall = now, wall
+        effects: list[Effect] = []
+        for user in self._sessions.values():
+            outbox: Outbox = user.session.outbox
+            if outbox.deadline is not None and now >= outbox.deadline:
+                for event_id in outbox.expired(now):
+                    event = self._from_ring(event_id)
+                    if event is not None:
+                        self.stats["retransmits"] += 1
+                        effects.append(Send(p.encode(p.EventFrame(event)), (user.address,)))
+        if now < self._next_idle_check:
+            return effects
+        self._next_idle_check = now + 1.0
         limit = now - self.config.idle_timeout
         stale = [u for u in self._sessions.values() if u.session.last_seen < limit]
-        effects: list[Effect] = []
         for user in stale:
             self._drop_user(user)
             self.stats["timeouts"] += 1
-            effects += self._publish("timeout", user.name, "", wall, exclude=None)
+            effects += self._publish("timeout", user.name, "", exclude=None)
         if len(self._last_error) > 4096:
             self._last_error = {a: t for a, t in self._last_error.items() if t > now - 2}
         return effects
 
-    def shutdown(self, wall: float) -> list[Effect]:
+    def shutdown(self, now: float, wall: float) -> list[Effect]:
         """Tell everyone the server is going away (stored as an announcement)."""
+        self._now, self._wall = now, wall
         if len(self.registry) == 0:
             return []
-        return self._publish("announce", "", "server shutting down", wall, exclude=None)
+        return self._publish("announce", "", "server shutting down", exclude=None)
 
     # ------------------------------------------------------------------ classic dialect
 
@@ -168,7 +190,6 @@ class Room:
         frame: p.ClassicLogin | p.ClassicChat | p.ClassicQuit,
         addr: Address,
         now: float,
-        wall: float,
     ) -> list[Effect]:
         lang = self.config.lang
         user = self.registry.find_address(addr)
@@ -186,7 +207,7 @@ class Room:
                     self.stats[f"refused.{why}"] += 1
                     return [Send(p.classic_text(lang, why), (addr,))]
                 self.registry.add(User(name, p.name_key(name), addr))
-                return [Send(p.OK, (addr,)), *self._publish("join", name, "", wall, exclude=addr)]
+                return [Send(p.OK, (addr,)), *self._publish("join", name, "", exclude=addr)]
             case p.ClassicChat(name=name, text=text):
                 pass
             case p.ClassicQuit(name=name):
@@ -197,15 +218,15 @@ class Room:
             return self._reply_error(addr, now, p.classic_text(lang, key, name))
         if isinstance(frame, p.ClassicQuit):
             self._drop_user(user)
-            return [Send(p.EXIT, (addr,)), *self._publish("quit", name, "", wall, exclude=addr)]
+            return [Send(p.EXIT, (addr,)), *self._publish("quit", name, "", exclude=addr)]
         if p.bad_text_char(text) is not None:
             self.stats["drop.badtext"] += 1
             return self._reply_error(addr, now, p.classic_text(lang, "badtext"))
-        return self._publish("message", name, text, wall, exclude=addr)
+        return self._publish("message", name, text, exclude=addr)
 
     # ------------------------------------------------------------------ v2 dialect
 
-    def _login(self, frame: p.Login, addr: Address, now: float, wall: float) -> list[Effect]:
+    def _login(self, frame: p.Login, addr: Address, now: float) -> list[Effect]:
         effects: list[Effect] = []
         current = self.registry.find_address(addr)
         if current is not None:
@@ -216,7 +237,7 @@ class Room:
             # A new login from an address in use: that client restarted; its old
             # session ends here rather than lingering until the idle timeout.
             self._drop_user(current)
-            effects += self._publish("quit", current.name, "", wall, exclude=addr)
+            effects += self._publish("quit", current.name, "", exclude=addr)
         name, why = p.check_name(frame.name)
         if why is None:
             holder = self.registry.get(p.name_key(name))
@@ -228,13 +249,14 @@ class Room:
             return [*effects, Send(p.encode(p.Refused(frame.nonce, why, text)), (addr,))]
         sid = self._resumable(frame.resume) or self._token()
         seqs = self._seqs_of(sid) if frame.resume else {}
-        session = Session(sid, frame.nonce, now, self._last_id, seqs)
+        base = self._last_id
+        session = Session(sid, frame.nonce, now, base, Outbox(base, base), seqs)
         user = User(name, p.name_key(name), addr, session)
         welcome = self._welcome(user, frame.nonce)
         self.registry.add(user)
         self._sessions[sid] = user
         effects.append(Send(p.encode(welcome), (addr,)))
-        return effects + self._publish("join", name, "", wall, exclude=None)
+        return effects + self._publish("join", name, "", exclude=None)
 
     def _welcome(self, user: User, nonce: str) -> p.Welcome:
         sess: Session = user.session
@@ -250,7 +272,7 @@ class Room:
     def _seqs_of(self, sid: str) -> dict[int, int]:
         return {e.seq: e.id for e in self._ring if e.session == sid and e.seq is not None}
 
-    def _v2(self, frame: p.ClientFrame, addr: Address, now: float, wall: float) -> list[Effect]:
+    def _v2(self, frame: p.ClientFrame, addr: Address, now: float) -> list[Effect]:
         sid = getattr(frame, "sid", "")
         user = self.registry.find_address(addr)
         if (
@@ -265,9 +287,9 @@ class Room:
         session.last_seen = now
         match frame:
             case p.Say(seq=seq, text=text):
-                return self._say(user, seq, text, addr, wall)
-            case p.Ack():
-                return []
+                return self._say(user, seq, text, addr)
+            case p.Ack(upto=upto):
+                return self._acked(user, min(upto, self._last_id))
             case p.Ping():
                 return [Send(p.encode(p.Pong(self._last_id)), (addr,))]
             case p.Pull(after=after, limit=limit):
@@ -278,11 +300,11 @@ class Room:
                 self._drop_user(user)
                 return [
                     Send(p.encode(p.Goodbye()), (addr,)),
-                    *self._publish("quit", user.name, "", wall, exclude=addr),
+                    *self._publish("quit", user.name, "", exclude=addr),
                 ]
         return []
 
-    def _say(self, user: User, seq: int, text: str, addr: Address, wall: float) -> list[Effect]:
+    def _say(self, user: User, seq: int, text: str, addr: Address) -> list[Effect]:
         seqs = user.session.seqs
         if seq in seqs:  # a retry: same answer, nothing stored twice
             self.stats["retries"] += 1
@@ -291,13 +313,33 @@ class Room:
             self.stats["drop.badtext"] += 1
             return [Send(p.encode(p.Error("badtext", "control characters are not allowed")),
                          (addr,))]
-        effects = self._publish("message", user.name, text, wall, exclude=None,
+        effects = self._publish("message", user.name, text, exclude=None,
                                 session=user.session.sid, seq=seq)
         seqs[seq] = self._last_id
         if len(seqs) > SEQ_MEMORY:
             del seqs[next(iter(seqs))]
         effects.append(Send(p.encode(p.Acked(seq, self._last_id)), (addr,)))
         return effects
+
+    def _acked(self, user: User, upto: int) -> list[Effect]:
+        outbox: Outbox = user.session.outbox
+        if not outbox.ack(upto, self._now):
+            return []
+        effects: list[Effect] = []
+        for event_id in outbox.catch_up(self._last_id):  # a held session catches up
+            event = self._from_ring(event_id)
+            if event is None:
+                break
+            outbox.pushed(event_id, self._now)
+            effects.append(Send(p.encode(p.EventFrame(event)), (user.address,)))
+        return effects
+
+    def _from_ring(self, event_id: int) -> Event | None:
+        ring = self._ring
+        if not ring:
+            return None
+        index = event_id - ring[0].id  # ids in the ring are contiguous
+        return ring[index] if 0 <= index < len(ring) else None
 
     def _pull(self, after: int, limit: int, addr: Address) -> list[Effect]:
         ring = self._ring
@@ -328,7 +370,6 @@ class Room:
         kind: EventKind,
         name: str,
         text: str,
-        wall: float,
         *,
         exclude: Address | None,
         session: str | None = None,
@@ -337,13 +378,18 @@ class Room:
         """Store a new event and fan it out: classic users other than ``exclude``
         get the course's line; every v2 session gets the EV frame."""
         self._last_id += 1
-        event = Event(self._last_id, kind, name, text, wall, session, seq)
+        event_id = self._last_id
+        event = Event(event_id, kind, name, text, self._wall, session, seq)
         self._ring.append(event)
         classic: list[Address] = []
         v2: list[Address] = []
+        now = self._now
         for u in self.registry:
             if u.session is not None:
-                v2.append(u.address)
+                outbox: Outbox = u.session.outbox
+                if outbox.can_push(event_id):  # else held: it catches up on its acks
+                    outbox.pushed(event_id, now)
+                    v2.append(u.address)
             elif u.address != exclude:
                 classic.append(u.address)
         effects: list[Effect] = [Store(event)]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol, TextIO
 
+from chatroom import control
 from chatroom import protocol as p
 from chatroom.events import Event
 from chatroom.room import Effect, Room, Send, Store
@@ -32,8 +33,8 @@ log = logging.getLogger("chatroom.server")
 
 #: Most datagrams handled before a commit; bounds the latency a batch adds.
 BATCH: int = 256
-#: How often idle sessions are checked.
-TICK: float = 1.0
+#: How often the room's timers run (retransmissions; idle checks once a second).
+TICK: float = 0.1
 #: Socket buffers: a burst of a few thousand datagrams should queue, not drop.
 SOCKET_BUFFER: int = 4 * 1024 * 1024
 
@@ -78,6 +79,7 @@ class Server:
         sink: EventSink,
         *,
         console: TextIO | None = None,
+        control: socket.socket | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -85,6 +87,7 @@ class Server:
         self.sock = sock
         self.sink = sink
         self.console = console
+        self.control = control
         self._clock = clock
         self._wall = wall
         self._stopping = False
@@ -118,6 +121,8 @@ class Server:
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         if self.console is not None:
             self._sel.register(self.console, selectors.EVENT_READ, "console")
+        if self.control is not None:
+            self._sel.register(self.control, selectors.EVENT_READ, "control")
         next_tick = self._clock() + TICK
         try:
             while not self._stopping:
@@ -127,6 +132,8 @@ class Server:
                         self._drain()
                     elif key.data == "console":
                         self._console_line()
+                    elif key.data == "control":
+                        self._control_request()
                     else:
                         with contextlib.suppress(OSError):
                             os.read(self._wake_r, 512)
@@ -134,7 +141,7 @@ class Server:
                 if now >= next_tick:
                     next_tick = now + TICK
                     self._apply(self.room.on_timer(now, self._wall()))
-            self._apply(self.room.shutdown(self._wall()))
+            self._apply(self.room.shutdown(self._clock(), self._wall()))
         finally:
             self._sel.close()
             os.close(self._wake_r)
@@ -164,7 +171,32 @@ class Server:
             self._sel.unregister(self.console)
             self.console = None
             return
-        self._apply(self.room.announce(line, self._wall()))
+        self._apply(self.room.announce(line, self._clock(), self._wall()))
+
+    def _control_request(self) -> None:
+        """One request on the local control socket (``chatroom announce``)."""
+        assert self.control is not None
+        try:
+            conn, _ = self.control.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        with conn:
+            try:
+                if control.peer_uid(conn) != os.getuid():
+                    conn.sendall(b"ERR not the server's user\n")
+                    return
+                verb, _, text = control.read_request(conn).partition(" ")
+                if verb != "ANNOUNCE":
+                    conn.sendall(b"ERR unknown request\n")
+                    return
+                effects = self.room.announce(text, self._clock(), self._wall())
+                if not effects:
+                    conn.sendall(b"ERR empty text or control characters\n")
+                    return
+                self._apply(effects)
+                conn.sendall(f"OK {len(self.room.registry)}\n".encode())
+            except OSError as exc:
+                log.warning("control request failed: %s", exc)
 
     def _apply(self, effects: list[Effect]) -> None:
         """Commit the batch's events, then send: never show what is not stored."""

@@ -102,8 +102,7 @@ def test_zh_wording_matches_the_course() -> None:
     h.send(B, "Q 小红")
     assert h.take(B) == [b"OK", b"EXIT"]
     assert h.take(A) == ["小红退出了聊天室".encode()]
-    h.room.announce("开会了", 0.0)
-    h._apply(h.room.announce("明天放假", 0.0))
+    h._apply(h.room.announce("明天放假", h.now, 0.0))
     assert h.take(A) == ["管理员消息: 明天放假".encode()]
 
 
@@ -170,7 +169,7 @@ def test_announcement_reaches_everyone(h: Harness) -> None:
     h.send(A, "L alice")
     h.send(B, "L bob")
     h.take(A), h.take(B)
-    h._apply(h.room.announce("  server   restarts soon \n", 5.0))
+    h._apply(h.room.announce("  server   restarts soon \n", h.now, 5.0))
     assert h.take(A) == h.take(B) == [b"[announcement] server restarts soon"]
     assert h.stored[-1].event.kind == "announce" and h.stored[-1].event.name == ""
 
@@ -266,7 +265,7 @@ def test_v2_ids_are_contiguous_per_session(h: Harness) -> None:
     h.send(B, "L bob")
     h.send(B, "C bob one")
     h.send(A, f"v2 SAY {sid} 1 two")
-    h._apply(h.room.announce("three", 0.0))
+    h._apply(h.room.announce("three", h.now, 0.0))
     h.send(B, "Q bob")
     ids = [f.event.id for f in map(p.parse_server, h.take(A)) if isinstance(f, p.EventFrame)]
     assert ids == list(range(1, 7))

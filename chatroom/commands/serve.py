@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 
 import click
 
+from chatroom import control
 from chatroom.commands.options import db_option, host_option, port_option
 from chatroom.registry import REGISTRY_KINDS, make_registry
 from chatroom.room import Room, RoomConfig
@@ -83,7 +85,11 @@ def serve(
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise click.ClickException(f"cannot listen on udp://{host}:{port}: {reason}") from exc
-        server = Server(room, sock, store, console=console_stream())
+        try:
+            ctl = control.listen(server_port(sock))
+        except (OSError, control.ControlError) as exc:
+            raise click.ClickException(f"cannot open the control socket: {exc}") from exc
+        server = Server(room, sock, store, console=console_stream(), control=ctl)
         server.install_signal_handlers()
         bound_host, bound_port = server.address
         click.echo(
@@ -93,11 +99,18 @@ def serve(
         if server.console is not None:
             click.echo("Type a line and press Enter to broadcast an announcement; Ctrl-C stops.")
         sys.stdout.flush()
-        with sock:
-            server.serve_forever()
+        with sock, ctl:
+            try:
+                server.serve_forever()
+            finally:
+                control.control_path(bound_port).unlink(missing_ok=True)
         click.echo("chatroom: stopped")
     finally:
         store.close()
+
+
+def server_port(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
 
 
 def _display(url: str) -> str:

@@ -1,0 +1,91 @@
+"""Per-session reliable delivery state on the server: window, acks, retransmission.
+
+Pure: times come in as arguments. The room owns one ``Outbox`` per v2 session.
+Events are pushed live while fewer than ``WINDOW`` are unacknowledged; beyond
+that the session is *held* and catches up from the room's ring as acks arrive,
+so a slow or dead client never makes the server queue without bound.
+Unacknowledged events are retransmitted after an RFC 6298 retransmission timeout
+(SRTT/RTTVAR with alpha 1/8, beta 1/4, K = 4, Karn's rule: no samples from
+retransmitted events, exponential back-off on each expiry).
+
+The clamp is [0.2 s, 4 s] rather than RFC 6298's 1 s minimum: on a LAN or
+loopback a chat line should not wait a full second for its retransmission, and
+our client acknowledges within 0.2 s anyway (that delay is part of every sample).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+WINDOW: Final = 64
+RTO_INITIAL: Final = 1.0
+RTO_MIN: Final = 0.2
+RTO_MAX: Final = 4.0
+#: Most events retransmitted per expiry (the oldest ones; the client pulls the rest).
+BURST: Final = 8
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What one v2 session has been sent and has acknowledged."""
+
+    acked: int
+    sent_upto: int
+    #: First-transmission time of each unacked id; None once retransmitted (Karn).
+    sent_at: dict[int, float | None] = field(default_factory=dict)
+    srtt: float | None = None
+    rttvar: float = 0.0
+    rto: float = RTO_INITIAL
+    #: When the oldest unacked event is due for retransmission (None: nothing due).
+    deadline: float | None = None
+
+    def can_push(self, event_id: int) -> bool:
+        """True when ``event_id`` is the next in sequence and fits the window."""
+        return event_id == self.sent_upto + 1 and event_id - self.acked <= WINDOW
+
+    def pushed(self, event_id: int, now: float) -> None:
+        self.sent_upto = event_id
+        self.sent_at[event_id] = now
+        if self.deadline is None:
+            self.deadline = now + self.rto
+
+    def ack(self, upto: int, now: float) -> bool:
+        """A cumulative ack. Returns True when it advanced (the window opened)."""
+        if upto <= self.acked:
+            return False
+        sample: float | None = None
+        for event_id in range(self.acked + 1, min(upto, self.sent_upto) + 1):
+            sent = self.sent_at.pop(event_id, None)
+            if sent is not None:
+                sample = now - sent  # the newest first-transmission sample wins
+        self.acked = upto
+        self.sent_upto = max(self.sent_upto, upto)
+        if sample is not None:
+            self._sample(sample)
+        self.deadline = now + self.rto if self.sent_at else None
+        return True
+
+    def _sample(self, rtt: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.rto = min(RTO_MAX, max(RTO_MIN, self.srtt + 4 * self.rttvar))
+
+    def expired(self, now: float) -> list[int]:
+        """Ids to retransmit now (oldest first), backing the timer off."""
+        if self.deadline is None or now < self.deadline:
+            return []
+        due = sorted(self.sent_at)[:BURST]
+        for event_id in due:
+            self.sent_at[event_id] = None
+        self.rto = min(RTO_MAX, self.rto * 2)
+        self.deadline = now + self.rto if self.sent_at else None
+        return due
+
+    def catch_up(self, last_id: int) -> range:
+        """Ids a held session may be sent now that its window has room."""
+        stop = min(last_id, self.acked + WINDOW)
+        return range(self.sent_upto + 1, stop + 1)

@@ -1,0 +1,83 @@
+"""Retransmission timer, window and catch-up, with an explicit clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatroom import protocol as p
+from chatroom.delivery import BURST, RTO_INITIAL, RTO_MAX, RTO_MIN, WINDOW, Outbox
+from tests.test_room import A, B, Harness
+
+
+def test_window_bounds_unacked_events() -> None:
+    box = Outbox(acked=10, sent_upto=10)
+    for event_id in range(11, 11 + WINDOW):
+        assert box.can_push(event_id)
+        box.pushed(event_id, 0.0)
+    assert not box.can_push(11 + WINDOW)
+    assert not box.can_push(13)  # never out of sequence
+    assert box.ack(20, 0.1)
+    assert list(box.catch_up(last_id=200)) == list(range(11 + WINDOW, 21 + WINDOW))
+
+
+def test_rto_follows_rfc6298_and_clamps() -> None:
+    box = Outbox(0, 0)
+    assert box.rto == RTO_INITIAL
+    box.pushed(1, 0.0)
+    box.ack(1, 0.1)  # first sample: srtt = 0.1, rttvar = 0.05 -> 0.1 + 4*0.05 = 0.3
+    assert box.srtt == pytest.approx(0.1)
+    assert box.rto == pytest.approx(0.3)
+    for i in range(2, 40):
+        box.pushed(i, float(i))
+        box.ack(i, i + 0.01)
+    assert box.rto == RTO_MIN  # a fast, steady path is clamped at the minimum
+
+
+def test_expiry_retransmits_oldest_and_backs_off() -> None:
+    box = Outbox(0, 0)
+    for i in range(1, 21):
+        box.pushed(i, 0.0)
+    assert box.expired(RTO_INITIAL - 0.01) == []
+    assert box.expired(RTO_INITIAL) == list(range(1, BURST + 1))
+    assert box.rto == 2 * RTO_INITIAL
+    for _ in range(10):
+        box.expired(1e6)
+    assert box.rto == RTO_MAX
+
+
+def test_karn_no_sample_from_retransmitted_events() -> None:
+    box = Outbox(0, 0)
+    box.pushed(1, 0.0)
+    box.expired(5.0)
+    box.ack(1, 9.0)  # ambiguous: sent at 0 and at 5
+    assert box.srtt is None
+    assert box.deadline is None
+
+
+def _event_ids(data: list[bytes]) -> list[int]:
+    return [f.event.id for f in map(p.parse_server, data) if isinstance(f, p.EventFrame)]
+
+
+def test_room_retransmits_unacked_events() -> None:
+    h = Harness("indexed")
+    sid = h.v2_login(A, "alice")
+    h.send(B, "L bob")
+    h.send(B, "C bob are you there")
+    assert _event_ids(h.take(A)) == [2, 3]
+    h.tick(RTO_INITIAL + 0.01)
+    assert _event_ids(h.take(A)) == [1, 2, 3]  # nothing acked yet: all resent
+    h.send(A, f"v2 ACK {sid} 3")
+    h.tick(10)
+    assert _event_ids(h.take(A)) == []
+
+
+def test_room_holds_a_silent_client_and_catches_it_up() -> None:
+    h = Harness("indexed", idle_timeout=1000.0)
+    sid = h.v2_login(A, "alice")
+    h.send(B, "L bob")
+    for i in range(200):
+        h.send(B, f"C bob m{i}")
+    pushed = _event_ids(h.take(A))
+    assert pushed == list(range(2, WINDOW + 1))  # join (1) was taken at login
+    h.send(A, f"v2 ACK {sid} 40")
+    assert _event_ids(h.take(A)) == list(range(WINDOW + 1, 40 + WINDOW + 1))
