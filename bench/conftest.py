@@ -32,3 +32,10 @@ def sizes(full: tuple[int, ...], quick: tuple[int, ...]) -> tuple[int, ...]:
 def bench_quick() -> bool:
     """Whether this is a quick (CI smoke) run; for suites that prefer a fixture."""
     return QUICK
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: list[object], output_json: dict[str, object]
+) -> None:
+    """Mark quick runs in the JSON, so the report can say its numbers mean nothing."""
+    output_json["chatroom_quick"] = QUICK
