@@ -14,7 +14,7 @@ Parsing never raises on peer input: it returns a frame or a ``BadFrame`` saying 
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from chatroom.events import EVENT_KINDS, Event, EventKind
@@ -27,6 +27,9 @@ MAX_DATAGRAM: Final = 1200
 MAX_NAME: Final = 32
 #: The prefix that makes a v2 frame; never a valid classic verb.
 V2_PREFIX: Final = b"v2 "
+#: A LOGIN without a cookie must be at least this long (the client pads it), so
+#: that the COOKIE answer is well under 3x what the unvalidated address sent.
+LOGIN_MIN: Final = 256
 #: A name the operator's messages are stored under; no user can take it.
 OPERATOR_NAME: Final = "*"
 
@@ -69,13 +72,17 @@ class ClassicQuit:
 
 @dataclass(frozen=True, slots=True)
 class Login:
-    """``v2 LOGIN nonce name [resume]``: ``nonce`` matches answers to retries;
-    ``resume`` is the session id of an earlier session the client wants back
-    (after a server restart), or ``-``."""
+    """``v2 LOGIN nonce name resume cookie padding``: ``nonce`` matches answers to
+    retries; ``resume`` is the session id of an earlier session the client wants
+    back (after a server restart) or ``-``; ``cookie`` echoes the server's COOKIE
+    (``-`` on the first try). Encoded padded to at least LOGIN_MIN bytes."""
 
     nonce: str
     name: str
     resume: str | None = None
+    cookie: str | None = None
+    #: Length of the datagram it was parsed from (anti-amplification needs it).
+    size: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +140,22 @@ ClientFrame = ClassicLogin | ClassicChat | ClassicQuit | Login | Say | Ack | Pul
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """``v2 WELCOME nonce sid idle_timeout last_id``."""
+    """``v2 WELCOME nonce sid idle_timeout last_id rate``; ``rate`` is the
+    server's message rate limit ``BURST/PER_SECOND`` or ``off``."""
 
     nonce: str
     sid: str
     idle_timeout: float
     last_id: int
+    rate: str = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Cookie:
+    """``v2 COOKIE nonce cookie``: echo this in LOGIN to prove the address."""
+
+    nonce: str
+    cookie: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +218,9 @@ class Goodbye:
     """``v2 BYE``: the answer to Bye (the v2 form of classic ``EXIT``)."""
 
 
-ServerFrame = Welcome | Refused | EventFrame | Acked | Pong | Users | Gone | Error | Goodbye
+ServerFrame = (
+    Welcome | Cookie | Refused | EventFrame | Acked | Pong | Users | Gone | Error | Goodbye
+)
 
 # --------------------------------------------------------------------------- text rules
 
@@ -315,9 +334,11 @@ def _parse_v2(text: str) -> ClientFrame | BadFrame:
     parts = rest.split(" ")
     try:
         match verb:
-            case "LOGIN" if 2 <= len(parts) <= 3 and parts[0] and parts[1]:
-                resume = parts[2] if len(parts) == 3 and parts[2] != "-" else None
-                return Login(parts[0], parts[1], resume)
+            case "LOGIN" if 2 <= len(parts) <= 5 and parts[0] and parts[1]:
+                resume = parts[2] if len(parts) > 2 and parts[2] not in ("-", "") else None
+                cookie = parts[3] if len(parts) > 3 and parts[3] not in ("-", "") else None
+                size = len(text.encode()) + len(V2_PREFIX)
+                return Login(parts[0], parts[1], resume, cookie, size)
             case "SAY":
                 sid, seq_s, msg = rest.split(" ", 2)
                 seq = _int(seq_s)
@@ -355,8 +376,10 @@ def encode(frame: ServerFrame) -> bytes:
             body = f"EV {e.id} {round(e.created_at * 1000)} {e.kind} {name} {e.text}"
         case Acked(seq=seq, id=id_):
             body = f"ACKED {seq} {id_}"
-        case Welcome(nonce=nonce, sid=sid, idle_timeout=t, last_id=last):
-            body = f"WELCOME {nonce} {sid} {t:g} {last}"
+        case Welcome(nonce=nonce, sid=sid, idle_timeout=t, last_id=last, rate=rate):
+            body = f"WELCOME {nonce} {sid} {t:g} {last} {rate}"
+        case Cookie(nonce=nonce, cookie=cookie):
+            body = f"COOKIE {nonce} {cookie}"
         case Refused(nonce=nonce, code=code, text=text):
             body = f"REFUSED {nonce} {code} {text}"
         case Pong(last_id=last):
@@ -381,8 +404,9 @@ def encode_client(frame: ClientFrame) -> bytes:
             return f"C {n} {t}".encode()
         case ClassicQuit(name=n):
             return f"Q {n}".encode()
-        case Login(nonce=nonce, name=n, resume=r):
-            return V2_PREFIX + f"LOGIN {nonce} {n} {r or '-'}".encode()
+        case Login(nonce=nonce, name=n, resume=r, cookie=c):
+            raw = V2_PREFIX + f"LOGIN {nonce} {n} {r or '-'} {c or '-'} ".encode()
+            return raw + b"." * max(1, LOGIN_MIN - len(raw))
         case Say(sid=sid, seq=seq, text=t):
             return V2_PREFIX + f"SAY {sid} {seq} {t}".encode()
         case Ack(sid=sid, upto=upto):
@@ -419,8 +443,11 @@ def parse_server(data: bytes) -> ServerFrame | BadFrame:
                 seq_s, id_s = rest.split(" ")
                 return Acked(int(seq_s), int(id_s))
             case "WELCOME":
-                nonce, sid, t, last = rest.split(" ")
-                return Welcome(nonce, sid, float(t), int(last))
+                nonce, sid, t, last, rate = rest.split(" ")
+                return Welcome(nonce, sid, float(t), int(last), rate)
+            case "COOKIE":
+                nonce, cookie = rest.split(" ")
+                return Cookie(nonce, cookie)
             case "REFUSED":
                 nonce, code, msg = rest.split(" ", 2)
                 return Refused(nonce, code, msg)
@@ -457,6 +484,9 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "notyou": "ERR not logged in as {name} from this address",
         "unknown": "ERR not logged in (send L name first)",
         "badtext": "ERR control characters are not allowed",
+        "slowdown": "ERR slow down: too many messages",
+        "ratelimited": "too many logins from your address; try again shortly",
+        "full": "too many sessions from your address",
         "shutdown": "[announcement] server shutting down",
     },
     "zh": {
@@ -472,6 +502,9 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "notyou": "ERR 此地址未以 {name} 登录",
         "unknown": "ERR 尚未登录 (请先发送 L 用户名)",
         "badtext": "ERR 消息不能包含控制字符",
+        "slowdown": "ERR 发言太快, 请稍后再试",
+        "ratelimited": "该地址登录过于频繁, 请稍后再试",
+        "full": "该地址的会话数已达上限",
         "shutdown": "管理员消息: 服务器即将关闭",
     },
 }

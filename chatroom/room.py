@@ -20,14 +20,21 @@ import ipaddress
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from chatroom import protocol as p
+from chatroom.cookies import CookieJar
 from chatroom.delivery import Outbox
 from chatroom.events import Event, EventKind
+from chatroom.ratelimit import Bucket, Rate
 from chatroom.registry import Address, Registry, User
 
 ClassicPolicy = Literal["loopback", "any", "off"]
+
+#: A chat pace: five lines at once, one a second after that.
+DEFAULT_RATE: Final = Rate(5, 1)
+#: Validated logins per source IP: room for a family behind one NAT.
+DEFAULT_LOGIN_RATE: Final = Rate(10, 1)
 
 #: How many (seq -> id) answers a session remembers for idempotent retries.
 SEQ_MEMORY: Final = 1024
@@ -66,6 +73,7 @@ class Session:
     #: The newest event id before this session's own join (what WELCOME said).
     base_id: int
     outbox: Outbox
+    bucket: Bucket | None
     seqs: dict[int, int] = field(default_factory=dict)
 
 
@@ -75,6 +83,14 @@ class RoomConfig:
     classic: ClassicPolicy = "loopback"
     idle_timeout: float = 60.0
     ring_size: int = 10_000
+    #: Require the stateless cookie round trip before a v2 login (anti-spoofing).
+    validate_addresses: bool = True
+    #: Per-session message rate (None: off).
+    rate: Rate | None = DEFAULT_RATE
+    #: Most v2 sessions from one IP address (0: unlimited).
+    max_sessions_per_ip: int = 16
+    #: Validated logins per source IP (None: off).
+    login_rate: Rate | None = DEFAULT_LOGIN_RATE
 
 
 def is_loopback(addr: Address) -> bool:
@@ -105,6 +121,10 @@ class Room:
         self._sessions: dict[str, User] = {}
         self._last_error: dict[Address, float] = {}
         self._next_idle_check = 0.0
+        self._cookies = CookieJar(lambda: bytes.fromhex(token() + token()))
+        self._classic_buckets: dict[Address, Bucket] = {}
+        self._login_buckets: dict[str, Bucket] = {}
+        self._per_ip: Counter[str] = Counter()
         # The time of the input being handled; set at every public entry point so
         # that helpers need not thread it through.
         self._now = 0.0
@@ -170,6 +190,10 @@ class Room:
             effects += self._publish("timeout", user.name, "", exclude=None)
         if len(self._last_error) > 4096:
             self._last_error = {a: t for a, t in self._last_error.items() if t > now - 2}
+        if len(self._login_buckets) > 4096:
+            self._login_buckets = {
+                ip: b for ip, b in self._login_buckets.items() if now - b.at < 60
+            }
         return effects
 
     def shutdown(self, now: float, wall: float) -> list[Effect]:
@@ -222,6 +246,9 @@ class Room:
         if p.bad_text_char(text) is not None:
             self.stats["drop.badtext"] += 1
             return self._reply_error(addr, now, p.classic_text(lang, "badtext"))
+        if not self._allowed(self._classic_buckets, addr, self.config.rate, now):
+            self.stats["drop.ratelimited"] += 1
+            return self._reply_error(addr, now, p.classic_text(lang, "slowdown"))
         return self._publish("message", name, text, exclude=addr)
 
     # ------------------------------------------------------------------ v2 dialect
@@ -234,6 +261,25 @@ class Room:
             if sess is not None and sess.nonce == frame.nonce and current.name == frame.name:
                 sess.last_seen = now  # the WELCOME was lost: answer the retry the same way
                 return [Send(p.encode(self._welcome(current, frame.nonce)), (addr,))]
+        if self.config.validate_addresses:
+            key = p.name_key(frame.name)
+            if frame.cookie is None or not self._cookies.check(
+                frame.cookie, addr, key, frame.nonce, now
+            ):
+                # Unvalidated: the only answer is a small cookie, and only to a
+                # padded request (<= 3x amplification); nothing is kept.
+                if frame.size < p.LOGIN_MIN:
+                    self.stats["drop.short_login"] += 1
+                    return []
+                self.stats["cookies"] += 1
+                cookie = self._cookies.mint(addr, key, frame.nonce, now)
+                return [Send(p.encode(p.Cookie(frame.nonce, cookie)), (addr,))]
+        refusal = self._login_limits(addr, current, now)
+        if refusal is not None:
+            self.stats[f"refused.{refusal}"] += 1
+            text = p.classic_text(self.config.lang, refusal).decode()
+            return [Send(p.encode(p.Refused(frame.nonce, refusal, text)), (addr,))]
+        if current is not None:
             # A new login from an address in use: that client restarted; its old
             # session ends here rather than lingering until the idle timeout.
             self._drop_user(current)
@@ -250,17 +296,42 @@ class Room:
         sid = self._resumable(frame.resume) or self._token()
         seqs = self._seqs_of(sid) if frame.resume else {}
         base = self._last_id
-        session = Session(sid, frame.nonce, now, base, Outbox(base, base), seqs)
+        rate = self.config.rate
+        bucket = Bucket.full(rate, now) if rate is not None else None
+        session = Session(sid, frame.nonce, now, base, Outbox(base, base), bucket, seqs)
         user = User(name, p.name_key(name), addr, session)
         welcome = self._welcome(user, frame.nonce)
         self.registry.add(user)
         self._sessions[sid] = user
+        self._per_ip[addr[0]] += 1
         effects.append(Send(p.encode(welcome), (addr,)))
         return effects + self._publish("join", name, "", exclude=None)
 
     def _welcome(self, user: User, nonce: str) -> p.Welcome:
         sess: Session = user.session
-        return p.Welcome(nonce, sess.sid, self.config.idle_timeout, sess.base_id)
+        rate = str(self.config.rate) if self.config.rate is not None else "off"
+        return p.Welcome(nonce, sess.sid, self.config.idle_timeout, sess.base_id, rate)
+
+    def _login_limits(self, addr: Address, current: User | None, now: float) -> str | None:
+        """Why a validated login from ``addr`` is refused, if it is."""
+        if not self._allowed(self._login_buckets, addr[0], self.config.login_rate, now):
+            return "ratelimited"
+        limit = self.config.max_sessions_per_ip
+        in_use = self._per_ip[addr[0]] - (current is not None and current.session is not None)
+        if limit and in_use >= limit:
+            return "full"
+        return None
+
+    @staticmethod
+    def _allowed(
+        buckets: dict[Any, Bucket], key: object, rate: Rate | None, now: float
+    ) -> bool:
+        if rate is None:
+            return True
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = Bucket.full(rate, now)
+        return bucket.take(now)
 
     def _resumable(self, sid: str | None) -> str | None:
         """An earlier session id may be taken back (after a server restart) when no
@@ -313,6 +384,12 @@ class Room:
             self.stats["drop.badtext"] += 1
             return [Send(p.encode(p.Error("badtext", "control characters are not allowed")),
                          (addr,))]
+        bucket = user.session.bucket
+        if bucket is not None and not bucket.take(self._now):
+            # Not acknowledged: the client retries later and nothing is lost.
+            self.stats["drop.ratelimited"] += 1
+            err = p.Error("slowdown", f"rate limit {self.config.rate} messages/s")
+            return self._reply_error(addr, self._now, p.encode(err))
         effects = self._publish("message", user.name, text, exclude=None,
                                 session=user.session.sid, seq=seq)
         seqs[seq] = self._last_id
@@ -403,6 +480,12 @@ class Room:
         self.registry.remove(user.key)
         if user.session is not None:
             self._sessions.pop(user.session.sid, None)
+            ip = user.address[0]
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+        else:
+            self._classic_buckets.pop(user.address, None)
 
     def _bad(self, frame: p.BadFrame, addr: Address, now: float) -> list[Effect]:
         self.stats[f"drop.{frame.reason}"] += 1

@@ -72,7 +72,7 @@ def test_room_retransmits_unacked_events() -> None:
 
 
 def test_room_holds_a_silent_client_and_catches_it_up() -> None:
-    h = Harness("indexed", idle_timeout=1000.0)
+    h = Harness("indexed", idle_timeout=1000.0, rate=None)
     sid = h.v2_login(A, "alice")
     h.send(B, "L bob")
     for i in range(200):

@@ -17,8 +17,9 @@ CLIENT_TABLE: list[tuple[bytes, p.ClientFrame]] = [
     (b"C alice  two  spaces ", p.ClassicChat("alice", " two  spaces ")),
     ("C 小明 你好".encode(), p.ClassicChat("小明", "你好")),
     (b"Q alice", p.ClassicQuit("alice")),
-    (b"v2 LOGIN n1 alice -", p.Login("n1", "alice")),
-    (b"v2 LOGIN n1 alice 0123456789abcdef", p.Login("n1", "alice", "0123456789abcdef")),
+    (b"v2 LOGIN n1 alice - - ".ljust(p.LOGIN_MIN, b"."), p.Login("n1", "alice")),
+    (b"v2 LOGIN n1 alice 0123456789abcdef 12.ab ".ljust(p.LOGIN_MIN, b"."),
+     p.Login("n1", "alice", "0123456789abcdef", "12.ab")),
     (b"v2 SAY s1 7 hi there", p.Say("s1", 7, "hi there")),
     (b"v2 ACK s1 42", p.Ack("s1", 42)),
     (b"v2 PULL s1 10 32", p.Pull("s1", 10, 32)),
@@ -34,8 +35,9 @@ SERVER_TABLE: list[tuple[bytes, p.ServerFrame]] = [
     (b"v2 EV 7 1700000000000 announce * tea is ready",
      p.EventFrame(Event(7, "announce", "", "tea is ready", 1700000000.0))),
     (b"v2 ACKED 3 17", p.Acked(3, 17)),
-    (b"v2 WELCOME n1 abcd 60 12", p.Welcome("n1", "abcd", 60.0, 12)),
-    (b"v2 WELCOME n1 abcd 0.5 0", p.Welcome("n1", "abcd", 0.5, 0)),
+    (b"v2 WELCOME n1 abcd 60 12 5/1", p.Welcome("n1", "abcd", 60.0, 12, "5/1")),
+    (b"v2 WELCOME n1 abcd 0.5 0 off", p.Welcome("n1", "abcd", 0.5, 0, "off")),
+    (b"v2 COOKIE n1 17.00ff", p.Cookie("n1", "17.00ff")),
     (b"v2 REFUSED n1 taken name already taken", p.Refused("n1", "taken", "name already taken")),
     (b"v2 PONG 12", p.Pong(12)),
     (b"v2 USERS 2 alice bob", p.Users(2, ("alice", "bob"))),
@@ -95,6 +97,15 @@ def test_bad_input_is_a_typed_error(wire: bytes, reason: str) -> None:
     frame = p.parse(wire)
     assert isinstance(frame, p.BadFrame)
     assert frame.reason == reason
+
+
+def test_login_is_padded_and_its_size_recorded() -> None:
+    wire = p.encode_client(p.Login("n1", "alice"))
+    assert len(wire) == p.LOGIN_MIN
+    frame = p.parse(wire)
+    assert isinstance(frame, p.Login) and frame.size == p.LOGIN_MIN
+    short = p.parse(b"v2 LOGIN n1 alice -")
+    assert isinstance(short, p.Login) and short.size == 19
 
 
 def test_v2_bad_frames_are_marked_v2() -> None:

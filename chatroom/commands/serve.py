@@ -10,9 +10,26 @@ import click
 
 from chatroom import control
 from chatroom.commands.options import db_option, host_option, port_option
+from chatroom.ratelimit import Rate
 from chatroom.registry import REGISTRY_KINDS, make_registry
-from chatroom.room import Room, RoomConfig
+from chatroom.room import DEFAULT_LOGIN_RATE, Room, RoomConfig
 from chatroom.server import Server, bind_udp, console_stream, new_token
+
+
+class RateType(click.ParamType["Rate | None", object]):
+    """``BURST/PER_SECOND`` or ``off``; a bad value is a usage error."""
+
+    name = "rate"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Rate | None:
+        if value is None or isinstance(value, Rate):
+            return value
+        try:
+            return Rate.parse(str(value))
+        except ValueError as exc:
+            self.fail(f"{value!r}: {exc}", param, ctx)
 
 
 @click.command()
@@ -42,6 +59,23 @@ from chatroom.server import Server, bind_udp, console_stream, new_token
     metavar="SECONDS",
     help="Evict a v2 client silent for this long (announced as timed out).",
 )
+@click.option(
+    "--rate-limit",
+    "rate_limit",
+    type=RateType(),
+    default="5/1",
+    show_default=True,
+    metavar="BURST/PER_SECOND|off",
+    help="Messages a user may send at once / per second after that; 'off' also lifts "
+    "the per-address login limit (for benchmarks).",
+)
+@click.option(
+    "--max-sessions-per-ip",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    help="Most v2 sessions from one IP address (0: unlimited).",
+)
 @db_option
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail to stderr.")
 def serve(
@@ -51,6 +85,8 @@ def serve(
     lang: str,
     classic: str,
     idle_timeout: float,
+    rate_limit: Rate | None,
+    max_sessions_per_ip: int,
     db: str | None,
     verbose: bool,
 ) -> None:
@@ -59,8 +95,9 @@ def serve(
     Lines typed at the server's terminal are broadcast as announcements.
     Ctrl-C (or SIGTERM) tells everyone and stops cleanly.
     """
-    from storage.config import resolve_url
     from storage.store import EventStore, StorageError
+
+    from storage.config import resolve_url
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -72,7 +109,14 @@ def serve(
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        config = RoomConfig(lang=lang, classic=classic, idle_timeout=idle_timeout)  # type: ignore[arg-type]
+        config = RoomConfig(
+            lang=lang,  # type: ignore[arg-type]
+            classic=classic,  # type: ignore[arg-type]
+            idle_timeout=idle_timeout,
+            rate=rate_limit,
+            login_rate=DEFAULT_LOGIN_RATE if rate_limit is not None else None,
+            max_sessions_per_ip=max_sessions_per_ip,
+        )
         room = Room(
             make_registry(registry),
             new_token,
