@@ -1,0 +1,85 @@
+"""What the client session asks its shell to do: plain values, no behaviour.
+
+The session (chatroom/client/session.py) returns a list of these for every input.
+``Transmit`` goes to the socket; everything else is for the screen (rendered by
+chatroom/client/render.py in the user's language) or for the shell's control flow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chatroom.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send this datagram to the server."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ShowEvent:
+    """Display one stored event. ``history``: it happened before we joined (or was
+    asked for with /history) and is shown dimmed and dated. ``own``: we sent it."""
+
+    event: Event
+    history: bool = False
+    own: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A line of the client's own (connection state, errors, help...), rendered from
+    the i18n catalog: ``key`` names the message, ``args`` fills it in."""
+
+    key: str
+    args: dict[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ShowUsers:
+    """The answer to /who."""
+
+    total: int
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineChanged:
+    """The set of names known to be online changed (for tab completion)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """The first WELCOME: the session is established."""
+
+    name: str
+    sid: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRefused:
+    """The server refused the name (first login only): ask for another."""
+
+    code: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoAnswer:
+    """The first login got no answer at all within the configured time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The session is over (after /quit): the shell may exit."""
+
+
+Output = (
+    Transmit | ShowEvent | Notice | ShowUsers | OnlineChanged | LoggedIn | LoginRefused
+    | NoAnswer | Finished
+)

@@ -1,0 +1,145 @@
+"""The client's unacknowledged messages: sequence numbers, window, pacing, retries.
+
+Each message gets the next sequence number and keeps it for life, so that any
+retransmission (also after logging in again with ``resume``) is stored once by
+the server. At most ``window`` messages are in flight; transmissions are paced
+by a token bucket mirroring the server's advertised rate limit (WELCOME's
+``BURST/PER_SECOND``; a SAY over the limit is not acknowledged, so pacing
+ourselves saves a retransmission timeout), and retransmitted on the RFC 6298
+timer of chatroom/client/rtt.py until ACKED or ``give_up_after``. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chatroom.client.rtt import RttEstimator
+
+
+@dataclass(slots=True)
+class Outgoing:
+    seq: int
+    text: str
+    created: float
+    sent_at: float | None = None
+    tries: int = 0
+    deadline: float = 0.0
+    rto: float = 0.0
+
+
+@dataclass(slots=True)
+class Pacer:
+    """A token bucket; ``None`` rate means unlimited."""
+
+    burst: float = 0.0
+    per_second: float = 0.0
+    tokens: float = 0.0
+    at: float = 0.0
+
+    @classmethod
+    def from_rate(cls, rate: str, now: float) -> Pacer | None:
+        """Parse WELCOME's ``BURST/PER_SECOND`` (or ``off``), a little under it so
+        that network jitter cannot push us over the server's bucket."""
+        burst_s, sep, per_s = rate.partition("/")
+        try:
+            burst, per = float(burst_s), float(per_s)
+        except ValueError:
+            return None  # "off", or nothing we understand: do not pace
+        if not sep or burst < 1 or per <= 0:
+            return None
+        burst = max(1.0, burst - 1)
+        return cls(burst, per * 0.95, burst, now)
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.per_second)
+        self.at = max(self.at, now)
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def ready_at(self) -> float:
+        """When the next token is there (tokens were last counted at ``at``)."""
+        return self.at + max(0.0, 1.0 - self.tokens) / self.per_second
+
+
+@dataclass(slots=True)
+class Outbox:
+    window: int = 4
+    give_up_after: float = 60.0
+    rtt: RttEstimator = field(default_factory=RttEstimator)
+    pacer: Pacer | None = None
+    items: dict[int, Outgoing] = field(default_factory=dict)
+    next_seq: int = 1
+    _blocked: bool = False
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, text: str, now: float) -> Outgoing:
+        item = Outgoing(self.next_seq, text, now)
+        self.items[item.seq] = item
+        self.next_seq += 1
+        return item
+
+    def due(self, now: float) -> tuple[list[Outgoing], list[Outgoing]]:
+        """(to transmit now, given up). Transmitting is recorded here."""
+        gave_up = [o for o in self.items.values() if now >= o.created + self.give_up_after]
+        for o in gave_up:
+            del self.items[o.seq]
+        send: list[Outgoing] = []
+        in_flight = sum(1 for o in self.items.values() if o.sent_at is not None)
+        self._blocked = False
+        for o in self.items.values():  # in seq order: dicts keep insertion order
+            if o.sent_at is None:
+                if in_flight >= self.window:
+                    break
+                rto = self.rtt.rto
+                in_flight += 1
+            elif now >= o.deadline:
+                rto = self.rtt.backoff(o.rto)
+            else:
+                continue
+            if self.pacer is not None and not self.pacer.take(now):
+                self._blocked = True
+                break
+            self._record(o, now, rto)
+            send.append(o)
+        return send, gave_up
+
+    def _record(self, o: Outgoing, now: float, rto: float) -> None:
+        o.sent_at = now
+        o.tries += 1
+        o.rto = rto
+        o.deadline = now + rto
+
+    def acked(self, seq: int, now: float) -> bool:
+        """An ACKED: True if it was ours and new."""
+        o = self.items.pop(seq, None)
+        if o is None:
+            return False
+        if o.tries == 1 and o.sent_at is not None:
+            self.rtt.sample(now - o.sent_at)  # Karn: only unambiguous samples
+        return True
+
+    def resend_now(self, now: float) -> None:
+        """The path is back: make everything in flight due at once, fresh timer."""
+        for o in self.items.values():
+            if o.sent_at is not None:
+                o.deadline = now
+                o.rto = self.rtt.rto / 2  # due() doubles it back
+
+    def deadline(self) -> float | None:
+        times = [o.created + self.give_up_after for o in self.items.values()]
+        times += [o.deadline for o in self.items.values() if o.sent_at is not None]
+        if self._blocked and self.pacer is not None:
+            times.append(self.pacer.ready_at())
+        return min(times) if times else None
+
+    def drain(self) -> list[Outgoing]:
+        items = list(self.items.values())
+        self.items.clear()
+        return items

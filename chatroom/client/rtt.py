@@ -1,0 +1,52 @@
+"""Retransmission timeout: the RFC 6298 estimator, with clamps suited to a chat.
+
+RFC 6298 sets a 1 s minimum RTO for TCP; over UDP on today's networks Linux's
+200 ms floor is the usual choice and keeps a lost message from stalling a
+conversation for a second. The maximum is clamped to 8 s (RFC 6298 allows 60 s),
+because the client also probes the path on its own (see session.py) and a user
+waiting longer than that wants to know. Samples follow Karn's rule: only from
+frames that were sent once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+ALPHA: Final = 1 / 8
+BETA: Final = 1 / 4
+K: Final = 4
+#: Clock granularity G of RFC 6298: our clock is monotonic in seconds (float).
+GRANULARITY: Final = 0.001
+
+
+@dataclass(slots=True)
+class RttEstimator:
+    initial: float = 1.0
+    minimum: float = 0.2
+    maximum: float = 8.0
+    srtt: float | None = None
+    rttvar: float = 0.0
+
+    @property
+    def rto(self) -> float:
+        if self.srtt is None:
+            return self.clamp(self.initial)
+        return self.clamp(self.srtt + max(GRANULARITY, K * self.rttvar))
+
+    def clamp(self, value: float) -> float:
+        return min(self.maximum, max(self.minimum, value))
+
+    def sample(self, rtt: float) -> None:
+        """Feed one round-trip time measured on a frame that was not retransmitted."""
+        rtt = max(0.0, rtt)
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - rtt)
+            self.srtt = (1 - ALPHA) * self.srtt + ALPHA * rtt
+
+    def backoff(self, rto: float) -> float:
+        """The next timeout after ``rto`` expired (exponential, clamped)."""
+        return self.clamp(rto * 2)

@@ -1,0 +1,226 @@
+"""The client's view of the room's event sequence: ordering, gaps and pulls.
+
+Event ids are contiguous and every v2 session receives every event, so the
+client always knows which ids it lacks. ``EventStream`` holds a reorder buffer,
+releases events strictly in id order, each exactly once, and decides when to
+PULL a missing range: at once for ranges the server told us about (WELCOME,
+a finished page), after ``gap_delay`` for a hole in the live stream (the missing
+datagram may merely be late), and again after a timeout if the answer is lost.
+
+``Scrollback`` fetches a range of *earlier* events for ``/history N`` and hands
+them over in one ordered batch once all of them have arrived.
+
+Both are pure: ``now`` is passed in, nothing is sent from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from chatroom.events import Event
+
+#: Most events the server answers to one PULL (room.MAX_PULL).
+PAGE: Final = 32
+#: Events buffered ahead of a hole; anything further is dropped and pulled later.
+MAX_BUFFER: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    after: int
+    limit: int
+
+
+@dataclass(slots=True)
+class _Outstanding:
+    upto: int
+    deadline: float
+    rto: float
+
+
+@dataclass(slots=True)
+class EventStream:
+    """``delivered``: every id <= it has been handed out. ``known_high``: the
+    highest id the server has shown to exist."""
+
+    delivered: int
+    known_high: int
+    gap_delay: float = 0.1
+    buffer: dict[int, Event] = field(default_factory=dict)
+    _gap_since: float | None = None
+    _pull: _Outstanding | None = None
+
+    @property
+    def behind(self) -> bool:
+        return self.delivered < self.known_high
+
+    def learn_high(self, last_id: int, now: float, *, immediate: bool = False) -> None:
+        """The server says events up to ``last_id`` exist."""
+        if last_id > self.known_high:
+            self.known_high = last_id
+        if self.behind and (immediate or self._gap_since is None):
+            self._gap_since = now - self.gap_delay if immediate else now
+
+    def receive(self, event: Event, now: float) -> list[Event]:
+        """Take one event; return those now deliverable, in id order (possibly none)."""
+        if event.id <= self.delivered or event.id in self.buffer:
+            return []  # a duplicate
+        if len(self.buffer) >= MAX_BUFFER:
+            return []  # too far ahead: it will be pulled when its turn comes
+        self.buffer[event.id] = event
+        self.known_high = max(self.known_high, event.id)
+        out = self._release()
+        if self.behind and self._gap_since is None:
+            self._gap_since = now
+        return out
+
+    def _release(self) -> list[Event]:
+        out: list[Event] = []
+        while (ev := self.buffer.pop(self.delivered + 1, None)) is not None:
+            out.append(ev)
+            self.delivered = ev.id
+        if self._pull is not None and self.delivered >= self._pull.upto:
+            self._pull = None
+            # The page arrived: fetch the next one right away.
+            self._gap_since = float("-inf") if self.behind else None
+        if not self.behind:
+            self._gap_since = None
+        return out
+
+    def skip_to(self, oldest: int) -> tuple[tuple[int, int] | None, list[Event]]:
+        """GONE: the server no longer keeps ids < ``oldest``. Returns the skipped
+        range (first, last) if any, and the events now deliverable."""
+        if self.delivered + 1 >= oldest:
+            return None, []
+        skipped = (self.delivered + 1, oldest - 1)
+        self.delivered = oldest - 1
+        for key in [k for k in self.buffer if k <= self.delivered]:
+            del self.buffer[key]
+        self._pull = None
+        self.known_high = max(self.known_high, self.delivered)
+        self._gap_since = float("-inf") if self.behind else None
+        return skipped, self._release()
+
+    def rebase(self, last_id: int) -> None:
+        """The server's history is not the one we followed (a different database):
+        start again from its newest id."""
+        self.delivered = self.known_high = last_id
+        self.buffer.clear()
+        self._pull = None
+        self._gap_since = None
+
+    def pull_due(self, now: float, rto: float) -> PullRequest | None:
+        """A PULL to send now, or None."""
+        if not self.behind:
+            self._pull = None
+            return None
+        if self._pull is not None:
+            if now < self._pull.deadline:
+                return None
+            rto = min(self._pull.rto * 2, 8.0)  # the answer was lost: back off
+        elif self._gap_since is None or now < self._gap_since + self.gap_delay:
+            return None
+        # Ask for the hole only, not for what the buffer already holds.
+        end = min(self.buffer, default=self.known_high + 1) - 1
+        limit = min(PAGE, end - self.delivered)
+        self._pull = _Outstanding(self.delivered + limit, now + rto, rto)
+        return PullRequest(self.delivered, limit)
+
+    def retry_now(self, now: float) -> None:
+        """The path came back: re-ask for whatever is outstanding at once."""
+        if self._pull is not None:
+            self._pull.deadline = now
+
+    def deadline(self) -> float | None:
+        if not self.behind:
+            return None
+        if self._pull is not None:
+            return self._pull.deadline
+        if self._gap_since is not None:
+            return self._gap_since + self.gap_delay
+        return None
+
+
+@dataclass(slots=True)
+class Scrollback:
+    """Fetches the ``count`` events before ``oldest_shown`` for /history."""
+
+    oldest_shown: int
+    lo: int = 0
+    hi: int = 0
+    active: bool = False
+    got: dict[int, Event] = field(default_factory=dict)
+    _pull: _Outstanding | None = None
+
+    def request(self, count: int) -> bool:
+        """Start fetching; False when there is nothing earlier to fetch."""
+        hi = self.oldest_shown - 1
+        if hi <= 0 or count <= 0:
+            return False
+        self.lo, self.hi = max(0, hi - count), hi
+        self.active = True
+        self.got.clear()
+        self._pull = None
+        return True
+
+    def wants(self, event: Event) -> bool:
+        return self.active and self.lo < event.id <= self.hi
+
+    def add(self, event: Event) -> list[Event] | None:
+        """Store one fetched event; return the whole ordered batch when complete."""
+        self.got[event.id] = event
+        first = self._first_missing()
+        if first is None:
+            return self._finish()
+        if self._pull is not None and first > self._pull.upto:
+            self._pull = None  # this page is complete: ask for the next at once
+        return None
+
+    def _finish(self) -> list[Event]:
+        batch = [self.got[i] for i in sorted(self.got)]
+        self.oldest_shown = self.lo + 1
+        self.active = False
+        self.got.clear()
+        self._pull = None
+        return batch
+
+    def skip_to(self, oldest: int) -> list[Event] | None:
+        """GONE: the earliest ids are not kept any more; narrow the range."""
+        if not self.active or self.lo + 1 >= oldest:
+            return None
+        self.lo = min(oldest - 1, self.hi)
+        self.got = {k: v for k, v in self.got.items() if k > self.lo}
+        self._pull = None
+        if self._first_missing() is None:
+            return self._finish()
+        return None
+
+    def _first_missing(self) -> int | None:
+        for i in range(self.lo + 1, self.hi + 1):
+            if i not in self.got:
+                return i
+        return None
+
+    def pull_due(self, now: float, rto: float) -> PullRequest | None:
+        if not self.active:
+            return None
+        if self._pull is not None:
+            if now < self._pull.deadline:
+                return None
+            rto = min(self._pull.rto * 2, 8.0)
+        first = self._first_missing()
+        if first is None:
+            return None
+        limit = min(PAGE, self.hi - first + 1)
+        self._pull = _Outstanding(first - 1 + limit, now + rto, rto)
+        return PullRequest(first - 1, limit)
+
+    def retry_now(self, now: float) -> None:
+        if self._pull is not None:
+            self._pull.deadline = now
+
+    def deadline(self) -> float | None:
+        if not self.active:
+            return None
+        return float("-inf") if self._pull is None else self._pull.deadline

@@ -1,0 +1,462 @@
+"""The client session state machine, driven by hand with an explicit clock.
+
+No sockets, no sleeps: server frames are built with chatroom.protocol and fed to
+``ClientSession.receive``; time moves only through ``tick(now)``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from chatroom import protocol as p
+from chatroom.client.effects import (
+    Finished,
+    LoggedIn,
+    LoginRefused,
+    NoAnswer,
+    Notice,
+    OnlineChanged,
+    Output,
+    ShowEvent,
+    ShowUsers,
+    Transmit,
+)
+from chatroom.client.session import ClientSession, SessionConfig, State
+from chatroom.events import Event, EventKind
+
+SID = "0123456789abcdef0123456789abcdef"
+
+
+def new_session(name: str = "alice", **config: float) -> ClientSession:
+    return ClientSession(name, random.Random(7), SessionConfig(**config))  # type: ignore[arg-type]
+
+
+def sent(outs: list[Output]) -> list[p.ClientFrame | p.BadFrame]:
+    return [p.parse(o.payload) for o in outs if isinstance(o, Transmit)]
+
+
+def shown(outs: list[Output]) -> list[ShowEvent]:
+    return [o for o in outs if isinstance(o, ShowEvent)]
+
+
+def notices(outs: list[Output]) -> list[str]:
+    return [o.key for o in outs if isinstance(o, Notice)]
+
+
+def ev(id_: int, kind: EventKind = "message", name: str = "bob", text: str = "hi") -> bytes:
+    return p.encode(p.EventFrame(Event(id_, kind, name, text, 1_700_000_000.0 + id_)))
+
+
+def login(
+    s: ClientSession, last_id: int = 0, now: float = 0.0, idle: float = 60.0
+) -> list[Output]:
+    out = s.login(s.name, now)
+    (frame,) = sent(out)
+    assert isinstance(frame, p.Login)
+    return s.receive(p.encode(p.Welcome(frame.nonce, SID, idle, last_id)), now + 0.01)
+
+
+def run(s: ClientSession, start: float, stop: float, step: float = 0.01) -> list[Output]:
+    out: list[Output] = []
+    t = start
+    while t <= stop:
+        out += s.tick(t)
+        t = round(t + step, 6)
+    return out
+
+
+# ---------------------------------------------------------------- login
+
+
+def test_login_sends_login_then_welcome_pulls_history_and_asks_who() -> None:
+    s = new_session(history=20)
+    out = s.login("alice", 0.0)
+    (frame,) = sent(out)
+    assert isinstance(frame, p.Login) and frame.name == "alice" and frame.resume is None
+    out = s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 100)), 0.05)
+    assert LoggedIn("alice", SID) in out
+    frames = sent(out)
+    assert p.Who(SID) in frames
+    assert p.Pull(SID, 80, 20) in frames
+    assert s.state is State.LIVE
+
+
+def test_history_zero_pulls_nothing() -> None:
+    s = new_session(history=0)
+    out = login(s, last_id=100)
+    assert not [f for f in sent(out) if isinstance(f, p.Pull)]
+
+
+def test_login_retried_with_same_nonce_and_backoff_then_no_answer() -> None:
+    s = new_session()
+    (first,) = sent(s.login("alice", 0.0))
+    out = run(s, 0.0, 3.5)
+    logins = [f for f in sent(out) if isinstance(f, p.Login)]
+    assert logins and all(f == first for f in logins)
+    assert 2 <= len(logins) <= 4  # 0.5, 1.5, 3.5 (backoff 0.5, 1, 2)
+    assert NoAnswer() in out
+    assert s.state is State.IDLE
+
+
+def test_lost_welcome_answered_again_is_taken_once() -> None:
+    s = new_session()
+    (frame,) = sent(s.login("alice", 0.0))
+    assert isinstance(frame, p.Login)
+    welcome = p.encode(p.Welcome(frame.nonce, SID, 60, 5))
+    first = s.receive(welcome, 0.6)
+    again = s.receive(welcome, 0.7)
+    assert LoggedIn("alice", SID) in first and again == []
+
+
+def test_refused_then_another_name() -> None:
+    s = new_session()
+    (frame,) = sent(s.login("alice", 0.0))
+    assert isinstance(frame, p.Login)
+    out = s.receive(p.encode(p.Refused(frame.nonce, "taken", "name already taken")), 0.1)
+    assert out == [LoginRefused("taken", "name already taken")]
+    assert s.tick(5.0) == []  # no retries, no NoAnswer
+    (frame2,) = sent(s.login("alicia", 5.0))
+    assert isinstance(frame2, p.Login) and frame2.name == "alicia"
+    assert frame2.nonce != frame.nonce
+
+
+def test_answers_to_another_nonce_are_ignored() -> None:
+    s = new_session()
+    s.login("alice", 0.0)
+    assert s.receive(p.encode(p.Welcome("feedface", SID, 60, 5)), 0.1) == []
+    assert s.receive(p.encode(p.Refused("feedface", "taken", "x")), 0.1) == []
+    assert s.state is State.LOGIN
+
+
+def test_event_overtaking_welcome_is_kept() -> None:
+    s = new_session(history=0)
+    (frame,) = sent(s.login("alice", 0.0))
+    assert isinstance(frame, p.Login)
+    assert s.receive(ev(6, "join", "alice", ""), 0.01) == []
+    out = s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 5)), 0.02)
+    assert [e.event.id for e in shown(out)] == [6]
+
+
+# ---------------------------------------------------------------- ordering, gaps, acks
+
+
+def test_reordered_and_duplicated_events_shown_once_in_order() -> None:
+    s = new_session(history=0)
+    login(s, last_id=10)
+    out: list[Output] = []
+    for i in (12, 11, 11, 14, 13, 12, 15, 14):
+        out += s.receive(ev(i), 0.1)
+    assert [e.event.id for e in shown(out)] == [11, 12, 13, 14, 15]
+    assert not any(e.history for e in shown(out))
+
+
+def test_gap_pulled_after_short_delay_not_before() -> None:
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=10)
+    out = s.receive(ev(11), 1.0) + s.receive(ev(14), 1.0)
+    assert [e.event.id for e in shown(out)] == [11]
+    assert not [f for f in sent(out + s.tick(1.05)) if isinstance(f, p.Pull)]
+    pulls = [f for f in sent(s.tick(1.11)) if isinstance(f, p.Pull)]
+    assert pulls == [p.Pull(SID, 11, 2)]  # the hole only
+    out = s.receive(ev(13), 1.12) + s.receive(ev(12), 1.12)
+    assert [e.event.id for e in shown(out)] == [12, 13, 14]
+
+
+def test_lost_pull_answer_is_pulled_again_with_backoff() -> None:
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=10)
+    s.receive(ev(13), 0.0)
+    out = run(s, 0.0, 4.0)
+    pulls = [f for f in sent(out) if isinstance(f, p.Pull)]
+    assert 2 <= len(pulls) <= 4 and all(f == p.Pull(SID, 10, 2) for f in pulls)
+
+
+def test_pages_of_32_until_caught_up() -> None:
+    s = new_session(history=100)
+    out = login(s, last_id=100)
+    assert p.Pull(SID, 0, 32) in sent(out)
+    page: list[Output] = []
+    for i in range(1, 33):
+        page += s.receive(ev(i), 0.1)
+    assert len(shown(page)) == 32 and all(e.history for e in shown(page))
+    assert p.Pull(SID, 32, 32) in sent(page + s.tick(0.1))
+
+
+def test_cumulative_ack_every_8_events_or_after_200ms() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    out: list[Output] = []
+    for i in range(1, 9):
+        out += s.receive(ev(i), 0.1)
+    assert [f for f in sent(out) if isinstance(f, p.Ack)] == [p.Ack(SID, 8)]
+    out = s.receive(ev(9), 0.2)
+    assert not [f for f in sent(out) if isinstance(f, p.Ack)]
+    assert not [f for f in sent(s.tick(0.3)) if isinstance(f, p.Ack)]
+    assert [f for f in sent(s.tick(0.41)) if isinstance(f, p.Ack)] == [p.Ack(SID, 9)]
+
+
+def test_pong_with_newer_id_pulls_the_lost_tail() -> None:
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=10)
+    s.receive(ev(11), 1.0)
+    s.receive(p.encode(p.Pong(13)), 1.0)
+    assert [f for f in sent(s.tick(1.2)) if isinstance(f, p.Pull)] == [p.Pull(SID, 11, 2)]
+
+
+def test_heartbeat_every_third_of_idle_timeout_jittered() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0, idle=60.0)
+    times = []
+    t = 0.0
+    while t < 100:
+        t = round(t + 0.5, 3)
+        for f in sent(s.tick(t)):
+            if isinstance(f, p.Ping):
+                times.append(t)
+                s.receive(p.encode(p.Pong(0)), t)
+    gaps = [b - a for a, b in zip([0.0, *times], times, strict=False)]
+    assert len(times) >= 4
+    assert all(14.9 <= g <= 20.6 for g in gaps), gaps
+
+
+def test_gone_skips_to_the_oldest_kept_event() -> None:
+    s = new_session(history=20)
+    out = login(s, last_id=50)
+    assert p.Pull(SID, 30, 20) in sent(out)
+    out = s.receive(p.encode(p.Gone(45)), 0.1)
+    assert [f for f in sent(out + s.tick(0.1)) if isinstance(f, p.Pull)] == [p.Pull(SID, 44, 6)]
+    assert "unavailable" not in notices(out)  # history we merely could not replay
+
+
+# ---------------------------------------------------------------- messages
+
+
+def test_say_retransmitted_with_backoff_until_acked_then_shown_own() -> None:
+    s = new_session(history=0)
+    login(s, last_id=3)
+    out = s.typed("hello there", 1.0)
+    assert sent(out) == [p.Say(SID, 1, "hello there")]
+    out = run(s, 1.0, 4.05)
+    says = [f for f in sent(out) if isinstance(f, p.Say)]
+    assert 1 <= len(says) <= 3 and all(f == p.Say(SID, 1, "hello there") for f in says)
+    assert s.receive(p.encode(p.Acked(1, 5)), 4.1) == []
+    out = s.receive(ev(4, "join", "alice", ""), 4.2) + s.receive(ev(5, name="alice"), 4.2)
+    assert [(e.event.id, e.own) for e in shown(out)] == [(4, False), (5, True)]
+    assert not [f for f in sent(run(s, 4.2, 10.0)) if isinstance(f, p.Say)]
+
+
+def test_say_given_up_after_a_while_and_user_told() -> None:
+    s = new_session(history=0, give_up_after=20.0)
+    login(s, last_id=0)
+    s.typed("anyone?", 0.0)
+    out = run(s, 0.0, 21.0, step=0.1)
+    assert "gave_up" in notices(out)
+    gave = [o for o in out if isinstance(o, Notice) and o.key == "gave_up"]
+    assert gave[0].args["text"] == "anyone?"
+    assert not [f for f in sent(run(s, 21.0, 30.0, step=0.5)) if isinstance(f, p.Say)]
+
+
+def test_window_limits_messages_in_flight() -> None:
+    s = new_session(history=0, window=2)
+    login(s, last_id=0)
+    out: list[Output] = []
+    for i in range(5):
+        out += s.typed(f"m{i}", 0.1)
+    assert [f.seq for f in sent(out) if isinstance(f, p.Say)] == [1, 2]
+    out = s.receive(p.encode(p.Acked(1, 1)), 0.2)
+    assert [f.seq for f in sent(out) if isinstance(f, p.Say)] == [3]
+
+
+def test_duplicate_acked_is_harmless() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.typed("x", 0.0)
+    s.receive(p.encode(p.Acked(1, 1)), 0.1)
+    assert s.receive(p.encode(p.Acked(1, 1)), 0.1) == []
+
+
+def test_message_over_the_limit_refused_locally_at_the_limit_accepted() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    limit = s.max_text_bytes()
+    assert 1100 < limit < 1200
+    out = s.typed("x" * (limit + 1), 0.0)
+    assert sent(out) == [] and notices(out) == ["too_long"]
+    (notice,) = [o for o in out if isinstance(o, Notice)]
+    assert notice.args == {"size": limit + 1, "limit": limit}
+    out = s.typed("é" * (limit // 2 + 1), 0.0)  # 2 bytes each: over by bytes, not chars
+    assert notices(out) == ["too_long"]
+    (frame,) = [o for o in s.typed("y" * limit, 0.0) if isinstance(o, Transmit)]
+    assert len(frame.payload) <= p.MAX_DATAGRAM
+
+
+def test_control_characters_refused_locally() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    out = s.typed("evil \x1b[2J", 0.0)
+    assert sent(out) == [] and notices(out) == ["control_chars"]
+
+
+def test_commands() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    assert sent(s.typed("/me waves", 0.0)) == [p.Say(SID, 1, "/me waves")]
+    assert notices(s.typed("/help", 0.0)) == ["help"]
+    assert notices(s.typed("/frobnicate", 0.0)) == ["unknown_command"]
+    assert notices(s.typed("/history lots", 0.0)) == ["usage"]
+    assert notices(s.typed("/me", 0.0)) == ["usage"]
+    assert sent(s.typed("//etc/passwd is a path", 0.0)) == [
+        p.Say(SID, 2, "/etc/passwd is a path")
+    ]
+    assert s.typed("   ", 0.0) == []
+
+
+def test_who_shows_users_and_feeds_completion() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.receive(p.encode(p.Users(1, ("alice",))), 0.0)  # the silent WHO at login
+    out = s.typed("/who", 0.1)
+    assert sent(out) == [p.Who(SID)]
+    out = s.receive(p.encode(p.Users(2, ("alice", "bob"))), 0.2)
+    assert ShowUsers(2, ("alice", "bob")) in out
+    assert OnlineChanged(("alice", "bob")) in out
+    out = s.receive(ev(1, "quit", "bob", ""), 0.3)
+    assert OnlineChanged(("alice",)) in out
+
+
+def test_history_command_pulls_earlier_events_and_shows_them_dimmed() -> None:
+    s = new_session(history=2)
+    out = login(s, last_id=40)
+    assert p.Pull(SID, 38, 2) in sent(out)
+    s.receive(ev(39), 0.1)
+    s.receive(ev(40), 0.1)
+    out = s.typed("/history 5", 1.0)
+    assert p.Pull(SID, 33, 5) in sent(out)
+    got: list[Output] = []
+    for i in (37, 34, 36, 35):
+        got += s.receive(ev(i), 1.1)
+    assert shown(got) == []
+    got += s.receive(ev(38), 1.1)  # the live copy rule does not swallow it
+    assert [e.event.id for e in shown(got)] == [34, 35, 36, 37, 38]
+    assert all(e.history for e in shown(got))
+    assert notices(got) == ["history_header"]
+    # the next /history continues further back
+    assert p.Pull(SID, 30, 3) in sent(s.typed("/history 3", 2.0))
+
+
+def test_history_command_with_nothing_earlier() -> None:
+    s = new_session(history=20)
+    login(s, last_id=3)
+    for i in (1, 2, 3):
+        s.receive(ev(i), 0.1)
+    assert notices(s.typed("/history", 0.2)) == ["no_earlier"]
+
+
+# ---------------------------------------------------------------- liveness, resume
+
+
+def test_connection_lost_then_reconnected() -> None:
+    s = new_session(history=0, lost_after=4.0)
+    login(s, last_id=0)
+    s.typed("are you there", 1.0)
+    out = run(s, 1.0, 6.0, step=0.05)
+    assert notices(out).count("connection_lost") == 1
+    assert any(isinstance(f, p.Ping) for f in sent(out))  # probing
+    out = s.receive(p.encode(p.Pong(0)), 6.1)
+    assert notices(out) == ["reconnected"]
+    assert p.Say(SID, 1, "are you there") in sent(out)  # resent at once
+
+
+def test_nosession_logs_in_again_with_resume_and_resends_same_seq() -> None:
+    s = new_session(history=0)
+    login(s, last_id=10)
+    s.receive(ev(11, "join", "alice", ""), 0.1)
+    s.typed("during restart", 5.0)
+    out = s.receive(p.encode(p.Error("nosession", "log in again")), 5.1)
+    (frame,) = sent(out)
+    assert isinstance(frame, p.Login) and frame.resume == SID and frame.name == "alice"
+    assert s.state is State.RELOGIN
+    assert sent(s.typed("queued", 5.2)) == []  # held until we are back
+    new_sid = "f" * 32
+    out = s.receive(p.encode(p.Welcome(frame.nonce, new_sid, 60, 12)), 5.3)
+    assert "reconnected" in notices(out)
+    frames = sent(out)
+    assert p.Say(new_sid, 1, "during restart") in frames
+    assert p.Say(new_sid, 2, "queued") in frames
+    assert p.Pull(new_sid, 11, 1) in frames  # continue from the last id shown
+    out = s.receive(ev(12), 5.4) + s.receive(ev(11), 5.4)
+    assert [e.event.id for e in shown(out)] == [12]
+
+
+def test_nosession_just_after_welcome_is_a_stale_answer() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0, now=0.0)
+    assert s.receive(p.encode(p.Error("nosession", "x")), 0.5) == []
+    assert s.state is State.LIVE
+
+
+def test_server_with_a_shorter_history_rebases() -> None:
+    s = new_session(history=0)
+    login(s, last_id=10)
+    s.receive(ev(11), 0.1)
+    (frame,) = sent(s.receive(p.encode(p.Error("nosession", "x")), 2.0))
+    assert isinstance(frame, p.Login)
+    out = s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 0)), 2.1)
+    assert "server_reset" in notices(out)
+    assert [e.event.id for e in shown(s.receive(ev(1), 2.2))] == [1]
+
+
+# ---------------------------------------------------------------- quitting
+
+
+def test_quit_sends_bye_retries_and_finishes_on_answer() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    out = s.typed("/quit", 1.0)
+    assert sent(out) == [p.Bye(SID)]
+    assert [f for f in sent(s.tick(1.3)) if isinstance(f, p.Bye)] == [p.Bye(SID)]
+    assert s.receive(p.encode(p.Goodbye()), 1.4) == [Finished()]
+    assert s.state is State.DONE
+
+
+def test_quit_without_answer_finishes_after_bye_timeout() -> None:
+    s = new_session(history=0, bye_timeout=1.0)
+    login(s, last_id=0)
+    s.quit(1.0)
+    out = run(s, 1.0, 2.1)
+    assert Finished() in out
+
+
+def test_quit_waits_for_unacked_messages_first() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.typed("last words", 1.0)
+    assert sent(s.quit(1.01)) == []
+    out = s.receive(p.encode(p.Acked(1, 1)), 1.05)
+    assert sent(out) == [p.Bye(SID)]
+
+
+def test_quit_while_reconnecting_finishes_at_once() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.receive(p.encode(p.Error("nosession", "x")), 3.0)
+    assert s.quit(3.1) == [Finished()]
+
+
+def test_deadline_is_always_when_something_is_due() -> None:
+    s = new_session(history=5)
+    login(s, last_id=10)
+    s.typed("x", 0.0)
+    d = s.deadline()
+    assert d is not None and d <= 1.0
+    assert s.tick(d) != [] or s.deadline() != d
+
+
+@pytest.mark.parametrize("kind", ["join", "quit", "timeout", "announce", "message"])
+def test_every_event_kind_is_shown(kind: EventKind) -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    out = s.receive(ev(1, kind, "" if kind == "announce" else "bob", "text"), 0.0)
+    assert [e.event.kind for e in shown(out)] == [kind]
