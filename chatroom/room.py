@@ -274,6 +274,9 @@ class Room:
                 self.stats["cookies"] += 1
                 cookie = self._cookies.mint(addr, key, frame.nonce, now)
                 return [Send(p.encode(p.Cookie(frame.nonce, cookie)), (addr,))]
+        moved = self._migrate(frame, addr, current, now)
+        if moved is not None:
+            return moved
         refusal = self._login_limits(addr, current, now)
         if refusal is not None:
             self.stats[f"refused.{refusal}"] += 1
@@ -306,6 +309,31 @@ class Room:
         self._per_ip[addr[0]] += 1
         effects.append(Send(p.encode(welcome), (addr,)))
         return effects + self._publish("join", name, "", exclude=None)
+
+    def _migrate(
+        self, frame: p.Login, addr: Address, current: User | None, now: float
+    ) -> list[Effect] | None:
+        """A validated LOGIN resuming a *live* session from a new address: the
+        client's NAT rebinding (or network change). The session moves, with its
+        window, retransmissions and idempotency map; nobody sees a leave/join."""
+        if frame.resume is None:
+            return None
+        live = self._sessions.get(frame.resume)
+        if live is None or live.key != p.name_key(frame.name) or live is current:
+            return None
+        effects: list[Effect] = []
+        if current is not None:  # whoever held the new address is gone from it
+            self._drop_user(current)
+            effects += self._publish("quit", current.name, "", exclude=addr)
+        self._per_ip[live.address[0]] -= 1
+        if self._per_ip[live.address[0]] <= 0:
+            del self._per_ip[live.address[0]]
+        self.registry.readdress(live, addr)
+        self._per_ip[addr[0]] += 1
+        live.session.nonce = frame.nonce
+        live.session.last_seen = now
+        self.stats["migrations"] += 1
+        return [*effects, Send(p.encode(self._welcome(live, frame.nonce)), (addr,))]
 
     def _welcome(self, user: User, nonce: str) -> p.Welcome:
         sess: Session = user.session

@@ -346,3 +346,26 @@ def test_v2_resume_after_restart_keeps_idempotency() -> None:
     acks = [f for f in map(p.parse_server, h.take(A)) if isinstance(f, p.Acked)]
     assert acks == [p.Acked(1, events[-1].id)]
     assert sum(s.event.kind == "message" for s in h.stored) == 1
+
+
+def test_v2_address_change_moves_the_live_session() -> None:
+    h = Harness("indexed", rate=None)
+    sid = h.v2_login(A, "alice")
+    h.send(B, "L bob")
+    h.take(A), h.take(B)
+    h.send(A, f"v2 SAY {sid} 1 from home")
+    h.take(A), h.take(B)
+    # The NAT rebinds: same client, new source port. Old-address frames stop working
+    # from the new address until it proves itself through the cookie handshake.
+    moved: Address = ("127.0.0.1", 6001)
+    h.send(moved, f"v2 SAY {sid} 2 from the train")
+    assert h.take(moved) == [b"v2 ERR nosession not logged in; log in again"]
+    frames = h.login_frames(moved, "alice", "n9", resume=sid)
+    assert next(f for f in frames if isinstance(f, p.Welcome)).sid == sid
+    h.send(moved, f"v2 SAY {sid} 2 from the train")
+    h.send(moved, f"v2 SAY {sid} 1 from home")  # an old retry: still the same answer
+    acks = [f for f in map(p.parse_server, h.take(moved)) if isinstance(f, p.Acked)]
+    assert [a.seq for a in acks] == [2, 1]
+    assert h.take(B) == [b"alice : from the train"]  # no leave/join noise
+    assert h.room.registry.find_address(A) is None
+    assert [s.event.kind for s in h.stored].count("join") == 2
