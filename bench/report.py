@@ -6,7 +6,8 @@
     python -m bench.report --quick             # smoke run with tiny sizes, into .benchmarks/quick/
     python -m bench.report -- --benchmark-max-time=0.5   # anything after -- goes to pytest
 
-The raw results are kept in .benchmarks/latest.json (gitignored) for --from-json.
+The raw results are kept in .benchmarks/latest.json (gitignored; quick runs in
+.benchmarks/quick/) for --from-json.
 
 Every group is rendered: the registry groups (``registry.*``) get their own section
 with charts and findings computed from the numbers; the fan-out (``fanout.*``) and
@@ -548,9 +549,10 @@ def main(argv: list[str] | None = None) -> int:
             if not raw.exists():
                 print("pytest wrote no results", file=sys.stderr)
                 return status or 1
-            LATEST.parent.mkdir(exist_ok=True)
-            shutil.copyfile(raw, LATEST)
-        paths = [LATEST]
+            latest = LATEST.parent / "quick" / LATEST.name if args.quick else LATEST
+            latest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(raw, latest)
+        paths = [latest]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(load(paths), out.parent / "img"))
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}", file=sys.stderr)
