@@ -1,0 +1,67 @@
+"""Where the database lives: the XDG default path and ``--db`` / ``CHATROOM_DB`` values.
+
+``serve``, ``history`` and ``db`` all resolve their ``--db`` option through
+:func:`resolve_url`, so they agree on the default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+APP_NAME = "chatroom"
+DB_FILENAME = "chatroom.db"
+
+
+def default_db_path() -> Path:
+    """``$XDG_DATA_HOME/chatroom/chatroom.db``; ``~/.local/share/chatroom/chatroom.db`` unset.
+
+    Follows the XDG base-directory spec on every platform (a relative or empty
+    ``XDG_DATA_HOME`` is ignored, as the spec requires), so the path is the same one
+    a user reads in the docs.
+    """
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / APP_NAME / DB_FILENAME
+
+
+def resolve_url(db: str | None) -> str:
+    """Turn a ``--db`` value into an SQLAlchemy URL.
+
+    ``None`` (or empty) means the default path; anything containing ``://`` is taken as
+    an SQLAlchemy URL as given; anything else is a file path (``~`` expanded, made
+    absolute) for SQLite. Nothing is created here: the parent directory is created
+    when the database is opened for writing (``EventStore.open(create=True)``).
+    """
+    if not db:
+        return sqlite_url(default_db_path())
+    if "://" in db:
+        return db
+    return sqlite_url(Path(db).expanduser())
+
+
+def sqlite_url(path: Path) -> str:
+    """``sqlite:///<absolute path>`` for a file path."""
+    return f"sqlite:///{path.absolute()}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL, or None (another database, ``:memory:``,
+    or a ``file:`` URI the caller manages itself)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return None
+    database = u.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def describe(url: str) -> str:
+    """How to name a database in a message: its file path, or the URL without password."""
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path)
+    return make_url(url).render_as_string(hide_password=True)

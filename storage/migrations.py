@@ -1,0 +1,200 @@
+"""Schema migrations without an alembic.ini: the Config is built here, pointing at the
+repository's ``alembic/`` directory, and each command runs on our own engine (so the
+SQLite pragmas apply) inside one transaction.
+
+``ensure_schema`` is what ``chatroom serve`` calls: upgrade to head, and refuse (never
+touch) a database whose revision this code does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+from alembic import command
+from storage.config import describe, sqlite_file
+from storage.engine import BEGIN_IMMEDIATE, make_engine
+from storage.errors import NoDatabase, SchemaTooNew, StorageError
+
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+BASE = "base"
+
+
+def config() -> Config:
+    """An Alembic Config for this repository's migrations (no ini file)."""
+    if not (ALEMBIC_DIR / "env.py").is_file():
+        raise StorageError(f"migrations not found: {ALEMBIC_DIR} (is chatroom installed whole?)")
+    cfg = Config()
+    # ConfigParser interpolates '%'; a path may contain one.
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR).replace("%", "%%"))
+    return cfg
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(config())
+
+
+def head() -> str:
+    """The newest revision this code knows."""
+    rev = _script().get_current_head()
+    if rev is None:
+        raise StorageError(f"no migrations in {ALEMBIC_DIR}")
+    return rev
+
+
+def known_revisions() -> set[str]:
+    """Every revision id this code knows."""
+    return {script.revision for script in _script().walk_revisions()}
+
+
+def current(url: str) -> str | None:
+    """The database's revision; None for an empty or missing database (never creates one)."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        return None
+    with _connect(url, read_only=path is not None) as conn:
+        return _revision(conn, url)
+
+
+def upgrade(url: str, rev: str = "head") -> None:
+    """Upgrade to ``rev`` (default: head). Refuses a database newer than this code."""
+    _migrate(url, rev, upgrade=True)
+
+
+def downgrade(url: str, rev: str) -> None:
+    """Downgrade to ``rev`` (a revision id or ``base``). Destroys what later revisions held."""
+    _migrate(url, rev, upgrade=False)
+
+
+def ensure_schema(url: str) -> None:
+    """Make the database ready for the server: create it or upgrade it to head.
+
+    A database at a revision this code does not know raises :class:`SchemaTooNew` and
+    is left exactly as it was; a file that is not a database, or another program's
+    database, raises :class:`StorageError`.
+    """
+    _migrate(url, "head", upgrade=True)
+
+
+def check_at_head(url: str) -> None:
+    """Raise unless the database exists and is exactly at head (for readers)."""
+    rev = current(url)
+    top = head()
+    if rev is None:
+        raise NoDatabase(f"no database at {describe(url)}; start `chatroom serve` first")
+    if rev == top:
+        return
+    if rev not in known_revisions():
+        raise _too_new(url, rev, top)
+    raise StorageError(
+        f"database {describe(url)} is at revision {rev}, older than this chatroom "
+        f"(head {top}); run `chatroom db upgrade`"
+    )
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _too_new(url: str, rev: str, top: str) -> SchemaTooNew:
+    return SchemaTooNew(
+        f"database {describe(url)} is at revision {rev}, newer than this chatroom "
+        f"(head {top}); upgrade chatroom"
+    )
+
+
+def _migrate(url: str, rev: str, *, upgrade: bool) -> None:
+    known = known_revisions()
+    top = head()
+    if rev not in ("head", BASE) and rev not in known:
+        raise StorageError(
+            f"unknown revision {rev!r}; known: {', '.join(sorted(known))}, head, base"
+        )
+    path = sqlite_file(url)
+    if path is not None and path.exists():
+        # Look on a read-only connection first: even switching on WAL mode would change
+        # a file this code must refuse (too new, or not ours).
+        with _connect(url, read_only=True) as conn:
+            have = _check(conn, url, known, top)
+        if have == top and upgrade and rev == "head":
+            return
+    if path is not None:
+        if not upgrade and not path.exists():
+            raise NoDatabase(f"no database at {describe(url)}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from exc
+    with _connect(url, read_only=False) as conn:
+        _check(conn, url, known, top)
+        cfg = config()
+        cfg.attributes["connection"] = conn
+        try:
+            if upgrade:
+                command.upgrade(cfg, rev)
+            else:
+                command.downgrade(cfg, rev)
+        except CommandError as exc:
+            raise StorageError(f"migration failed on {describe(url)}: {exc}") from exc
+        conn.commit()
+
+
+def _check(conn: Connection, url: str, known: set[str], top: str) -> str | None:
+    """The database's revision, after refusing one that is too new or not ours."""
+    have = _revision(conn, url)
+    if have is not None and have not in known:
+        raise _too_new(url, have, top)
+    if have is None and _foreign_tables(conn):
+        raise StorageError(
+            f"{describe(url)} already holds tables but no chatroom schema revision; "
+            "it is not a chatroom database (use another --db)"
+        )
+    return have
+
+
+def _revision(conn: Connection, url: str) -> str | None:
+    try:
+        heads = MigrationContext.configure(connection=conn).get_current_heads()
+    except SQLAlchemyError as exc:
+        raise _db_error(url, exc) from exc
+    if len(heads) > 1:
+        raise StorageError(f"database {describe(url)} has several revisions: {', '.join(heads)}")
+    return heads[0] if heads else None
+
+
+def _foreign_tables(conn: Connection) -> list[str]:
+    names = inspect(conn).get_table_names()
+    return [n for n in names if n != "alembic_version"]
+
+
+@contextmanager
+def _connect(url: str, *, read_only: bool) -> Iterator[Connection]:
+    engine: Engine | None = None
+    try:
+        engine = make_engine(url, read_only=read_only)
+        with engine.connect() as conn:
+            yield conn.execution_options(**{BEGIN_IMMEDIATE: not read_only})
+    except SQLAlchemyError as exc:
+        raise _db_error(url, exc) from exc
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _db_error(url: str, exc: SQLAlchemyError) -> StorageError:
+    """A driver error as a message a person can act on."""
+    detail = str(getattr(exc, "orig", None) or exc).strip()
+    if "file is not a database" in detail or "file is encrypted" in detail:
+        return StorageError(f"{describe(url)} is not a chatroom database (not an SQLite file)")
+    if "unable to open database file" in detail:
+        return StorageError(f"cannot open database {describe(url)}: unable to open the file")
+    if "locked" in detail or "busy" in detail:
+        return StorageError(f"database {describe(url)} is busy (locked by another process)")
+    return StorageError(f"database {describe(url)}: {detail}")

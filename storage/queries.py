@@ -1,0 +1,152 @@
+"""History queries (``chatroom history``): filters, full-text search, paging, counting.
+
+Results are oldest first (newest last) unless ``reverse``; ``limit`` keeps the newest
+N matching events (0 = all). With ``after_id`` and no ``before_id`` the query pages
+forward instead: the oldest N events after that id, which is what "next page" and
+``--follow`` need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    column,
+    func,
+    select,
+    table,
+    text,
+    true,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from chatroom.events import Event, EventKind
+from storage import fts
+from storage.config import describe
+from storage.errors import StorageError
+from storage.models import events, to_us
+from storage.store import EventStore, detail, event_from_row, has_fts
+
+S = TypeVar("S", bound=Select[Any])
+
+_fts_table = table(fts.FTS_TABLE, column("rowid", Integer))
+_COLS = (
+    events.c.id,
+    events.c.kind,
+    events.c.name,
+    events.c.text,
+    events.c.created_at,
+    events.c.session,
+    events.c.seq,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """What ``chatroom history`` asks for. Datetimes are UTC (naive ones are taken as UTC).
+
+    ``users`` match ignoring case (ASCII letters on SQLite); ``search`` is words,
+    ``"phrases"`` and ``prefix*`` terms, all required (see storage.fts.plan_search).
+    """
+
+    limit: int = 20
+    reverse: bool = False
+    users: tuple[str, ...] = ()
+    kinds: tuple[EventKind, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    search: str | None = None
+    after_id: int | None = None
+    before_id: int | None = None
+
+    @property
+    def forward(self) -> bool:
+        """Paging forward from ``after_id``: the limit keeps the oldest N."""
+        return self.after_id is not None and self.before_id is None
+
+
+def query_events(source: Engine | EventStore, q: HistoryQuery) -> list[Event]:
+    """The events matching ``q``, oldest first (newest first with ``q.reverse``)."""
+    engine, url = _engine(source)
+    try:
+        with engine.connect() as conn:
+            stmt, fts_joined = _filtered(conn, q, select(*_COLS))
+            order_col = _fts_table.c.rowid if fts_joined else events.c.id
+            descending = not q.forward if q.limit > 0 else q.reverse
+            stmt = stmt.order_by(order_col.desc() if descending else order_col.asc())
+            if q.limit > 0:
+                stmt = stmt.limit(q.limit)
+            rows = conn.execute(stmt).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"querying {describe(url)}: {detail(exc)}") from exc
+    found = [event_from_row(r) for r in rows]
+    if q.limit > 0 and descending != q.reverse:
+        found.reverse()
+    return found
+
+
+def count_events(source: Engine | EventStore, q: HistoryQuery) -> int:
+    """How many events match ``q``'s filters (``limit`` and order are ignored)."""
+    engine, url = _engine(source)
+    try:
+        with engine.connect() as conn:
+            stmt, _ = _filtered(conn, q, select(func.count()))
+            return int(conn.execute(stmt).scalar_one())
+    except SQLAlchemyError as exc:
+        raise StorageError(f"querying {describe(url)}: {detail(exc)}") from exc
+
+
+def _engine(source: Engine | EventStore) -> tuple[Engine, str]:
+    if isinstance(source, EventStore):
+        return source.engine, source.url
+    return source, source.url.render_as_string(hide_password=True)
+
+
+def _filtered(conn: Connection, q: HistoryQuery, stmt: S) -> tuple[S, bool]:
+    sqlite = conn.dialect.name == "sqlite"
+    where: list[ColumnElement[bool]] = []
+    if q.users:
+        if sqlite:  # the column collates NOCASE: IN uses it, and the (name, id) index
+            where.append(events.c.name.in_(q.users))
+        else:
+            where.append(func.lower(events.c.name).in_([u.lower() for u in q.users]))
+    if q.kinds:
+        where.append(events.c.kind.in_(q.kinds))
+    if q.since is not None:
+        where.append(events.c.created_at >= _us(q.since))
+    if q.until is not None:
+        where.append(events.c.created_at <= _us(q.until))
+    if q.after_id is not None:
+        where.append(events.c.id > q.after_id)
+    if q.before_id is not None:
+        where.append(events.c.id < q.before_id)
+    joined = False
+    if q.search is not None and q.search.strip():
+        plan = fts.plan_search(q.search)
+        if plan.match is not None and has_fts(conn):
+            stmt = stmt.select_from(
+                events.join(_fts_table, _fts_table.c.rowid == events.c.id)
+            ).where(text(f"{fts.FTS_TABLE} MATCH :fts_query").bindparams(fts_query=plan.match))
+            joined = True
+            likes = plan.likes
+        else:
+            likes = plan.words
+        for term in likes:
+            where.append(events.c.text.icontains(term, autoescape=True))
+    if not joined:
+        stmt = stmt.select_from(events)
+    return stmt.where(and_(true(), *where)), joined
+
+
+def _us(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return to_us(moment.timestamp())
