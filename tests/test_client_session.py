@@ -300,7 +300,7 @@ def test_control_characters_refused_locally() -> None:
 
 
 def test_commands() -> None:
-    s = new_session(history=0)
+    s = new_session(history=0, window=4)
     login(s, last_id=0)
     assert sent(s.typed("/me waves", 0.0)) == [p.Say(SID, 1, "/me waves")]
     assert notices(s.typed("/help", 0.0)) == ["help"]
@@ -370,7 +370,7 @@ def test_connection_lost_then_reconnected() -> None:
 
 
 def test_nosession_logs_in_again_with_resume_and_resends_same_seq() -> None:
-    s = new_session(history=0)
+    s = new_session(history=0, window=4)
     login(s, last_id=10)
     s.receive(ev(11, "join", "alice", ""), 0.1)
     s.typed("during restart", 5.0)

@@ -56,19 +56,19 @@ class Pacer:
 
     def take(self, now: float) -> bool:
         self._refill(now)
-        if self.tokens >= 1.0:
+        if self.tokens >= 1.0 - 1e-9:  # ready_at() must never be a time take() refuses
             self.tokens -= 1.0
             return True
         return False
 
     def ready_at(self) -> float:
         """When the next token is there (tokens were last counted at ``at``)."""
-        return self.at + max(0.0, 1.0 - self.tokens) / self.per_second
+        return self.at + max(0.0, 1.0 - self.tokens) / self.per_second + 1e-9
 
 
 @dataclass(slots=True)
 class Outbox:
-    window: int = 4
+    window: int = 1
     give_up_after: float = 60.0
     rtt: RttEstimator = field(default_factory=RttEstimator)
     pacer: Pacer | None = None
@@ -124,6 +124,16 @@ class Outbox:
         if o.tries == 1 and o.sent_at is not None:
             self.rtt.sample(now - o.sent_at)  # Karn: only unambiguous samples
         return True
+
+    def stored_as_event(self, text: str) -> bool:
+        """Our own message came back as an event before its ACKED (which may be
+        lost): the oldest in-flight message with that text is stored. Only a
+        message of our own session can carry our name while we hold it."""
+        for o in self.items.values():
+            if o.sent_at is not None and o.text == text:
+                del self.items[o.seq]
+                return True
+        return False
 
     def resend_now(self, now: float) -> None:
         """The path is back: make everything in flight due at once, fresh timer."""

@@ -85,7 +85,7 @@ class SessionConfig:
     probe_max: float = 2.0
     lost_after: float = 4.0
     give_up_after: float = 60.0
-    window: int = 4
+    window: int = 1
     flush_timeout: float = 1.5
     bye_timeout: float = 1.0
     bye_interval: float = 0.25
@@ -382,6 +382,14 @@ class ClientSession:
     def _show(self, ev: Event) -> list[Output]:
         history = ev.id <= self.history_upto
         own = ev.id in self.own_ids or (not history and ev.name == self.name)
+        # Our message's EV overtook (or outlived) its ACKED: that is an ack too.
+        if (
+            own
+            and ev.kind == "message"
+            and ev.id not in self.own_ids
+            and self.outbox.stored_as_event(ev.text)
+        ):
+            self.own_ids.add(ev.id)
         out: list[Output] = [ShowEvent(ev, history=history, own=own and ev.kind == "message")]
         if not history and ev.kind in ("join", "quit", "timeout"):
             before = set(self.online)
