@@ -1,0 +1,39 @@
+"""The fan-out ceiling: a relay that does nothing but receive and send.
+
+    python -m bench.bare_relay < addresses     # one "host port" per line, then EOF
+
+It binds 127.0.0.1 on a free port with the server's socket buffers, prints
+``listening on udp://127.0.0.1:PORT`` (the server's banner, so the benchmark starts
+both the same way), then forever: one blocking ``recvfrom``, then ``sendto`` of the
+same bytes to every address, in the order given. No parsing, no registry, no
+storage, no error handling: whatever the server does beyond this is its overhead.
+SIGTERM ends it (the default action; the benchmark reaps it).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from chatroom.server import SOCKET_BUFFER
+
+
+def main() -> None:
+    addrs = []
+    for line in sys.stdin:
+        host, port = line.split()
+        addrs.append((host, int(port)))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # as chatroom.server.bind_udp
+        sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+    sock.bind(("127.0.0.1", 0))
+    print(f"listening on udp://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    recvfrom, sendto = sock.recvfrom, sock.sendto
+    while True:
+        data, _ = recvfrom(2048)
+        for addr in addrs:
+            sendto(data, addr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,409 @@
+"""The end-to-end fan-out rig: receivers, a flow-controlled sender, kernel timestamps.
+
+Everything the client side of bench/test_bench_fanout.py needs, usable from a REPL
+or a profiling script too::
+
+    with Rig(100) as rig, Relay.server(db, "indexed") as srv:
+        rig.login(srv.addr)
+        stats = rig.measure(srv.addr, messages=2000, window=rig.window)
+
+How a round is measured (the design is chosen for a 2-core machine):
+
+- ``N`` receivers are classic-dialect UDP sockets in this process. They log in with
+  ``L name`` and then do **not** read during the round: each one's receive buffer
+  (``SO_RCVBUFFORCE``, as root) holds every datagram of a round, and the kernel
+  stamps each datagram's arrival (``SO_TIMESTAMPNS``, CLOCK_REALTIME). After the
+  round they are drained with ``recvmsg``. So the only processes competing for the
+  two cores during a round are the relay under test and the sender.
+- The sender (also in this process) sends ``C sender <seq> <t_ns>`` as fast as it
+  may, where ``t_ns`` is ``time.time_ns()`` (CLOCK_REALTIME, the kernel stamps' clock)
+  just before the ``sendto``. "As fast as it may": at most ``window`` messages in
+  flight. The last receiver to log in (the *probe*) is last in the fan-out order, and
+  is the only socket read during the round: when it has message ``s``, the relay has
+  finished sending ``s`` to everyone, so the sender may send ``s + window``. This keeps
+  the relay busy all the time without ever overflowing its own input queue, which
+  plain open-loop sending would do within milliseconds (UDP has no back-pressure).
+- latency = kernel arrival time at a receiver - the send time in the text;
+  deliveries/s = datagrams delivered / (last arrival - first send); lost = messages x
+  N - delivered (nothing is retransmitted in the classic dialect).
+
+``window`` is sized in deliveries (``WINDOW_DELIVERIES / N`` messages), so the
+queueing in a loaded round is about the same amount of work at every N: the loaded
+latency is mostly that queue. ``window=1`` (one message in flight) measures the
+latency of the fan-out itself, without queueing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+# Linux values (asm-generic/socket.h); Python's socket module does not export them.
+SO_RCVBUFFORCE = 33
+SO_TIMESTAMPNS = 35
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+TIMESPEC = struct.Struct("qq")
+
+#: Kernel memory one small datagram takes in a receive queue (skb truesize, measured
+#: ~832 B on loopback); buffers are sized with this and some slack.
+DATAGRAM_TRUESIZE = 1024
+#: Messages in flight x N: about this many deliveries queued at any time.
+WINDOW_DELIVERIES = 2048
+#: How long the sender waits for the probe before giving up on a lost datagram.
+STALL_TIMEOUT = 2.0
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTEN_RE = re.compile(rb"listening on udp://([0-9.]+):(\d+)")
+
+
+def window_for(n: int) -> int:
+    """Messages in flight for ``n`` receivers (at least 2: the relay never starves)."""
+    return max(2, min(256, WINDOW_DELIVERIES // n))
+
+
+def percentile(sorted_values: Sequence[int], q: float) -> int:
+    """The q-quantile (0..1) of already sorted values, nearest rank."""
+    if not sorted_values:
+        return 0
+    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+# ---------------------------------------------------------------------------- relays
+
+
+@dataclass
+class Relay:
+    """A relay process under test: ``chatroom serve`` or ``bench.bare_relay``."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    addr: tuple[str, int]
+    banner: bytes = b""
+
+    @classmethod
+    def start(cls, name: str, cmd: list[str], stdin: bytes | None = None) -> Relay:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            if stdin is not None:
+                assert proc.stdin is not None
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            addr, banner = _await_banner(proc)
+        except BaseException:
+            proc.kill()
+            proc.wait(10)
+            raise
+        return cls(name, proc, addr, banner)
+
+    @classmethod
+    def server(cls, db: Path, registry: str, *extra: str) -> Relay:
+        """``chatroom serve`` on 127.0.0.1, port 0, storage on, rate limits off."""
+        cmd = [sys.executable, *extra, "-m", "chatroom", "serve", "--host", "127.0.0.1"]
+        cmd += ["--port", "0", "--db", str(db), "--rate-limit", "off", "--registry", registry]
+        return cls.start(f"server[{registry}]", cmd)
+
+    @classmethod
+    def bare(cls, receivers: Sequence[tuple[str, int]]) -> Relay:
+        lines = "".join(f"{host} {port}\n" for host, port in receivers)
+        return cls.start("bare", [sys.executable, "-m", "bench.bare_relay"], lines.encode())
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then reap (SIGKILL if it does not exit); returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.banner += self.proc.stdout.read() or b""
+            self.proc.stdout.close()
+        return rc
+
+    def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _await_banner(
+    proc: subprocess.Popen[bytes], timeout: float = 30.0
+) -> tuple[tuple[str, int], bytes]:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                break
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buf += chunk
+            m = LISTEN_RE.search(buf)
+            if m:
+                return (m.group(1).decode(), int(m.group(2))), buf
+    raise RuntimeError(f"relay did not start: {buf.decode(errors='replace')}")
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass
+class RoundStats:
+    """One measured round, from the kernel's arrival stamps."""
+
+    messages: int
+    receivers: int
+    delivered: int
+    seconds: float  # first send .. last arrival
+    latencies_ns: list[int] = field(repr=False)
+    stalls: int = 0  # times the sender gave up waiting for the probe
+
+    @property
+    def expected(self) -> int:
+        return self.messages * self.receivers
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.delivered
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.delivered / self.seconds if self.seconds > 0 else 0.0
+
+    def latency_us(self, q: float) -> float:
+        return percentile(self.latencies_ns, q) / 1e3
+
+
+@dataclass
+class _Round:
+    seq0: int
+    count: int
+    first_send_ns: int
+    stalls: int
+    probe_rows: list[tuple[int, bytes]]
+
+
+# ---------------------------------------------------------------------------- the rig
+
+
+class Rig:
+    """N receivers + one sender, all bound to 127.0.0.1, in this process."""
+
+    def __init__(self, n: int, max_messages: int = 1) -> None:
+        self.n = n
+        self.window = window_for(n)
+        self._next_seq = 0
+        self.receivers: list[socket.socket] = []
+        self.sender = _udp()
+        try:
+            for _ in range(n):
+                sock = _udp()
+                self.receivers.append(sock)
+                # The kernel doubles the value; half of it is for its bookkeeping.
+                wanted = max(1 << 20, (max_messages + 64) * DATAGRAM_TRUESIZE)
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, wanted)
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def probe(self) -> socket.socket:
+        return self.receivers[-1]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Receiver addresses in login (= fan-out) order; the probe last."""
+        return [s.getsockname() for s in self.receivers]
+
+    def close(self) -> None:
+        for sock in [self.sender, *self.receivers]:
+            sock.close()
+
+    def __enter__(self) -> Rig:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- setup
+
+    def login(self, server: tuple[str, int], timeout: float = 5.0) -> None:
+        """Log the sender, then every receiver in order, into a chatroom server (classic
+        dialect), then discard the join notices that logging in produced."""
+        for i, sock in enumerate([self.sender, *self.receivers]):
+            name = "sender" if i == 0 else f"r{i:05d}"
+            sock.sendto(f"L {name}".encode(), server)
+            sock.settimeout(timeout)
+            reply, _ = sock.recvfrom(2048)
+            if reply != b"OK":
+                raise RuntimeError(f"login {name}: {reply!r}")
+        self.settle(server)
+
+    def settle(self, target: tuple[str, int]) -> None:
+        """Wait until everything the relay had queued has arrived, then discard it all.
+
+        A marker message (seq -1) goes through the relay; it reaches the probe after
+        every datagram sent before it, so the receive queues then hold it all."""
+        self.sender.sendto(b"C sender -1 0", target)
+        deadline = time.monotonic() + 30
+        marker = False
+        while not marker and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.probe], [], [], 1.0)
+            if ready:
+                data = self.probe.recv(2048)
+                marker = data.endswith(b" -1 0")
+        if not marker:
+            raise RuntimeError("the relay did not pass the marker message on")
+        for sock in [self.sender, *self.receivers]:
+            _discard(sock)
+
+    # -------------------------------------------------------------- a round
+
+    def blast(self, target: tuple[str, int], count: int, window: int) -> _Round:
+        """Send ``count`` messages with at most ``window`` in flight; return when the
+        probe has the last one (or gave up waiting). The part a benchmark times."""
+        seq0 = self._next_seq
+        self._next_seq += count
+        end = seq0 + count
+        probe = self.probe
+        probe.setblocking(False)
+        sendto = self.sender.sendto
+        recvmsg = probe.recvmsg
+        rows: list[tuple[int, bytes]] = []
+        poller = select.poll()
+        poller.register(probe, select.POLLIN)
+        sent = done = seq0  # next seq to send; first seq not yet seen by the probe
+        stalls = 0
+        first_send_ns = time.time_ns()
+        while done < end:
+            limit = min(end, done + window)
+            while sent < limit:
+                sendto(b"C sender %d %d" % (sent, time.time_ns()), target)
+                sent += 1
+            if not poller.poll(STALL_TIMEOUT * 1000):
+                stalls += 1  # the probe's copy was lost: stop waiting for it
+                done = sent
+                continue
+            while True:
+                try:
+                    data, anc, _flags, _addr = recvmsg(256, 64)
+                except BlockingIOError:
+                    break
+                rows.append((_stamp(anc), data))
+                seq = _seq_of(data)
+                if seq is not None and seq >= done:
+                    done = seq + 1
+        return _Round(seq0, count, first_send_ns, stalls, rows)
+
+    def collect(self, rnd: _Round) -> RoundStats:
+        """Drain every receiver (untimed) and compute the round's numbers."""
+        lo, hi = rnd.seq0, rnd.seq0 + rnd.count
+        latencies: list[int] = []
+        last = rnd.first_send_ns
+        for sock in self.receivers[:-1]:
+            rows = _drain(sock)
+            last = max(last, _account(rows, lo, hi, latencies))
+        last = max(last, _account(rnd.probe_rows + _drain(self.probe), lo, hi, latencies))
+        latencies.sort()
+        return RoundStats(
+            messages=rnd.count,
+            receivers=self.n,
+            delivered=len(latencies),
+            seconds=(last - rnd.first_send_ns) / 1e9,
+            latencies_ns=latencies,
+            stalls=rnd.stalls,
+        )
+
+    def measure(self, target: tuple[str, int], messages: int, window: int) -> RoundStats:
+        return self.collect(self.blast(target, messages, window))
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _udp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def _stamp(ancdata: list[tuple[int, int, bytes]]) -> int:
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
+            sec, nsec = TIMESPEC.unpack_from(data)
+            return int(sec) * 1_000_000_000 + int(nsec)
+    return time.time_ns()  # no stamp (should not happen): a late estimate
+
+
+def _seq_of(data: bytes) -> int | None:
+    """The seq in ``... <seq> <t_ns>`` (the server's ``sender : 12 169...`` or the bare
+    relay's verbatim ``C sender 12 169...``); None for anything else."""
+    parts = data.rsplit(b" ", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        return int(parts[1])
+    except ValueError:
+        return None
+
+
+def _drain(sock: socket.socket) -> list[tuple[int, bytes]]:
+    sock.setblocking(False)
+    recvmsg = sock.recvmsg
+    rows: list[tuple[int, bytes]] = []
+    while True:
+        try:
+            data, anc, _flags, _addr = recvmsg(256, 64)
+        except BlockingIOError:
+            return rows
+        rows.append((_stamp(anc), data))
+
+
+def _discard(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.recv(2048)
+
+
+def _account(rows: list[tuple[int, bytes]], lo: int, hi: int, out: list[int]) -> int:
+    """Append the latency of each datagram of seqs [lo, hi); return the last arrival."""
+    last = 0
+    for arrival, data in rows:
+        parts = data.rsplit(b" ", 2)
+        try:
+            seq, sent = int(parts[1]), int(parts[2])
+        except (IndexError, ValueError):
+            continue
+        if lo <= seq < hi:
+            out.append(arrival - sent)
+            last = max(last, arrival)
+    return last
