@@ -63,7 +63,7 @@ class Run:
 
 def parse_group(group: str) -> tuple[str, str, int | None]:
     parts = group.split(".")
-    size = int(parts[-1]) if len(parts) > 2 and parts[-1].isdigit() else None
+    size = int(parts[-1]) if len(parts) >= 2 and parts[-1].isdigit() else None
     if size is not None:
         parts = parts[:-1]
     return parts[0], ".".join(parts[1:]) or parts[0], size
