@@ -8,6 +8,7 @@ forward instead: the oldest N events after that id, which is what "next page" an
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -36,6 +37,8 @@ from storage.models import events, to_us
 from storage.store import EventStore, detail, event_from_row, has_fts
 
 S = TypeVar("S", bound=Select[Any])
+
+_CHUNK = 1000
 
 _fts_table = table(fts.FTS_TABLE, column("rowid", Integer))
 _COLS = (
@@ -75,22 +78,30 @@ class HistoryQuery:
 
 def query_events(source: Engine | EventStore, q: HistoryQuery) -> list[Event]:
     """The events matching ``q``, oldest first (newest first with ``q.reverse``)."""
+    return list(iter_events(source, q))
+
+
+def iter_events(source: Engine | EventStore, q: HistoryQuery) -> Iterator[Event]:
+    """Like :func:`query_events`, but streams: ``limit=0`` over a million rows never
+    holds them all in memory."""
     engine, url = _engine(source)
+    descending = not q.forward if q.limit > 0 else q.reverse
     try:
         with engine.connect() as conn:
             stmt, fts_joined = _filtered(conn, q, select(*_COLS))
             order_col = _fts_table.c.rowid if fts_joined else events.c.id
-            descending = not q.forward if q.limit > 0 else q.reverse
             stmt = stmt.order_by(order_col.desc() if descending else order_col.asc())
             if q.limit > 0:
                 stmt = stmt.limit(q.limit)
-            rows = conn.execute(stmt).all()
+                rows: Iterable[Sequence[Any]] = conn.execute(stmt).all()
+                if descending != q.reverse:
+                    rows = reversed(list(rows))
+            else:
+                rows = conn.execution_options(yield_per=_CHUNK).execute(stmt)
+            for row in rows:
+                yield event_from_row(row)
     except SQLAlchemyError as exc:
         raise StorageError(f"querying {describe(url)}: {detail(exc)}") from exc
-    found = [event_from_row(r) for r in rows]
-    if q.limit > 0 and descending != q.reverse:
-        found.reverse()
-    return found
 
 
 def count_events(source: Engine | EventStore, q: HistoryQuery) -> int:

@@ -8,7 +8,7 @@ where Core ``insert()`` executemany is ~0.3x (docs/architecture.md, "Storage").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -19,9 +19,12 @@ from chatroom.events import Event, EventKind
 from storage import fts
 from storage.config import describe, sqlite_file
 from storage.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine
-from storage.errors import NoDatabase, StorageError
+from storage.errors import NoDatabase, SchemaTooNew, StorageError
 from storage.migrations import check_at_head, ensure_schema
-from storage.models import events, from_us, to_us
+from storage.models import events as events_t
+from storage.models import from_us, to_us
+
+__all__ = ["EventStore", "NoDatabase", "SchemaTooNew", "StorageError"]
 
 _COLUMNS = "id, kind, name, text, created_at, session, seq"
 # A retried client message (same session and seq) is stored once: the conflict target
@@ -31,13 +34,13 @@ _INSERT_SQLITE = (
     "ON CONFLICT (session, seq) DO NOTHING"
 )
 _SELECT = select(
-    events.c.id,
-    events.c.kind,
-    events.c.name,
-    events.c.text,
-    events.c.created_at,
-    events.c.session,
-    events.c.seq,
+    events_t.c.id,
+    events_t.c.kind,
+    events_t.c.name,
+    events_t.c.text,
+    events_t.c.created_at,
+    events_t.c.session,
+    events_t.c.seq,
 )
 
 Row = tuple[int, str, str, str, int, str | None, int | None]
@@ -107,14 +110,14 @@ class EventStore:
     def last_id(self) -> int:
         """The highest stored id; 0 when there are no events."""
         with self._reading() as conn:
-            value = conn.execute(select(func.max(events.c.id))).scalar()
+            value = conn.execute(select(func.max(events_t.c.id))).scalar()
         return int(value or 0)
 
     def recent(self, limit: int) -> list[Event]:
         """The last ``limit`` events, oldest first."""
         if limit <= 0:
             return []
-        stmt = _SELECT.order_by(events.c.id.desc()).limit(limit)
+        stmt = _SELECT.order_by(events_t.c.id.desc()).limit(limit)
         with self._reading() as conn:
             rows = conn.execute(stmt).all()
         return [event_from_row(r) for r in reversed(rows)]
@@ -123,24 +126,24 @@ class EventStore:
         """Events with id > ``after_id``, ascending, at most ``limit``."""
         if limit <= 0:
             return []
-        stmt = _SELECT.where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+        stmt = _SELECT.where(events_t.c.id > after_id).order_by(events_t.c.id).limit(limit)
         with self._reading() as conn:
             rows = conn.execute(stmt).all()
         return [event_from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ writes
 
-    def write_batch(self, batch: Sequence[Event]) -> None:
-        """Store ``batch`` in one transaction, with the ids it carries.
+    def write_batch(self, events: Iterable[Event]) -> None:
+        """Store ``events`` in one transaction, with the ids they carry.
 
         A message whose (session, seq) is already stored is a client's retry: it is
         skipped and the rest of the batch is stored. Anything else that fails (an id
         already used, the disk full...) rolls the whole batch back and raises
         :class:`StorageError`.
         """
-        if not batch:
+        rows = [row_from_event(e) for e in events]
+        if not rows:
             return
-        rows = [row_from_event(e) for e in batch]
         conn = self._writer_connection()
         try:
             if self._use_fts(conn):
@@ -176,8 +179,8 @@ class EventStore:
         keys = {(r[5], r[6]) for r in rows if r[5] is not None and r[6] is not None}
         if keys:
             found = conn.execute(
-                select(events.c.session, events.c.seq).where(
-                    tuple_(events.c.session, events.c.seq).in_(list(keys))
+                select(events_t.c.session, events_t.c.seq).where(
+                    tuple_(events_t.c.session, events_t.c.seq).in_(list(keys))
                 )
             ).all()
             seen = {(s, q) for s, q in found}
@@ -192,7 +195,7 @@ class EventStore:
             rows = unique
         if rows:
             names = ("id", "kind", "name", "text", "created_at", "session", "seq")
-            conn.execute(insert(events), [dict(zip(names, r, strict=True)) for r in rows])
+            conn.execute(insert(events_t), [dict(zip(names, r, strict=True)) for r in rows])
 
     # ------------------------------------------------------------------ internals
 
