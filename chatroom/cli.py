@@ -22,10 +22,14 @@ def cli() -> None:
 def _register() -> None:
     # Imported here so that `chatroom --help` stays one import away from each command.
     from chatroom.commands.announce import announce
+    from chatroom.commands.db import db
+    from chatroom.commands.history import history
     from chatroom.commands.serve import serve
 
     cli.add_command(serve)
     cli.add_command(announce)
+    cli.add_command(db)
+    cli.add_command(history)
 
 
 _register()
