@@ -45,7 +45,7 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait(5)
-        if self.proc.stdout is not None:
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
             self.output.append(self.proc.stdout.read() or b"")
             self.proc.stdout.close()
         return rc
@@ -88,8 +88,10 @@ def start_server(db: Path, *args: str, env: dict[str, str] | None = None) -> Ser
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def factory(*args: str, db: Path | None = None) -> ServerProcess:
-        srv = start_server(db or tmp_path / "chat.db", *args)
+    def factory(
+        *args: str, db: Path | None = None, env: dict[str, str] | None = None
+    ) -> ServerProcess:
+        srv = start_server(db or tmp_path / "chat.db", *args, env=env)
         started.append(srv)
         return srv
 
