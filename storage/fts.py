@@ -75,6 +75,8 @@ def plan_search(text: str) -> SearchPlan:
     (only punctuation) or in a script written without spaces (Chinese, Japanese,
     Thai...) becomes a substring test instead.
     """
+    # FTS5 reads its query as a C string: a NUL would cut it short mid-literal.
+    text = text.replace("\x00", " ")
     matches: list[str] = []
     likes: list[str] = []
     words: list[str] = []
@@ -92,4 +94,8 @@ def plan_search(text: str) -> SearchPlan:
             continue
         literal = '"' + core.replace('"', '""') + '"'
         matches.append(literal + "*" if prefix else literal)
+    if not words and text.strip():
+        # Only quotes (`"` or `""`): search for the text itself.
+        likes.append(text.strip())
+        words.append(text.strip())
     return SearchPlan(" ".join(matches) if matches else None, tuple(likes), tuple(words))

@@ -1,0 +1,142 @@
+"""Alembic migrations on real SQLite files: up, down, agreement with the models, refusal."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from storage import migrations
+from storage.config import sqlite_url
+from storage.engine import make_engine
+from storage.errors import NoDatabase, SchemaTooNew, StorageError
+from storage.fts import is_fts_table
+from storage.models import Base
+
+
+def tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as c:
+        return {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "sub" / "dir" / "chat.db"
+
+
+def test_upgrade_head_on_empty_database_creates_everything(db: Path) -> None:
+    url = sqlite_url(db)
+    assert migrations.current(url) is None
+    assert not db.exists(), "current() must not create the database"
+    migrations.upgrade(url)
+    assert migrations.current(url) == migrations.head() == "0001"
+    assert {"events", "events_fts", "events_fts_defer", "alembic_version"} <= tables(db)
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        indexes = {r[1] for r in c.execute("PRAGMA index_list(events)")}
+        triggers = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+        # id is the rowid alias (INTEGER PRIMARY KEY): no separate primary-key index
+        plan = c.execute("EXPLAIN QUERY PLAN SELECT * FROM events WHERE id = 5").fetchall()
+    assert {"ix_events_name_id", "ix_events_kind_id", "ix_events_created_at"} <= indexes
+    assert triggers == {"events_fts_ai", "events_fts_ad", "events_fts_au"}
+    assert "INTEGER PRIMARY KEY" in str(plan)
+
+
+def test_downgrade_to_base_and_up_again(db: Path) -> None:
+    url = sqlite_url(db)
+    migrations.upgrade(url)
+    migrations.downgrade(url, "base")
+    assert migrations.current(url) is None
+    assert tables(db) == {"alembic_version"}
+    migrations.upgrade(url, "head")
+    assert migrations.current(url) == migrations.head()
+    assert "events_fts" in tables(db)
+
+
+def test_upgrade_twice_is_a_no_op(db: Path) -> None:
+    url = sqlite_url(db)
+    migrations.ensure_schema(url)
+    before = digest(db)
+    migrations.ensure_schema(url)
+    assert digest(db) == before
+
+
+def test_models_and_migrations_agree(db: Path) -> None:
+    url = sqlite_url(db)
+    migrations.upgrade(url)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_name": lambda name, type_, _parents: (
+                        not (type_ == "table" and name is not None and is_fts_table(name))
+                    ),
+                },
+            )
+            diff = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_unknown_revision_is_refused_and_left_unchanged(db: Path) -> None:
+    url = sqlite_url(db)
+    migrations.upgrade(url)
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE alembic_version SET version_num = 'abc123'")
+    before = digest(db)
+    with pytest.raises(SchemaTooNew) as err:
+        migrations.ensure_schema(url)
+    assert str(err.value) == (
+        f"database {db} is at revision abc123, newer than this chatroom "
+        f"(head {migrations.head()}); upgrade chatroom"
+    )
+    with pytest.raises(SchemaTooNew):
+        migrations.upgrade(url)
+    with pytest.raises(SchemaTooNew):
+        migrations.downgrade(url, "base")
+    assert digest(db) == before
+    assert migrations.current(url) == "abc123"
+    assert isinstance(err.value, StorageError)
+
+
+def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    junk = tmp_path / "notes.txt"
+    junk.write_bytes(b"these are my notes, not a database\n" * 200)
+    before = digest(junk)
+    with pytest.raises(StorageError, match="is not a chatroom database"):
+        migrations.ensure_schema(sqlite_url(junk))
+    with pytest.raises(StorageError, match="is not a chatroom database"):
+        migrations.current(sqlite_url(junk))
+    assert digest(junk) == before
+
+
+def test_another_programs_database_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    with pytest.raises(StorageError, match="not a chatroom database"):
+        migrations.ensure_schema(sqlite_url(other))
+    assert tables(other) == {"invoices"}
+
+
+def test_unknown_target_revision(db: Path) -> None:
+    with pytest.raises(StorageError, match="unknown revision 'nope'"):
+        migrations.upgrade(sqlite_url(db), "nope")
+
+
+def test_downgrade_without_a_database(db: Path) -> None:
+    with pytest.raises(NoDatabase):
+        migrations.downgrade(sqlite_url(db), "base")
+    assert not db.exists()

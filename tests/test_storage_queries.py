@@ -1,0 +1,162 @@
+"""History queries on a real SQLite file: filters, order, paging, FTS5 search."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chatroom.events import Event
+from storage.config import sqlite_url
+from storage.fts import SearchPlan, plan_search
+from storage.queries import HistoryQuery, count_events, iter_events, query_events
+from storage.store import EventStore
+
+NOW = datetime(2026, 11, 27, 15, 4, 5, tzinfo=UTC)
+
+
+def at(delta: timedelta) -> float:
+    return (NOW - delta).timestamp()
+
+
+EVENTS = [
+    Event(1, "join", "alice", "", at(timedelta(days=3))),
+    Event(2, "message", "alice", "hello world", at(timedelta(days=3, minutes=-1))),
+    Event(3, "join", "Bob", "", at(timedelta(days=2))),
+    Event(
+        4,
+        "message",
+        "bob",
+        'lunch at noon? AND( "quoted" *star*',
+        at(timedelta(days=2, minutes=-1)),
+    ),
+    Event(5, "message", "alice", "\x1b]0;pwned\x07 title \u202eevil", at(timedelta(days=1))),
+    Event(6, "announce", "server", "maintenance at five", at(timedelta(hours=3))),
+    Event(7, "message", "carol", "午饭吃什么", at(timedelta(hours=2))),
+    Event(8, "timeout", "bob", "", at(timedelta(hours=1))),
+    Event(9, "message", "alice", "Hello again, wörld", at(timedelta(minutes=10))),
+    Event(10, "quit", "alice", "", at(timedelta(minutes=5))),
+]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventStore]:
+    path = tmp_path_factory.mktemp("q") / "chat.db"
+    with EventStore.open(sqlite_url(path)) as writer:
+        writer.write_batch(EVENTS[:4])
+        writer.write_batch(EVENTS[4:])
+    with EventStore.open(sqlite_url(path), create=False) as reader:
+        yield reader
+
+
+def ids(store: EventStore, **kw: object) -> list[int]:
+    return [e.id for e in query_events(store, HistoryQuery(**kw))]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        ({}, list(range(1, 11))),
+        ({"limit": 3}, [8, 9, 10]),
+        ({"limit": 3, "reverse": True}, [10, 9, 8]),
+        ({"limit": 0}, list(range(1, 11))),
+        ({"limit": 0, "reverse": True}, list(range(10, 0, -1))),
+        ({"users": ("BOB",)}, [3, 4, 8]),
+        ({"users": ("Alice", "carol"), "limit": 2}, [9, 10]),
+        ({"users": ("nobody",)}, []),
+        ({"kinds": ("join", "quit")}, [1, 3, 10]),
+        ({"kinds": ("announce",)}, [6]),
+        ({"since": NOW - timedelta(days=1)}, [5, 6, 7, 8, 9, 10]),
+        ({"until": NOW - timedelta(days=2)}, [1, 2, 3]),
+        ({"since": NOW - timedelta(hours=3), "until": NOW - timedelta(hours=1)}, [6, 7, 8]),
+        ({"since": (NOW - timedelta(hours=2)).replace(tzinfo=None)}, [7, 8, 9, 10]),
+        ({"after_id": 3, "limit": 2}, [4, 5]),  # forward paging: the oldest N after
+        ({"after_id": 3, "limit": 2, "reverse": True}, [5, 4]),
+        ({"before_id": 4, "limit": 2}, [2, 3]),  # backward paging: the newest N before
+        ({"after_id": 2, "before_id": 6}, [3, 4, 5]),
+        ({"after_id": 2, "before_id": 6, "limit": 2}, [4, 5]),
+        ({"users": ("alice",), "kinds": ("message",), "limit": 1}, [9]),
+    ],
+)
+def test_filters_and_order(store: EventStore, kw: dict[str, object], expected: list[int]) -> None:
+    assert ids(store, **kw) == expected
+    assert count_events(store, HistoryQuery(**kw)) == len(  # type: ignore[arg-type]
+        ids(store, **{**kw, "limit": 0})
+    )
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("hello", [2, 9]),
+        ("HELLO", [2, 9]),
+        ("hello world", [2, 9]),  # every word, any order, accents ignored
+        ("world hello", [2, 9]),
+        ("wörld", [2, 9]),
+        ("hello again", [9]),
+        ("worl*", [2, 9]),  # prefix
+        ('"hello world"', [2]),  # phrase
+        ('"world hello"', []),
+        ("at", [4, 6]),
+        ("AND(", [4]),  # FTS5 syntax is just text
+        ("NEAR(", []),
+        ('"', [4]),
+        ('""', []),  # two quotes side by side: nowhere
+        ("\x00", list(range(1, 11))),  # nothing searchable
+        ("*", [4]),
+        ("*star*", [4]),
+        ("title:", [5]),
+        ("-lunch", [4]),
+        ("a OR b", []),
+        ("午饭", [7]),  # inside an unspaced run: substring search
+        ("   ", list(range(1, 11))),  # nothing to search for
+        ("pwned", [5]),
+    ],
+)
+def test_search(store: EventStore, search: str, expected: list[int]) -> None:
+    assert ids(store, search=search, limit=0) == expected
+    assert count_events(store, HistoryQuery(search=search)) == len(expected)
+
+
+def test_search_combines_with_filters_and_limit(store: EventStore) -> None:
+    assert ids(store, search="hello", users=("alice",), limit=1) == [9]
+    assert ids(store, search="hello", reverse=True) == [9, 2]
+    assert ids(store, search="hello", before_id=9) == [2]
+    assert ids(store, search="hello", after_id=2) == [9]
+
+
+def test_iter_streams_everything(store: EventStore) -> None:
+    assert [e.id for e in iter_events(store, HistoryQuery(limit=0))] == list(range(1, 11))
+
+
+def test_query_accepts_an_engine(store: EventStore) -> None:
+    assert [e.id for e in query_events(store.engine, HistoryQuery(limit=2))] == [9, 10]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
+def test_any_search_text_is_a_valid_query(store: EventStore, text: str) -> None:
+    query_events(store, HistoryQuery(search=text, limit=5))
+
+
+@pytest.mark.parametrize(
+    ("text", "plan"),
+    [
+        ("hello world", SearchPlan('"hello" "world"', (), ("hello", "world"))),
+        ('"hello world"', SearchPlan('"hello world"', (), ("hello world",))),
+        ("lun*", SearchPlan('"lun"*', (), ("lun",))),
+        ('a"b', SearchPlan('"a""b"', (), ('a"b',))),
+        ("AND(", SearchPlan('"AND("', (), ("AND(",))),
+        ("*", SearchPlan(None, ("*",), ("*",))),
+        ("午饭 lunch", SearchPlan('"lunch"', ("午饭",), ("午饭", "lunch"))),
+        ('"unclosed phrase', SearchPlan('"unclosed phrase"', (), ("unclosed phrase",))),
+        ("", SearchPlan(None, (), ())),
+    ],
+)
+def test_plan_search(text: str, plan: SearchPlan) -> None:
+    assert plan_search(text) == plan

@@ -1,0 +1,207 @@
+"""EventStore on a real SQLite file: the batched writer, reads, pragmas, FTS consistency."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatroom.events import Event
+from storage.config import sqlite_url
+from storage.errors import NoDatabase, SchemaTooNew, StorageError
+from storage.store import EventStore, row_from_event
+
+T0 = 1_795_000_000.0
+
+
+def ev(i: int, text: str = "", kind: str = "message", name: str = "alice", **kw: object) -> Event:
+    return Event(i, kind, name, text or f"message {i}", T0 + i, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "chat.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[EventStore]:
+    with EventStore.open(sqlite_url(path)) as s:
+        yield s
+
+
+def fts_ids(path: Path, query: str) -> list[int]:
+    with sqlite3.connect(path) as c:
+        rows = c.execute(
+            "SELECT rowid FROM events_fts WHERE events_fts MATCH ? ORDER BY rowid", (query,)
+        )
+        return [r[0] for r in rows]
+
+
+def fts_integrity_ok(path: Path) -> None:
+    with sqlite3.connect(path) as c:
+        # rank 1: also compare the index with the content table (external content).
+        c.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 1)")
+        assert c.execute("SELECT count(*) FROM events_fts_defer").fetchone() == (0,)
+
+
+def test_open_creates_parent_directory_and_schema(path: Path, store: EventStore) -> None:
+    assert path.is_file()
+    assert store.last_id() == 0
+    assert store.recent(10) == []
+    assert store.after(0, 10) == []
+
+
+def test_write_then_read_back(path: Path, store: EventStore) -> None:
+    batch = [
+        Event(1, "join", "alice", "", T0 + 0.000001),
+        Event(2, "message", "alice", "hello, world", T0 + 1.5, "s" * 32, 1),
+        Event(3, "announce", "server", "maintenance at five", T0 + 2.25),
+        Event(4, "quit", "alice", "", T0 + 3),
+    ]
+    store.write_batch(batch)
+    store.write_batch([Event(5, "timeout", "bob", "", T0 + 4)])
+    assert store.last_id() == 5
+    got = store.recent(10)
+    assert [e.id for e in got] == [1, 2, 3, 4, 5]
+    for stored, sent in zip(got, [*batch, Event(5, "timeout", "bob", "", T0 + 4)], strict=True):
+        assert stored.created_at == pytest.approx(sent.created_at, abs=1e-6)
+        assert (stored.id, stored.kind, stored.name, stored.text, stored.session, stored.seq) == (
+            sent.id,
+            sent.kind,
+            sent.name,
+            sent.text,
+            sent.session,
+            sent.seq,
+        )
+    assert [e.id for e in store.recent(2)] == [4, 5]
+    assert [e.id for e in store.after(2, 2)] == [3, 4]
+    assert [e.id for e in store.after(5, 10)] == []
+    assert store.recent(0) == []
+    fts_integrity_ok(path)
+
+
+def test_created_at_is_stored_as_integer_microseconds_utc(path: Path, store: EventStore) -> None:
+    store.write_batch([Event(1, "message", "a", "x", 1_795_000_000.123456)])
+    with sqlite3.connect(path) as c:
+        ((value, kind),) = c.execute("SELECT created_at, typeof(created_at) FROM events")
+    assert (value, kind) == (1_795_000_000_123_456, "integer")
+
+
+def test_duplicate_session_seq_in_a_later_batch_keeps_the_rest(
+    path: Path, store: EventStore
+) -> None:
+    store.write_batch([ev(1, "first try", session="S", seq=7), ev(2, "other")])
+    # The client retried seq 7; the room gave the retry a new id in a batch with others.
+    store.write_batch([ev(3, "before"), ev(4, "first try", session="S", seq=7), ev(5, "after")])
+    assert [e.id for e in store.recent(10)] == [1, 2, 3, 5]
+    assert fts_ids(path, "first") == [1]
+    assert fts_ids(path, "after") == [5]
+    fts_integrity_ok(path)
+
+
+def test_duplicate_within_one_batch_and_exact_replay(path: Path, store: EventStore) -> None:
+    a = ev(1, "once", session="S", seq=1)
+    store.write_batch([a, ev(2, "once", session="S", seq=1), ev(3, "three")])
+    store.write_batch([a])  # the very same event again: already stored, skipped
+    assert [e.id for e in store.recent(10)] == [1, 3]
+    assert fts_ids(path, "once") == [1]
+    fts_integrity_ok(path)
+
+
+def test_null_sessions_never_conflict(store: EventStore) -> None:
+    store.write_batch([ev(1, kind="join"), ev(2, kind="join"), ev(3, seq=None)])
+    assert store.last_id() == 3
+
+
+def test_reused_id_rolls_the_whole_batch_back(path: Path, store: EventStore) -> None:
+    store.write_batch([ev(1, "one")])
+    with pytest.raises(StorageError, match="could not store 2 events"):
+        store.write_batch([ev(2, "two"), ev(1, "clash", session="X", seq=1)])
+    assert [e.id for e in store.recent(10)] == [1]
+    store.write_batch([ev(2, "two again")])  # the writer is usable afterwards
+    assert [e.text for e in store.recent(10)] == ["one", "two again"]
+    fts_integrity_ok(path)
+
+
+def test_ids_below_the_maximum_are_stored_and_indexed(path: Path, store: EventStore) -> None:
+    store.write_batch([ev(10, "ten")])
+    store.write_batch([ev(5, "five"), ev(11, "eleven")])
+    assert [e.id for e in store.recent(10)] == [5, 10, 11]
+    assert fts_ids(path, "five OR eleven") == [5, 11]
+    fts_integrity_ok(path)
+
+
+def test_rows_written_by_other_code_paths_are_searchable(path: Path, store: EventStore) -> None:
+    store.write_batch([ev(1, "from the server")])
+    with sqlite3.connect(path) as c:  # someone with the sqlite3 shell
+        c.execute(
+            "INSERT INTO events (id, kind, name, text, created_at) "
+            "VALUES (2, 'announce', 'ops', 'written by hand', 0)"
+        )
+        c.execute("UPDATE events SET text = 'edited from the server' WHERE id = 1")
+    assert fts_ids(path, "hand") == [2]
+    assert fts_ids(path, "edited") == [1]
+    with sqlite3.connect(path) as c:
+        c.execute("DELETE FROM events WHERE id = 2")
+    assert fts_ids(path, "hand") == []
+    fts_integrity_ok(path)
+
+
+def test_generic_write_path_dedups_too(path: Path, store: EventStore) -> None:
+    # The path used for databases other than SQLite (Core insert, no marker: the
+    # trigger indexes), exercised here on SQLite.
+    store.write_batch([ev(1, "orig", session="S", seq=1)])
+    conn = store._writer_connection()
+    rows = [row_from_event(e) for e in (ev(2, "orig", session="S", seq=1), ev(3, "new"))]
+    rows.append(row_from_event(ev(4, "dup in batch", session="T", seq=1)))
+    rows.append(row_from_event(ev(5, "dup in batch", session="T", seq=1)))
+    store._write_generic(conn, rows)
+    conn.commit()
+    assert [e.id for e in store.recent(10)] == [1, 3, 4]
+    assert fts_ids(path, "new") == [3]
+    fts_integrity_ok(path)
+
+
+def test_pragmas_on_every_connection(store: EventStore) -> None:
+    with store.engine.connect() as conn:
+        pragma = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+        }
+    assert pragma == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "busy_timeout": 5000,
+        "foreign_keys": 1,
+    }
+
+
+def test_reader_does_not_create_a_database(path: Path) -> None:
+    with pytest.raises(NoDatabase, match=r"no database at .*; start `chatroom serve` first"):
+        EventStore.open(sqlite_url(path), create=False)
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_reader_is_read_only_and_sees_new_commits(path: Path, store: EventStore) -> None:
+    store.write_batch([ev(1)])
+    with EventStore.open(sqlite_url(path), create=False) as reader:
+        assert reader.last_id() == 1
+        store.write_batch([ev(2), ev(3)])  # a server keeps writing
+        assert reader.last_id() == 3
+        assert [e.id for e in reader.after(1, 10)] == [2, 3]
+        with reader.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 1
+        with pytest.raises(StorageError, match=r"readonly|read-only"):
+            reader.write_batch([ev(4)])
+
+
+def test_reader_refuses_a_database_newer_than_the_code(path: Path, store: EventStore) -> None:
+    store.close()
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE alembic_version SET version_num = 'zzz999'")
+    with pytest.raises(SchemaTooNew, match="newer than this chatroom"):
+        EventStore.open(sqlite_url(path), create=False)
+    with pytest.raises(SchemaTooNew):
+        EventStore.open(sqlite_url(path))
