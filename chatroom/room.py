@@ -15,6 +15,7 @@ clients receive the course's plain lines, never their own.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections import Counter, deque
@@ -94,8 +95,16 @@ class RoomConfig:
 
 
 def is_loopback(addr: Address) -> bool:
+    return _is_loopback_host(addr[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_loopback_host(host: str) -> bool:
+    # Cached: parsing the address cost ~1.6 us on every classic datagram, a fifth of
+    # the room's time per message (docs/benchmarks.md, Profile). Bounded, so a flood
+    # of source addresses only evicts entries (each miss costs what it did before).
     try:
-        return ipaddress.ip_address(addr[0]).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
