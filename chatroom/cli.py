@@ -24,12 +24,14 @@ def _register() -> None:
     from chatroom.commands.announce import announce
     from chatroom.commands.db import db
     from chatroom.commands.history import history
+    from chatroom.commands.join import join
     from chatroom.commands.serve import serve
 
     cli.add_command(serve)
     cli.add_command(announce)
     cli.add_command(db)
     cli.add_command(history)
+    cli.add_command(join)
 
 
 _register()

@@ -1,0 +1,200 @@
+"""The network process (the child of the fork): socket, session, screen.
+
+It multiplexes three inputs with a selector: datagrams from the server, lines
+from the keyboard process (a pipe), and the session's timers. What the session
+returns is applied here: datagrams are sent, display outputs rendered and
+printed (chatroom/client/terminal.py keeps the input line intact), the names of
+the people online are passed to the keyboard process for tab completion.
+
+It exits, and is then reaped by the keyboard process, when:
+
+* the keyboard process asks it to quit (``Q`` on the pipe): BYE, then exit 0;
+* the pipe reaches end-of-file without ``Q``, or SIGTERM/SIGHUP arrives (the
+  keyboard process died: ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` backs up the pipe):
+  one BYE attempt, and out within ``ORPHAN_GRACE`` seconds, well under 1 s.
+
+Ctrl-C reaches both processes (one process group); this one ignores SIGINT and
+lets the keyboard process decide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import selectors
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from chatroom import protocol as p
+from chatroom.client.effects import (
+    Finished,
+    LoggedIn,
+    LoginRefused,
+    NoAnswer,
+    OnlineChanged,
+    Output,
+    Transmit,
+)
+from chatroom.client.render import Renderer
+from chatroom.client.session import ClientSession
+from chatroom.client.terminal import Screen
+
+#: How long an orphaned network process may spend saying BYE.
+ORPHAN_GRACE: Final = 0.5
+#: Upper bound on one select() wait, so signals are looked at regularly.
+MAX_WAIT: Final = 0.5
+PR_SET_PDEATHSIG: Final = 1
+#: Most bytes of names sent to the keyboard process at once (atomic pipe write).
+NAMES_MAX: Final = 4000
+
+
+def set_parent_death_signal(sig: int) -> bool:
+    """Linux: have the kernel send ``sig`` when our parent dies. False elsewhere."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass
+class NetworkProcess:
+    sock: socket.socket
+    session: ClientSession
+    renderer: Renderer
+    screen: Screen
+    cmd_fd: int
+    names_fd: int
+    parent: int
+    _cmd_buf: bytes = b""
+    _orphaned: bool = False
+    _quit_asked: bool = False
+    _finished: bool = False
+    _hard_deadline: float | None = None
+    _names_pending: bytes | None = None
+    _lines: list[str] = field(default_factory=list)
+
+    def run(self) -> int:
+        self._install_signals()
+        set_parent_death_signal(signal.SIGTERM)
+        if os.getppid() != self.parent:  # it died before prctl took effect
+            self._orphaned = True
+        self.sock.setblocking(False)
+        os.set_blocking(self.names_fd, False)
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.sock, selectors.EVENT_READ, "sock")
+            sel.register(self.cmd_fd, selectors.EVENT_READ, "cmd")
+            while not self._finished:
+                now = time.monotonic()
+                if self._orphaned and self._hard_deadline is None:
+                    self._hard_deadline = now + ORPHAN_GRACE
+                    self._apply(self.session.quit(now))
+                if self._hard_deadline is not None and now >= self._hard_deadline:
+                    break
+                for key, _ in sel.select(self._wait(now)):
+                    if key.data == "sock":
+                        self._read_socket()
+                    elif not self._read_commands():
+                        sel.unregister(self.cmd_fd)
+                self._apply(self.session.tick(time.monotonic()))
+                self._flush()
+        self._flush()
+        return 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_terminate)
+
+    def _on_terminate(self, signum: int, frame: object) -> None:
+        self._orphaned = True
+
+    def _wait(self, now: float) -> float:
+        limits = [MAX_WAIT]
+        deadline = self.session.deadline()
+        if deadline is not None:
+            limits.append(deadline - now)
+        if self._hard_deadline is not None:
+            limits.append(self._hard_deadline - now)
+        return max(0.0, min(limits))
+
+    def _read_socket(self) -> None:
+        for _ in range(256):  # drain what is ready, then let timers and keys run
+            try:
+                data = self.sock.recv(p.MAX_DATAGRAM + 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue  # ICMP port unreachable and friends: the server is away
+            self._apply(self.session.receive(data, time.monotonic()))
+
+    def _read_commands(self) -> bool:
+        """Lines from the keyboard process. False at end-of-file."""
+        try:
+            chunk = os.read(self.cmd_fd, 65536)
+        except InterruptedError:
+            return True
+        except OSError:
+            chunk = b""
+        if not chunk:
+            if not self._quit_asked:
+                self._orphaned = True  # the keyboard process is gone
+            return False
+        self._cmd_buf += chunk
+        while b"\n" in self._cmd_buf:
+            raw, self._cmd_buf = self._cmd_buf.split(b"\n", 1)
+            now = time.monotonic()
+            if raw == b"Q":
+                self._quit_asked = True
+                self._apply(self.session.quit(now))
+            elif raw.startswith(b"L"):
+                line = raw[1:].decode("utf-8", "replace")
+                self._apply(self.session.typed(line, now))
+        return True
+
+    def _apply(self, outs: list[Output]) -> None:
+        wall = time.time()
+        for out in outs:
+            match out:
+                case Transmit(payload=data):
+                    with contextlib.suppress(OSError):
+                        self.sock.send(data)
+                case OnlineChanged(names=names):
+                    self._names_pending = _names_message(names)
+                case Finished():
+                    self._finished = True
+                case LoggedIn() | LoginRefused() | NoAnswer():
+                    pass
+                case _:
+                    self._lines += self.renderer.render(out, wall)
+
+    def _flush(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self.screen.print_lines(lines)
+        if self._names_pending is not None:
+            try:
+                os.write(self.names_fd, self._names_pending)
+                self._names_pending = None
+            except BlockingIOError:
+                pass  # the keyboard process is behind; try again next round
+            except OSError:
+                self._names_pending = None
+
+
+def _names_message(names: tuple[str, ...]) -> bytes:
+    out = b""
+    for name in names:
+        encoded = name.encode("utf-8") + b"\t"
+        if len(out) + len(encoded) > NAMES_MAX:
+            break
+        out += encoded
+    return out.rstrip(b"\t") + b"\n"

@@ -1,0 +1,212 @@
+"""``chatroom join`` end to end: log in, fork, and let each process do its part.
+
+Login happens first, in the single process, so that a refused name can be asked
+for again at a plain prompt and a server that does not answer is reported before
+anything is forked. Then ``os.fork()`` (the course's requirement):
+
+* the parent is the keyboard process (chatroom/client/keyboard.py) and reaps
+  the child with ``waitpid`` whichever way the session ends;
+* the child is the network process (chatroom/client/network.py): it owns the
+  socket, the session state machine and the screen, and leaves with ``os._exit``
+  so that nothing of the parent's (atexit handlers, buffered output) runs twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import random
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from chatroom import protocol as p
+from chatroom.client.effects import LoggedIn, LoginRefused, NoAnswer, Output, Transmit
+from chatroom.client.i18n import Lang, detect_lang, tr
+from chatroom.client.keyboard import Keyboard
+from chatroom.client.network import NetworkProcess
+from chatroom.client.render import Renderer
+from chatroom.client.session import ClientSession, SessionConfig
+from chatroom.client.style import Style, colour_enabled, cursor_enabled
+from chatroom.client.terminal import Screen, SharedTerminal
+from chatroom.sanitize import visible
+
+
+class ClientError(Exception):
+    """Something the user can act on (no traceback): the message says what."""
+
+
+@dataclass(frozen=True)
+class JoinOptions:
+    name: str | None
+    host: str = "127.0.0.1"
+    port: int = 8888
+    history: int = 20
+    lang: str | None = None
+    no_color: bool = False
+    config: SessionConfig = field(default_factory=SessionConfig)
+
+
+def run(opts: JoinOptions) -> int:
+    """The whole client; returns the exit status."""
+    env = os.environ
+    lang: Lang = detect_lang(opts.lang, env)
+    out_tty = sys.stdout.isatty()
+    tty = out_tty and sys.stdin.isatty()
+    style = Style(colour_enabled(isatty=out_tty, no_color_flag=opts.no_color, env=env))
+    renderer = Renderer(lang, style, columns=_columns if out_tty else (lambda: 0))
+    sock = _connect(opts.host, opts.port)
+    config = dataclasses.replace(opts.config, history=max(0, opts.history))
+    session = ClientSession(opts.name or "", random.SystemRandom(), config)
+    status = _login(sock, session, renderer, opts, tty)
+    if status is not None:
+        sock.close()
+        return status
+    _say(renderer.notice("joined_as", {"name": session.name}, time.time()))
+    return _fork(sock, session, renderer, tty=tty, cursor=cursor_enabled(isatty=tty, env=env))
+
+
+def _columns() -> int:
+    return shutil.get_terminal_size().columns
+
+
+def _connect(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise ClientError(f"cannot resolve {host}: {exc.strerror}") from exc
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.connect(addr)  # only the server's datagrams reach us; ICMP errors are reported
+    return sock
+
+
+# ---------------------------------------------------------------------- login
+
+
+def _login(
+    sock: socket.socket, session: ClientSession, renderer: Renderer, opts: JoinOptions, tty: bool
+) -> int | None:
+    """Log in, asking for a name until one is accepted. None once logged in, else
+    the exit status."""
+    name = opts.name
+    while True:
+        if not name:
+            try:
+                name = input(renderer.plain("name_prompt") if tty else "").strip()
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return 0
+            continue
+        clean, why = p.check_name(name)
+        if why is not None:
+            text = p.classic_text(renderer.lang, why).decode()
+            print(renderer.plain("refused", text=text), file=sys.stderr)
+            name = None
+            continue
+        outcome = _exchange(sock, session, renderer, session.login(clean, time.monotonic()))
+        match outcome:
+            case LoggedIn():
+                return None
+            case LoginRefused(text=text):
+                print(renderer.plain("refused", text=visible(text)), file=sys.stderr)
+                name = None
+            case NoAnswer():
+                message = renderer.plain("no_answer", host=opts.host, port=opts.port)
+                print(message, file=sys.stderr)
+                return 1
+
+
+def _exchange(
+    sock: socket.socket, session: ClientSession, renderer: Renderer, first: list[Output]
+) -> LoggedIn | LoginRefused | NoAnswer:
+    """Run the session until the login settles (it gives up by itself)."""
+    pending = list(first)
+    sock.setblocking(False)
+    with selectors.DefaultSelector() as sel:
+        sel.register(sock, selectors.EVENT_READ)
+        while True:
+            lines: list[str] = []
+            for out in pending:
+                match out:
+                    case Transmit(payload=data):
+                        # Nobody listening yet is fine: the retry timer covers it.
+                        with contextlib.suppress(OSError):
+                            sock.send(data)
+                    case LoggedIn() | LoginRefused() | NoAnswer():
+                        _say(lines)
+                        return out
+                    case _:
+                        lines += renderer.render(out, time.time())
+            _say(lines)
+            deadline = session.deadline()
+            now = time.monotonic()
+            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - now))
+            pending = []
+            if sel.select(wait):
+                try:
+                    data = sock.recv(p.MAX_DATAGRAM + 1)
+                    pending += session.receive(data, time.monotonic())
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    pass  # ICMP port unreachable: nobody there (yet)
+            pending += session.tick(time.monotonic())
+
+
+def _say(lines: list[str]) -> None:
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------- fork
+
+
+def _fork(
+    sock: socket.socket, session: ClientSession, renderer: Renderer, *, tty: bool, cursor: bool
+) -> int:
+    shared = SharedTerminal()
+    cmd_r, cmd_w = os.pipe()
+    names_r, names_w = os.pipe()
+    parent = os.getpid()
+    # Installed before the fork: the child may print (and signal) before the
+    # parent has set up anything, and SIGUSR1's default action is to terminate.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # ------------------------------------------------ the network process
+        code = 1
+        try:
+            os.close(cmd_w)
+            os.close(names_r)
+            screen = Screen(shared, sys.stdout.fileno(), cursor=cursor, parent=parent)
+            code = NetworkProcess(sock, session, renderer, screen, cmd_r, names_w, parent).run()
+        except BaseException as exc:  # never unwind into the parent's code
+            try:
+                os.write(2, f"chatroom: network process: {exc!r}\n".encode())
+            finally:
+                os._exit(1)
+        os._exit(code)
+    # ---------------------------------------------------------------- the keyboard process
+    os.close(cmd_r)
+    os.close(names_w)
+    sock.close()
+    keyboard = Keyboard(
+        pid,
+        cmd_w,
+        names_r,
+        shared,
+        prompt=f"{session.name}> ",
+        tty=tty,
+        cursor=cursor,
+        say=lambda text: _say([text]),
+        child_died_text=tr(renderer.lang, "child_died"),
+    )
+    return keyboard.run()
