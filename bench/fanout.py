@@ -95,10 +95,12 @@ class Relay:
     banner: bytes = b""
 
     @classmethod
-    def start(cls, name: str, cmd: list[str], stdin: bytes | None = None) -> Relay:
+    def start(
+        cls, name: str, cmd: list[str], stdin: bytes | None = None, cwd: Path = ROOT
+    ) -> Relay:
         proc = subprocess.Popen(
             cmd,
-            cwd=ROOT,
+            cwd=cwd,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -116,11 +118,17 @@ class Relay:
         return cls(name, proc, addr, banner)
 
     @classmethod
-    def server(cls, db: Path, registry: str, *extra: str) -> Relay:
-        """``chatroom serve`` on 127.0.0.1, port 0, storage on, rate limits off."""
+    def server(
+        cls, db: Path, registry: str, *extra: str, source: Path = ROOT, name: str = ""
+    ) -> Relay:
+        """``chatroom serve`` on 127.0.0.1, port 0, storage on, rate limits off.
+
+        ``extra`` goes between the interpreter and ``-m chatroom`` (``-m cProfile -o F``);
+        ``source`` is the tree to run it from: ``python -m`` imports from the working
+        directory first, so another checkout's ``chatroom/`` runs instead of ours."""
         cmd = [sys.executable, *extra, "-m", "chatroom", "serve", "--host", "127.0.0.1"]
         cmd += ["--port", "0", "--db", str(db), "--rate-limit", "off", "--registry", registry]
-        return cls.start(f"server[{registry}]", cmd)
+        return cls.start(name or f"server[{registry}]", cmd, cwd=source)
 
     @classmethod
     def bare(cls, receivers: Sequence[tuple[str, int]]) -> Relay:

@@ -1,0 +1,240 @@
+"""Profile the server's hot path under the fan-out load, and compare two versions.
+
+    python -m bench.profile_server spy --n 10             # py-spy: where the time goes
+    python -m bench.profile_server cprofile --n 10        # cProfile: calls and per-call cost
+    python -m bench.profile_server ab --baseline-rev REV  # REV vs the working tree vs bare
+
+The load is bench/fanout.py's (N classic receivers, a flow-controlled sender, a real
+``chatroom serve`` with storage on). ``spy`` attaches py-spy (a sampling profiler; not a
+project dependency: pass ``--py-spy PATH`` or have it on PATH) to the server while
+loaded rounds run, and sorts the samples into the hot path's stages: the sendto loop,
+storage, parse, the text check, the classic-policy check, registry lookups, building
+the fan-out, the receive loop. Sampling does not slow the Python code down the way
+cProfile's per-call hooks do, so its shares are the ones to trust; ``cprofile`` is for
+call counts. ``ab`` runs the server of another commit (extracted with ``git archive``,
+no checkout) next to the working tree's and the bare relay, rounds interleaved, on the
+same receivers: the before/after figures in docs/benchmarks.md come from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import pstats
+import shutil
+import statistics
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from bench.fanout import ROOT, Relay, Rig, RoundStats
+
+ROUND_DELIVERIES = 200_000
+
+#: py-spy stack frames -> stage, matched from the innermost frame outwards.
+STAGES: tuple[tuple[str, str], ...] = (
+    ("EventStore.write_batch", "storage: insert + FTS index + commit (one per batch)"),
+    ("Server._send", "sendto loop (kernel: ~all of it)"),
+    ("bad_text_char", "room: text check (bad_text_char)"),
+    ("is_loopback", "room: classic policy (is_loopback)"),
+    ("Room._classic_allowed", "room: classic policy (is_loopback)"),
+    ("Registry.find_address", "room: registry lookup"),
+    ("Registry.get", "room: registry lookup"),
+    ("parse (chatroom/protocol.py", "room: parse"),
+    ("Room._publish", "room: publish (event, recipients, encode)"),
+    ("Room.", "room: dispatch and the rest"),
+    ("Server._apply", "server: apply effects"),
+    ("Server._drain", "server: receive loop (recvfrom, clocks)"),
+)
+
+
+def messages_for(n: int) -> int:
+    return max(50, ROUND_DELIVERIES // n)
+
+
+# ---------------------------------------------------------------------------- py-spy
+
+
+def stage_of(stack: str) -> str:
+    for frame in reversed(stack.split(";")):
+        for needle, stage in STAGES:
+            if needle in frame:
+                return stage
+    return "other (select, timers, start-up)"
+
+
+def spy(n: int, rounds: int, registry: str, py_spy: str, raw: Path | None) -> None:
+    msgs = messages_for(n)
+    with tempfile.TemporaryDirectory() as tmp, Rig(n, msgs) as rig:
+        out = raw or Path(tmp) / "spy.txt"
+        with Relay.server(Path(tmp) / "chat.db", registry) as srv:
+            rig.login(srv.addr)
+            rig.measure(srv.addr, msgs // 4, rig.window)  # warm up
+            cmd = [py_spy, "record", "-p", str(srv.proc.pid), "-r", "1000", "-f", "raw"]
+            cmd += ["-o", str(out), "--nonblocking"]
+            sampler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                time.sleep(1.0)  # py-spy attaches
+                results = [rig.measure(srv.addr, msgs, rig.window) for _ in range(rounds)]
+            finally:
+                sampler.send_signal(2)  # SIGINT: py-spy writes its output and exits
+                _, err = sampler.communicate(timeout=60)
+            if not out.exists():
+                raise SystemExit(f"py-spy wrote nothing: {err.decode(errors='replace')}")
+        rate = statistics.median(r.deliveries_per_s for r in results)
+        per_message_us = n / rate * 1e6
+        counts: collections.Counter[str] = collections.Counter()
+        for line in out.read_text().splitlines():
+            stack, _, samples = line.rpartition(" ")
+            counts[stage_of(stack)] += int(samples)
+        total = sum(counts.values())
+        print(f"N={n} {registry}: {rate:,.0f} deliveries/s = {per_message_us:.1f} µs/message")
+        print(f"{'stage':55} {'share':>7} {'µs/msg':>8}")
+        for stage, count in counts.most_common():
+            share = count / total
+            print(f"{stage:55} {share:7.1%} {share * per_message_us:8.2f}")
+
+
+# ---------------------------------------------------------------------------- cProfile
+
+
+def cprofile(n: int, rounds: int, registry: str, out: Path, top: int) -> None:
+    msgs = messages_for(n)
+    profiler = ("-m", "cProfile", "-o", str(out))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Rig(n, msgs) as rig,
+        Relay.server(Path(tmp) / "chat.db", registry, *profiler) as srv,
+    ):
+        rig.login(srv.addr)
+        for _ in range(rounds):
+            print(f"{rig.measure(srv.addr, msgs, rig.window).deliveries_per_s:,.0f}/s")
+    pstats.Stats(str(out)).sort_stats("tottime").print_stats(top)
+
+
+# ---------------------------------------------------------------------------- A/B
+
+
+def extract(rev: str, into: Path) -> Path:
+    """``chatroom/`` (and storage/, alembic/) at ``rev``, via git archive; the working
+    tree's storage/ and alembic/ where ``rev`` has none."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = into / "src.tar"
+    with archive.open("wb") as fh:
+        subprocess.run(["git", "archive", rev], cwd=ROOT, stdout=fh, check=True)
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.split("/")[0] in _PACKAGES]
+        tar.extractall(into, members=members, filter="data")
+    for name in _PACKAGES:
+        if not (into / name).exists():
+            shutil.copytree(ROOT / name, into / name)
+    return into
+
+
+_PACKAGES = ("chatroom", "storage", "alembic")
+
+
+def ab(baseline_rev: str, sizes: list[int], rounds: int, registry: str, out: Path | None) -> None:
+    label = subprocess.run(
+        ["git", "rev-parse", "--short", baseline_rev], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    report: dict[str, object] = {"baseline": label, "registry": registry, "sizes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        base_src = extract(baseline_rev, Path(tmp) / "baseline")
+        for n in sizes:
+            msgs = messages_for(n)
+            idle = max(20, min(300, 20_000 // n))
+            runs: dict[str, list[RoundStats]] = {"bare": [], "before": [], "after": []}
+            idles: dict[str, list[RoundStats]] = {"bare": [], "before": [], "after": []}
+            with (
+                Rig(n, msgs) as rig,
+                Relay.server(
+                    Path(tmp) / f"before{n}.db", registry, source=base_src, name="before"
+                ) as before,
+                Relay.server(Path(tmp) / f"after{n}.db", registry, name="after") as after,
+            ):
+                rig.login(before.addr)
+                rig.login(after.addr)
+                with Relay.bare(rig.addresses) as bare:
+                    rig.settle(bare.addr)
+                    relays = {"bare": bare, "before": before, "after": after}
+                    for relay in relays.values():
+                        rig.measure(relay.addr, msgs // 4, rig.window)  # warm up
+                    order = list(relays)
+                    for i in range(rounds):
+                        for name in order[i % 3 :] + order[: i % 3]:  # rotate the order
+                            addr = relays[name].addr
+                            idles[name].append(rig.measure(addr, idle, 1))
+                            runs[name].append(rig.measure(addr, msgs, rig.window))
+            row = summarize(runs, idles)
+            report["sizes"][str(n)] = row  # type: ignore[index]
+            print(f"N={n}: " + json.dumps(row))
+    if out is not None:
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {out}")
+
+
+def summarize(
+    runs: dict[str, list[RoundStats]], idles: dict[str, list[RoundStats]]
+) -> dict[str, float]:
+    def med(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    row: dict[str, float] = {}
+    for name, rs in runs.items():
+        row[f"{name}_deliveries_per_s"] = round(med([r.deliveries_per_s for r in rs]))
+        row[f"{name}_idle_p50_us"] = round(med([r.latency_us(0.5) for r in idles[name]]), 1)
+        row[f"{name}_lost"] = sum(r.lost for r in rs)
+
+    def ratio(a: list[RoundStats], b: list[RoundStats]) -> float:
+        pairs = zip(a, b, strict=True)  # the same round index: measured moments apart
+        return round(med([x.deliveries_per_s / y.deliveries_per_s for x, y in pairs]), 3)
+
+    row["before_ratio"] = ratio(runs["before"], runs["bare"])
+    row["after_ratio"] = ratio(runs["after"], runs["bare"])
+    row["after_vs_before"] = ratio(runs["after"], runs["before"])
+    return row
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.profile_server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("spy", help="py-spy sampling, grouped by hot-path stage")
+    s.add_argument("--n", type=int, default=10)
+    s.add_argument("--rounds", type=int, default=3)
+    s.add_argument("--registry", default="indexed")
+    s.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    s.add_argument("--raw", type=Path, help="keep py-spy's raw (collapsed) stacks here")
+    c = sub.add_parser("cprofile", help="cProfile the server, top functions by own time")
+    c.add_argument("--n", type=int, default=10)
+    c.add_argument("--rounds", type=int, default=3)
+    c.add_argument("--registry", default="indexed")
+    c.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "server.prof")
+    c.add_argument("--top", type=int, default=30)
+    a = sub.add_parser("ab", help="another commit's server vs the working tree's vs bare")
+    a.add_argument("--baseline-rev", required=True)
+    a.add_argument("--n", type=int, nargs="+", default=[10, 100, 1000])
+    a.add_argument("--rounds", type=int, default=5)
+    a.add_argument("--registry", default="indexed")
+    a.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if args.cmd == "spy":
+        spy(args.n, args.rounds, args.registry, args.py_spy, args.raw)
+    elif args.cmd == "cprofile":
+        cprofile(args.n, args.rounds, args.registry, args.out, args.top)
+    else:
+        ab(args.baseline_rev, args.n, args.rounds, args.registry, args.json)
+
+
+if __name__ == "__main__":
+    main()
