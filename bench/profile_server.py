@@ -1,8 +1,8 @@
 """Profile the server's hot path under the fan-out load, and compare two versions.
 
     python -m bench.profile_server spy --n 10             # py-spy: where the time goes
-    python -m bench.profile_server cprofile --n 10        # cProfile: calls and per-call cost
-    python -m bench.profile_server ab --baseline-rev REV  # REV vs the working tree vs bare
+    python -m bench.profile_server cprofile --n 10        # cProfile: calls, per-call cost
+    python -m bench.profile_server ab --baseline-rev REV  # chatroom/ at REV vs now vs bare
 
 The load is bench/fanout.py's (N classic receivers, a flow-controlled sender, a real
 ``chatroom serve`` with storage on). ``spy`` attaches py-spy (a sampling profiler; not a
@@ -119,22 +119,18 @@ def cprofile(n: int, rounds: int, registry: str, out: Path, top: int) -> None:
 
 
 def extract(rev: str, into: Path) -> Path:
-    """``chatroom/`` (and storage/, alembic/) at ``rev``, via git archive; the working
-    tree's storage/ and alembic/ where ``rev`` has none."""
+    """A source tree with ``chatroom/`` as it was at ``rev`` (via git archive, nothing
+    checked out) and the working tree's storage/ and alembic/: the comparison is of
+    the server's code, with the storage layer held the same on both sides."""
     into.mkdir(parents=True, exist_ok=True)
     archive = into / "src.tar"
     with archive.open("wb") as fh:
-        subprocess.run(["git", "archive", rev], cwd=ROOT, stdout=fh, check=True)
+        subprocess.run(["git", "archive", rev, "chatroom"], cwd=ROOT, stdout=fh, check=True)
     with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.name.split("/")[0] in _PACKAGES]
-        tar.extractall(into, members=members, filter="data")
-    for name in _PACKAGES:
-        if not (into / name).exists():
-            shutil.copytree(ROOT / name, into / name)
+        tar.extractall(into, filter="data")
+    for name in ("storage", "alembic"):
+        shutil.copytree(ROOT / name, into / name, ignore=shutil.ignore_patterns("__pycache__"))
     return into
-
-
-_PACKAGES = ("chatroom", "storage", "alembic")
 
 
 def ab(baseline_rev: str, sizes: list[int], rounds: int, registry: str, out: Path | None) -> None:

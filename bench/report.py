@@ -500,8 +500,8 @@ def plot_fanout(
     fig, axes = plt.subplots(1, 3, figsize=(16.5, 4.8))
     panels = (
         ("deliveries_per_s", "Throughput: deliveries per second", "datagrams delivered / s"),
-        ("ratio_to_bare", "Server / bare relay (same test)", "× the bare relay's deliveries/s"),
-        ("idle_p50_us", "Fan-out latency, one message in flight", "median latency (log)"),
+        ("ratio_to_bare", "Server as a share of the bare relay", "server / bare deliveries per s"),
+        ("idle_p50_us", "Latency, one message in flight", "median send → arrival (log)"),
     )
     for ax, (key, title, ylabel) in zip(axes, panels, strict=True):
         for i, row in enumerate(rows):
@@ -549,8 +549,8 @@ def plot_fanout(
             ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=8, loc="lower left" if key != "idle_p50_us" else "upper left")
     fig.suptitle(
-        "Fan-out: a real `chatroom serve` (storage on) per registry vs a bare recvfrom/sendto "
-        "relay, loopback, one sender — higher is better except latency",
+        "Fan-out on loopback: chatroom serve (storage on), per registry, vs a bare "
+        "recvfrom/sendto relay — one sender, N receivers; higher is better, except latency",
         fontsize=12,
     )
     fig.tight_layout()
