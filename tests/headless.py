@@ -9,6 +9,7 @@ shown event as ``EV <id> <kind> <name> <text>`` and notices as ``NOTICE <key>``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import random
@@ -108,10 +109,8 @@ class Headless:
                 self._on_output(out)
             match out:
                 case Transmit(payload=payload):
-                    try:
+                    with contextlib.suppress(OSError):
                         self.sock.sendto(payload, self.server)
-                    except OSError:
-                        pass
                 case ShowEvent(event=event, history=True):
                     with self._lock:
                         self.history.append(event)
