@@ -1,0 +1,137 @@
+"""History end to end: what was said is stored, replayed and queryable."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import ServerProcess, UdpPeer
+from tests.headless import Headless
+
+FAST = ("--rate-limit", "off")
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[Headless | UdpPeer]]:
+    things: list[Headless | UdpPeer] = []
+    yield things
+    for thing in things:
+        thing.close()
+
+
+def _history(db: object, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "chatroom", "history", "--db", str(db), *args],
+        capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_history_shows_exactly_what_was_said_and_replay_works(
+    server_factory: Callable[..., ServerProcess], cleanup: list[Headless | UdpPeer]
+) -> None:
+    srv = server_factory(*FAST)
+    alice, bob = UdpPeer(srv.addr), UdpPeer(srv.addr)
+    cleanup += [alice, bob]
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    bob.send("L bob")
+    assert bob.recv() == b"OK"
+    assert alice.recv() == b"bob joined"
+    said = [("alice", "hi bob"), ("bob", "hi alice"), ("alice", "lunch?"), ("bob", "sure, 12:30")]
+    for name, text in said:
+        sender, receiver = (alice, bob) if name == "alice" else (bob, alice)
+        sender.send(f"C {name} {text}")
+        assert receiver.recv() == f"{name} : {text}".encode()
+
+    result = _history(srv.db, "-n", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["kind"], r["name"], r["text"]) for r in rows] == [
+        ("join", "alice", ""), ("join", "bob", ""),
+        *[("message", n, t) for n, t in said],
+    ]
+    text = _history(srv.db, "-n", "2").stdout.decode()
+    assert "alice : lunch?" in text and "bob : sure, 12:30" in text and "hi bob" not in text
+
+    # A third user replays the last three events, then sees live traffic.
+    carol = Headless(srv.addr, "carol", history=3)
+    cleanup.append(carol)
+    assert carol.logged_in.wait(10)
+    assert carol.wait_until(lambda: len(carol.history) == 3, 5)
+    assert [(e.name, e.text) for e in carol.history] == said[-3:]
+    alice.send("C alice welcome carol")
+    assert carol.wait_until(lambda: ("alice", "welcome carol") in carol.texts(), 5)
+    assert [e.kind for e in carol.shown] == ["join", "message"]  # no replayed event twice
+
+
+def test_replay_boundary_with_traffic_during_login(
+    server_factory: Callable[..., ServerProcess], cleanup: list[Headless | UdpPeer]
+) -> None:
+    """Messages that arrive while a client logs in are neither lost nor doubled."""
+    srv = server_factory(*FAST)
+    alice = UdpPeer(srv.addr)
+    cleanup.append(alice)
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    stop = threading.Event()
+
+    def chatter() -> None:
+        i = 0
+        while not stop.is_set():
+            alice.send(f"C alice m{i}")
+            i += 1
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=chatter)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        dave = Headless(srv.addr, "dave", history=20)
+        cleanup.append(dave)
+        assert dave.logged_in.wait(10)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert dave.wait_until(lambda: len(dave.history) == 20, 5)
+    time.sleep(0.5)
+    seen = [e.id for e in dave.history] + [e.id for e in dave.shown]
+    assert seen == list(range(seen[0], seen[0] + len(seen)))  # contiguous: no gap, no repeat
+
+
+def test_kill_9_during_a_burst_loses_nothing_anyone_saw(
+    server_factory: Callable[..., ServerProcess], cleanup: list[Headless | UdpPeer]
+) -> None:
+    srv = server_factory(*FAST)
+    alice, bob = UdpPeer(srv.addr), UdpPeer(srv.addr)
+    cleanup += [alice, bob]
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    bob.send("L bob")
+    assert bob.recv() == b"OK"
+    assert alice.recv() == b"bob joined"
+    for i in range(3000):
+        alice.send(f"C alice burst {i}")
+        if i == 1500:
+            srv.proc.send_signal(signal.SIGKILL)
+    srv.stop()
+    shown: list[str] = []
+    while True:
+        try:
+            shown.append(bob.recv(0.5).decode())
+        except TimeoutError:
+            break
+    assert shown, "bob saw nothing: the burst never reached the server"
+    with sqlite3.connect(srv.db) as conn:
+        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
+        stored = {r[0] for r in conn.execute("select text from events where kind = 'message'")}
+    missing = [line for line in shown if line.removeprefix("alice : ") not in stored]
+    assert missing == []
