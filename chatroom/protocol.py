@@ -16,8 +16,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Final, Literal
 
+from chatroom.confusables import skeletons
 from chatroom.events import EVENT_KINDS, Event, EventKind
 
 #: Datagrams longer than this are dropped unread (RFC 9000's safe minimum MTU
@@ -250,6 +252,11 @@ _RESERVED: Final = frozenset(
 _BIDI: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+@cache
+def _reserved_skeletons() -> frozenset[str]:
+    return frozenset(sk for name in _RESERVED for sk in skeletons(name))
+
+
 def name_key(name: str) -> str:
     """The canonical form used for uniqueness: NFKC then casefold, so ``Alice``,
     ``ALICE`` and fullwidth ``Ａｌｉｃｅ`` are one name."""
@@ -270,6 +277,8 @@ def check_name(raw: str) -> tuple[str, str | None]:
         if ch.isspace() or cat[0] in "CZ" or ch in _BIDI:
             return raw, "invalid"
     key = name_key(name)
+    if any(sk in _reserved_skeletons() for sk in skeletons(name)):
+        return raw, "reserved"
     if key in _RESERVED or key.startswith("管理员") or key.startswith("admin"):
         return raw, "reserved"
     return name, None
@@ -485,6 +494,7 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "taken": "name already taken",
         "invalid": "invalid name: 1-32 characters, no spaces or control characters",
         "reserved": "name reserved for the operator",
+        "confusable": "name looks too much like someone who is online",
         "notyou": "ERR not logged in as {name} from this address",
         "unknown": "ERR not logged in (send L name first)",
         "badtext": "ERR control characters are not allowed",
@@ -503,6 +513,7 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "taken": "该用户已存在",
         "invalid": "用户名无效: 1-32 个字符, 不能含空格或控制字符",
         "reserved": "该用户名保留给管理员",
+        "confusable": "该用户名与在线用户过于相似",
         "notyou": "ERR 此地址未以 {name} 登录",
         "unknown": "ERR 尚未登录 (请先发送 L 用户名)",
         "badtext": "ERR 消息不能包含控制字符",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from chatroom import protocol as p
+from chatroom.confusables import skeletons
 from chatroom.cookies import CookieJar
 from chatroom.delivery import Outbox
 from chatroom.events import Event, EventKind
@@ -134,6 +135,8 @@ class Room:
         self._classic_buckets: dict[Address, Bucket] = {}
         self._login_buckets: dict[str, Bucket] = {}
         self._per_ip: Counter[str] = Counter()
+        #: Look-alike keys of the names online (chatroom/confusables.py).
+        self._skeletons: dict[str, str] = {}
         # The time of the input being handled; set at every public entry point so
         # that helpers need not thread it through.
         self._now = 0.0
@@ -233,13 +236,11 @@ class Room:
                         return [Send(p.OK, (addr,))]  # a retried L whose OK was lost
                     self.stats["refused.address_in_use"] += 1
                     return self._reply_error(addr, now, p.classic_text(lang, "notyou", raw))
-                name, why = p.check_name(raw)
-                if why is None and self.registry.get(p.name_key(name)) is not None:
-                    why = "taken"
+                name, why = self._check_new_name(raw)
                 if why is not None:
                     self.stats[f"refused.{why}"] += 1
                     return [Send(p.classic_text(lang, why), (addr,))]
-                self.registry.add(User(name, p.name_key(name), addr))
+                self._add(User(name, p.name_key(name), addr))
                 return [Send(p.OK, (addr,)), *self._publish("join", name, "", exclude=addr)]
             case p.ClassicChat(name=name, text=text):
                 pass
@@ -296,11 +297,7 @@ class Room:
             # session ends here rather than lingering until the idle timeout.
             self._drop_user(current)
             effects += self._publish("quit", current.name, "", exclude=addr)
-        name, why = p.check_name(frame.name)
-        if why is None:
-            holder = self.registry.get(p.name_key(name))
-            if holder is not None:
-                why = "taken"
+        name, why = self._check_new_name(frame.name)
         if why is not None:
             self.stats[f"refused.{why}"] += 1
             text = p.classic_text(self.config.lang, why).decode()
@@ -313,7 +310,7 @@ class Room:
         session = Session(sid, frame.nonce, now, base, Outbox(base, base), bucket, seqs)
         user = User(name, p.name_key(name), addr, session)
         welcome = self._welcome(user, frame.nonce)
-        self.registry.add(user)
+        self._add(user)
         self._sessions[sid] = user
         self._per_ip[addr[0]] += 1
         effects.append(Send(p.encode(welcome), (addr,)))
@@ -513,7 +510,26 @@ class Room:
             effects.append(Send(p.encode(p.EventFrame(event)), tuple(v2)))
         return effects
 
+    def _check_new_name(self, raw: str) -> tuple[str, str | None]:
+        """Normalise a requested name; the reason code if it cannot be had now."""
+        name, why = p.check_name(raw)
+        if why is not None:
+            return name, why
+        if self.registry.get(p.name_key(name)) is not None:
+            return name, "taken"
+        if any(sk in self._skeletons for sk in skeletons(name)):
+            return name, "confusable"
+        return name, None
+
+    def _add(self, user: User) -> None:
+        self.registry.add(user)
+        for sk in skeletons(user.name):
+            self._skeletons[sk] = user.key
+
     def _drop_user(self, user: User) -> None:
+        for sk in skeletons(user.name):
+            if self._skeletons.get(sk) == user.key:
+                del self._skeletons[sk]
         self.registry.remove(user.key)
         if user.session is not None:
             self._sessions.pop(user.session.sid, None)

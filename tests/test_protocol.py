@@ -137,6 +137,8 @@ def test_max_datagram_is_processed() -> None:
         ("管理员消息", ("管理员消息", "reserved")),
         ("Admin", ("Admin", "reserved")),
         ("ａｄｍｉｎ", ("ａｄｍｉｎ", "reserved")),
+        ("\u0430dmin", ("\u0430dmin", "reserved")),  # Cyrillic а
+        ("r\u043eot", ("r\u043eot", "reserved")),  # Cyrillic о
         ("ADMINISTRATOR", ("ADMINISTRATOR", "reserved")),
         ("*", ("*", "reserved")),
     ],

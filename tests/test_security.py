@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from chatroom import protocol as p
 from chatroom.cookies import LIFETIME, ROTATE
 from chatroom.ratelimit import Rate
@@ -175,3 +177,29 @@ def test_login_rate_per_ip() -> None:
         frames = h.login_frames(("127.0.0.1", 9000 + i), f"user{i}")
         codes.append(next((f.code for f in frames if isinstance(f, p.Refused)), "ok"))
     assert codes == ["ok", "ok", "ok", "ratelimited", "ratelimited"]
+
+
+@pytest.mark.parametrize(
+    ("online", "newcomer", "refused"),
+    [
+        ("paypal", "\u0440\u0430ypal", True),  # Cyrillic р, а
+        ("alice", "\u0430lice", True),
+        ("Alice", "\u0430lice", True),
+        ("bill", "biII", True),  # capital I looks like small l
+        ("bob", "b0b", False),
+        ("小明", "小朋", False),
+        ("Zoe", "Zoë", False),
+        ("alice", "alicia", False),
+    ],
+)
+def test_confusable_names_refused_while_online(online: str, newcomer: str, refused: bool) -> None:
+    h = Harness("indexed")
+    h.send(A, f"L {online}")
+    assert h.take(A) == [b"OK"]
+    h.send(B, f"L {newcomer}")
+    expected = b"name looks too much like someone who is online" if refused else b"OK"
+    assert h.take(B) == [expected]
+    if refused:  # once the look-alike leaves, the name is free
+        h.send(A, f"Q {online}")
+        h.send(B, f"L {newcomer}")
+        assert h.take(B) == [b"OK"]
