@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bench.fanout import ROOT, Relay, Rig, RoundStats
 
-ROUND_DELIVERIES = 200_000
+ROUND_DELIVERIES = 100_000  # as bench/test_bench_fanout.py
 
 #: py-spy stack frames -> stage, matched from the innermost frame outwards.
 STAGES: tuple[tuple[str, str], ...] = (
