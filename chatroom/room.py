@@ -165,7 +165,7 @@ class Room:
                 if not self._classic_allowed(addr):
                     self.stats["drop.classic_policy"] += 1
                     return []
-                return self._classic(frame, addr, now)
+                return self._classic(frame, addr, now, data.endswith(b"\n"))
             case p.Login():
                 return self._login(frame, addr, now)
             case _:
@@ -226,22 +226,29 @@ class Room:
         frame: p.ClassicLogin | p.ClassicChat | p.ClassicQuit,
         addr: Address,
         now: float,
+        newline: bool,
     ) -> list[Effect]:
         lang = self.config.lang
         user = self.registry.find_address(addr)
+
+        def line(payload: bytes) -> bytes:
+            return payload + b"\n" if newline else payload
+
         match frame:
             case p.ClassicLogin(name=raw):
                 if user is not None:
                     if user.name == raw and user.session is None:
-                        return [Send(p.OK, (addr,))]  # a retried L whose OK was lost
+                        return [Send(line(p.OK), (addr,))]  # a retried L: its OK was lost
                     self.stats["refused.address_in_use"] += 1
-                    return self._reply_error(addr, now, p.classic_text(lang, "notyou", raw))
+                    notyou = p.classic_text(lang, "notyou", raw)
+                    return self._reply_error(addr, now, line(notyou))
                 name, why = self._check_new_name(raw)
                 if why is not None:
                     self.stats[f"refused.{why}"] += 1
-                    return [Send(p.classic_text(lang, why), (addr,))]
-                self._add(User(name, p.name_key(name), addr))
-                return [Send(p.OK, (addr,)), *self._publish("join", name, "", exclude=addr)]
+                    return [Send(line(p.classic_text(lang, why)), (addr,))]
+                self._add(User(name, p.name_key(name), addr, newline=newline))
+                ok = Send(line(p.OK), (addr,))
+                return [ok, *self._publish("join", name, "", exclude=addr)]
             case p.ClassicChat(name=name, text=text):
                 pass
             case p.ClassicQuit(name=name):
@@ -249,16 +256,17 @@ class Room:
         if user is None or user.session is not None or user.name != name:
             self.stats["drop.not_you"] += 1
             key = "unknown" if user is None else "notyou"
-            return self._reply_error(addr, now, p.classic_text(lang, key, name))
+            return self._reply_error(addr, now, line(p.classic_text(lang, key, name)))
         if isinstance(frame, p.ClassicQuit):
             self._drop_user(user)
-            return [Send(p.EXIT, (addr,)), *self._publish("quit", name, "", exclude=addr)]
+            exit_ = Send(line(p.EXIT), (addr,))
+            return [exit_, *self._publish("quit", name, "", exclude=addr)]
         if p.bad_text_char(text) is not None:
             self.stats["drop.badtext"] += 1
-            return self._reply_error(addr, now, p.classic_text(lang, "badtext"))
+            return self._reply_error(addr, now, line(p.classic_text(lang, "badtext")))
         if not self._allowed(self._classic_buckets, addr, self.config.rate, now):
             self.stats["drop.ratelimited"] += 1
-            return self._reply_error(addr, now, p.classic_text(lang, "slowdown"))
+            return self._reply_error(addr, now, line(p.classic_text(lang, "slowdown")))
         return self._publish("message", name, text, exclude=addr)
 
     # ------------------------------------------------------------------ v2 dialect
@@ -493,6 +501,7 @@ class Room:
         event = Event(event_id, kind, name, text, self._wall, session, seq)
         self._ring.append(event)
         classic: list[Address] = []
+        classic_nl: list[Address] = []
         v2: list[Address] = []
         now = self._now
         for u in self.registry:
@@ -502,10 +511,14 @@ class Room:
                     outbox.pushed(event_id, now)
                     v2.append(u.address)
             elif u.address != exclude:
-                classic.append(u.address)
+                (classic_nl if u.newline else classic).append(u.address)
         effects: list[Effect] = [Store(event)]
-        if classic:
-            effects.append(Send(p.classic_event(self.config.lang, event), tuple(classic)))
+        if classic or classic_nl:
+            plain = p.classic_event(self.config.lang, event)
+            if classic:
+                effects.append(Send(plain, tuple(classic)))
+            if classic_nl:
+                effects.append(Send(plain + b"\n", tuple(classic_nl)))
         if v2:
             effects.append(Send(p.encode(p.EventFrame(event)), tuple(v2)))
         return effects
@@ -551,7 +564,8 @@ class Room:
             return self._reply_error(addr, now, p.encode(p.Error(frame.reason, frame.detail)))
         if not self._classic_allowed(addr):
             return []
-        return self._reply_error(addr, now, f"ERR {frame.detail}".encode())
+        nl = b"\n" if user.newline else b""
+        return self._reply_error(addr, now, f"ERR {frame.detail}".encode() + nl)
 
     def _reply_error(self, addr: Address, now: float, payload: bytes) -> list[Effect]:
         last = self._last_error.get(addr)

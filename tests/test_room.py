@@ -84,10 +84,25 @@ def h(request: pytest.FixtureRequest) -> Harness:
 def test_login_ok_and_others_told(h: Harness) -> None:
     h.send(A, "L alice")
     assert h.take(A) == [b"OK"]
-    h.send(B, "L bob\n")
+    h.send(B, "L bob")
     assert h.take(B) == [b"OK"]  # the newcomer does not get their own join notice
     assert h.take(A) == [b"bob joined"]
     assert [s.event.kind for s in h.stored] == ["join", "join"]
+
+
+def test_netcat_peers_get_newline_terminated_lines(h: Harness) -> None:
+    """nc users end lines with a newline and should read whole lines back; the
+    course's client sends none and compares replies byte for byte."""
+    h.send(A, "L alice")
+    h.send(B, "L bob\n")
+    assert h.take(B) == [b"OK\n"]
+    assert h.take(A) == [b"OK", b"bob joined"]
+    h.send(A, "C alice hi")
+    assert h.take(B) == [b"alice : hi\n"]
+    h.send(B, "C bob hey\r\n")
+    assert h.take(A) == [b"bob : hey"]
+    h.send(B, "Q bob\n")
+    assert h.take(B) == [b"EXIT\n"]
 
 
 def test_duplicate_and_case_duplicate_refused(h: Harness) -> None:

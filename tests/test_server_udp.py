@@ -30,14 +30,16 @@ def test_classic_session_on_every_registry(
     alice, bob, carol = peers(srv.addr), peers(srv.addr), peers(srv.addr)
     alice.send("L alice")
     assert alice.recv() == b"OK"
-    bob.send("L bob\n")  # netcat adds a newline
-    assert bob.recv() == b"OK"
+    bob.send("L bob\n")  # netcat adds a newline, and gets whole lines back
+    assert bob.recv() == b"OK\n"
     assert alice.recv() == b"bob joined"
     carol.send("L BOB\r\n")
-    assert carol.recv() == b"name already taken"
+    assert carol.recv() == b"name already taken\n"
     bob.send("C bob hello alice\n")
     assert alice.recv() == b"bob : hello alice"
     bob.recv_none()
+    alice.send("C alice hi bob")
+    assert bob.recv() == b"alice : hi bob\n"
     bob.send("Q bob")
     assert bob.recv() == b"EXIT"
     assert alice.recv() == b"bob left"

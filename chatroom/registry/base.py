@@ -25,6 +25,9 @@ class User:
     key: str
     address: Address
     session: Any = field(default=None)
+    #: A classic peer that ends its lines with a newline (netcat) gets its lines
+    #: newline-terminated too; the course's client sends none and expects none.
+    newline: bool = False
 
 
 class DuplicateUser(ValueError):
