@@ -8,9 +8,10 @@ where Core ``insert()`` executemany is ~0.3x (docs/architecture.md, "Storage").
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from sqlalchemy import Connection, Engine, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -21,8 +22,8 @@ from storage.config import describe, sqlite_file
 from storage.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine
 from storage.errors import NoDatabase, SchemaTooNew, StorageError
 from storage.migrations import check_at_head, ensure_schema
+from storage.models import US_PER_SECOND, from_us, to_us
 from storage.models import events as events_t
-from storage.models import from_us, to_us
 
 __all__ = ["EventStore", "NoDatabase", "SchemaTooNew", "StorageError"]
 
@@ -33,6 +34,7 @@ _INSERT_SQLITE = (
     f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (session, seq) DO NOTHING"
 )
+_MAX_ID = "SELECT coalesce(max(id), 0) FROM events"
 _SELECT = select(
     events_t.c.id,
     events_t.c.kind,
@@ -141,37 +143,60 @@ class EventStore:
         already used, the disk full...) rolls the whole batch back and raises
         :class:`StorageError`.
         """
-        rows = [row_from_event(e) for e in events]
+        rows: list[Row] = [
+            (e.id, e.kind, e.name, e.text, round(e.created_at * US_PER_SECOND), e.session, e.seq)
+            for e in events
+        ]
         if not rows:
             return
         conn = self._writer_connection()
+        if is_sqlite(conn):
+            self._write_sqlite(conn, rows)
+            return
         try:
-            if self._use_fts(conn):
-                self._write_sqlite(conn, rows)
-            elif is_sqlite(conn):
-                conn.exec_driver_sql(_INSERT_SQLITE, rows)
-            else:
-                self._write_generic(conn, rows)
+            self._write_generic(conn, rows)
             conn.commit()
         except SQLAlchemyError as exc:
             conn.rollback()
             raise StorageError(f"could not store {len(rows)} events: {detail(exc)}") from exc
 
     def _write_sqlite(self, conn: Connection, rows: list[Row]) -> None:
-        # The marker row takes the write lock and silences the FTS insert trigger for
-        # this transaction; the batch is then indexed with one INSERT ... SELECT.
-        conn.exec_driver_sql(fts.DEFER_ON)
-        before = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one()
-        fresh = [r for r in rows if r[0] > before]
-        if fresh:
-            conn.exec_driver_sql(_INSERT_SQLITE, fresh)
-            conn.exec_driver_sql(fts.INDEX_AFTER, (before,))
-        conn.exec_driver_sql(fts.DEFER_OFF)
-        stale = [r for r in rows if r[0] <= before]
-        if stale:
-            # Ids at or below the current maximum (not the room's order; only another
-            # writer does this): the trigger indexes exactly the rows that go in.
-            conn.exec_driver_sql(_INSERT_SQLITE, stale)
+        """The SQLite write path, on the driver connection SQLAlchemy's pool gave us.
+
+        Six statements per batch; going through SQLAlchemy's execution machinery for
+        each would cost more than the FTS indexing does (docs/architecture.md). The
+        connection runs in driver autocommit mode (storage.engine), so the BEGIN and
+        COMMIT here are the whole transaction.
+        """
+        raw = cast(sqlite3.Connection, conn.connection.driver_connection)
+        try:
+            if self._fts is None:
+                self._fts = raw.execute(fts.HAS_FTS).fetchone() == (2,)
+            use_fts = self._fts
+            raw.execute("BEGIN IMMEDIATE")
+            if use_fts:
+                # The marker silences the FTS insert trigger for this transaction only;
+                # the batch is then indexed with one INSERT ... SELECT.
+                raw.execute(fts.DEFER_ON)
+            (before,) = raw.execute(_MAX_ID).fetchone()
+            fresh = [r for r in rows if r[0] > before]
+            if fresh:
+                raw.executemany(_INSERT_SQLITE, fresh)
+                if use_fts:
+                    raw.execute(fts.INDEX_AFTER, (before,))
+            if use_fts:
+                raw.execute(fts.DEFER_OFF)
+            if len(fresh) < len(rows):
+                # Ids at or below the current maximum (not the room's order; only
+                # another writer does this): the trigger indexes the rows that go in.
+                raw.executemany(_INSERT_SQLITE, [r for r in rows if r[0] <= before])
+            raw.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise StorageError(
+                f"could not store {len(rows)} events in {describe(self.url)}: {exc}"
+            ) from exc
 
     def _write_generic(self, conn: Connection, rows: list[Row]) -> None:
         # Other databases: skip (session, seq) pairs already stored, then one Core
@@ -206,11 +231,6 @@ class EventStore:
             except SQLAlchemyError as exc:
                 raise StorageError(f"cannot open {describe(self.url)}: {detail(exc)}") from exc
         return self._writer
-
-    def _use_fts(self, conn: Connection) -> bool:
-        if self._fts is None:
-            self._fts = has_fts(conn)
-        return self._fts
 
     def _reading(self) -> _Reading:
         return _Reading(self)
