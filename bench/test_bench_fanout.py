@@ -11,9 +11,13 @@ server round has a bare round measured moments before it, on the same noisy mach
 Groups are ``fanout.<N>``; ``extra_info`` carries the numbers the report renders
 (bench/fanout.py explains how a round is measured):
 
-- ``deliveries_per_s`` / ``bare_deliveries_per_s``: median over rounds, each round
-  delivered datagrams / (last kernel arrival - first send);
-- ``ratio_to_bare``: median over rounds of server / bare deliveries per second;
+- ``deliveries_per_s`` / ``bare_deliveries_per_s``: the best round's delivered
+  datagrams / (last kernel arrival - first send). The best, not the median: on a
+  shared 2-core machine, load from elsewhere only ever slows a round down, so the
+  fastest round is the best estimate of what the relay can do (as ``timeit`` takes
+  the minimum); ``*_median`` has the medians;
+- ``ratio_to_bare``: server / bare of those best rounds; ``ratio_median``: the median
+  of the per-round ratios (each server round against the bare round just before it);
 - ``p50_us`` / ``p99_us`` (and ``bare_...``): latency under that full load, median
   over rounds; mostly the queue the sender keeps in flight (``window`` messages);
 - ``idle_p50_us`` / ``idle_p99_us`` (and ``bare_...``): latency with one message in
@@ -105,6 +109,8 @@ def test_fanout(benchmark: Benchmark, tmp_path: Path, kind: str, n: int) -> None
     ratios = [
         s.deliveries_per_s / b.deliveries_per_s for s, b in zip(loaded, bare_loaded, strict=True)
     ]
+    best = max(r.deliveries_per_s for r in loaded)
+    bare_best = max(r.deliveries_per_s for r in bare_loaded)
     benchmark.extra_info.update(
         impl=kind,
         size=n,
@@ -112,9 +118,12 @@ def test_fanout(benchmark: Benchmark, tmp_path: Path, kind: str, n: int) -> None
         messages=messages,
         window=window,
         rounds=len(loaded),
-        deliveries_per_s=round(med([r.deliveries_per_s for r in loaded])),
-        bare_deliveries_per_s=round(med([r.deliveries_per_s for r in bare_loaded])),
-        ratio_to_bare=round(med(ratios), 3),
+        deliveries_per_s=round(best),
+        bare_deliveries_per_s=round(bare_best),
+        ratio_to_bare=round(best / bare_best, 3),
+        deliveries_per_s_median=round(med([r.deliveries_per_s for r in loaded])),
+        bare_deliveries_per_s_median=round(med([r.deliveries_per_s for r in bare_loaded])),
+        ratio_median=round(med(ratios), 3),
         p50_us=round(med([r.latency_us(0.5) for r in loaded]), 1),
         p99_us=round(med([r.latency_us(0.99) for r in loaded]), 1),
         bare_p50_us=round(med([r.latency_us(0.5) for r in bare_loaded]), 1),
