@@ -24,7 +24,12 @@ from collections.abc import Callable
 from typing import Final
 
 from chatroom.client.commands import complete, is_quit
-from chatroom.client.terminal import UP_AND_CLEAR, SharedTerminal, forced_redisplay
+from chatroom.client.terminal import (
+    CLEAR_LINE,
+    UP_AND_CLEAR,
+    SharedTerminal,
+    forced_redisplay,
+)
 from chatroom.client.width import display_width
 
 #: How long the network process gets to say BYE and exit before SIGTERM.
@@ -73,14 +78,14 @@ class Keyboard:
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> int:
-        signal.signal(signal.SIGCHLD, self._on_sigchld)
-        signal.signal(signal.SIGUSR1, self._on_redraw)
-        signal.signal(signal.SIGTERM, self._on_quit_signal)
-        signal.signal(signal.SIGHUP, self._on_quit_signal)
-        os.set_blocking(self.names_fd, False)
-        if self.tty:
-            self._setup_readline()
         try:
+            signal.signal(signal.SIGCHLD, self._on_sigchld)
+            signal.signal(signal.SIGUSR1, self._on_redraw)
+            signal.signal(signal.SIGTERM, self._on_quit_signal)
+            signal.signal(signal.SIGHUP, self._on_quit_signal)
+            os.set_blocking(self.names_fd, False)
+            if self.tty:
+                self._setup_readline()
             self._on_sigchld(signal.SIGCHLD, None)  # it may have died already
             self._loop()
             self._quitting = True
@@ -183,10 +188,16 @@ class Keyboard:
     def _redraw(self) -> None:
         self._seen = self.shared.printed
         self._read_names()
-        if not forced_redisplay():
-            import readline
+        with self.shared.locked():  # not in the middle of the child's next lines
+            if self.cursor:
+                # Normally a no-op (the child left the cursor at the start of an
+                # empty line); if the prompt was drawn after the child printed,
+                # this keeps it from being drawn twice.
+                _write_out(CLEAR_LINE)
+            if not forced_redisplay():
+                import readline
 
-            _write_out(self.prompt + readline.get_line_buffer())
+                _write_out(self.prompt + readline.get_line_buffer())
 
     # ------------------------------------------------------------------ terminal
 
@@ -211,7 +222,7 @@ class Keyboard:
     def _end_input_line(self) -> None:
         """After Ctrl-C/Ctrl-D/a signal: leave the prompt line tidy."""
         if self.tty:
-            _write_out("\r\x1b[K" if self.cursor else "\n")
+            _write_out(CLEAR_LINE if self.cursor else "\n")
 
     def _setup_readline(self) -> None:
         import readline

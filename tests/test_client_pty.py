@@ -1,0 +1,465 @@
+"""``chatroom join`` in a real pseudo-terminal against a real ``chatroom serve``.
+
+Each test starts its own server on port 0 (tests/conftest.py) and drives the
+client with pexpect: every expect has a timeout, every process started here is
+waited for, and the process table is checked for the client's network process
+after it ends (no zombie, no orphan).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+from wcwidth import wcwidth
+
+from tests.conftest import ServerProcess, chatroom_cmd
+
+TIMEOUT = 5.0
+ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Client:
+    """One ``chatroom join`` in a pty; its output is kept for inspection."""
+
+    def __init__(
+        self,
+        name: str | None,
+        port: int,
+        *args: str,
+        env: dict[str, str] | None = None,
+        columns: int = 120,
+    ) -> None:
+        base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "LC_ALL", "LANG")}
+        base.update({"TERM": "xterm-256color", "LANG": "C.UTF-8"})
+        base.update(env or {})
+        cmd = chatroom_cmd("join", *([name] if name else []), "--port", str(port), *args)
+        self.name = name
+        self.proc = pexpect.spawn(
+            cmd[0], cmd[1:], env=base, encoding="utf-8", timeout=TIMEOUT,
+            dimensions=(40, columns),
+        )
+        self.proc.delayafterclose = 0.01  # pexpect's default sleeps are for slow hosts
+        self.proc.delaybeforesend = 0.01
+        self.raw: list[str] = []
+        self._mark = 0
+
+        class _Log:
+            def write(inner, data: str) -> None:
+                self.raw.append(data)
+
+            def flush(inner) -> None:
+                pass
+
+        self.proc.logfile_read = _Log()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.raw)
+
+    def expect(self, pattern: str, timeout: float = TIMEOUT) -> str:
+        """Wait for a literal text; returns the output up to and including it."""
+        try:
+            self.proc.expect_exact(pattern, timeout=timeout)
+        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+            tail = self.output[-1500:]
+            raise AssertionError(f"{self.name}: no {pattern!r}; output ends {tail!r}") from exc
+        return str(self.proc.before) + str(self.proc.after)
+
+    def ready(self) -> Client:
+        """Wait until logged in: "you are NAME — ..." is printed just before the fork."""
+        self.expect(f" {self.name} — ")
+        return self
+
+    def sendline(self, text: str) -> None:
+        self.proc.sendline(text)
+
+    def network_pid(self) -> int:
+        deadline = time.monotonic() + 3
+        while not (kids := children_of(self.proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the fork follows the login by a moment
+        assert len(kids) == 1, kids
+        return kids[0]
+
+    def said(self, text: str, timeout: float = TIMEOUT) -> str:
+        """Wait until ``text`` comes back from the server as a message line
+        (after the column bar, which may be styled), not as typed input."""
+        pattern = re.escape("│") + r"(?:\x1b\[0m)? (?:\x1b\[[0-9;]*m)?" + re.escape(text)
+        try:
+            self.proc.expect(pattern, timeout=timeout)
+        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+            tail = self.output[-1500:]
+            raise AssertionError(f"{self.name}: no {text!r} said; output ends {tail!r}") from exc
+        return str(self.proc.before) + str(self.proc.after)
+
+    def wait_exit(self, timeout: float = 8.0) -> int:
+        self.proc.expect(pexpect.EOF, timeout=timeout)
+        self.proc.close()
+        assert self.proc.exitstatus is not None, f"killed by signal {self.proc.signalstatus}"
+        return int(self.proc.exitstatus)
+
+    def close(self) -> None:
+        if self.proc.isalive():
+            with contextlib.suppress(Exception):
+                for pid in children_of(self.proc.pid):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.terminate(force=True)
+        self.proc.close(force=True)
+
+
+CONTROL = re.compile(r"\x1b\[([?0-9;]*)([A-Za-z@])|\x1b[=>]")
+
+
+class Vt:
+    """Just enough of a VT100 to see the screen our client and readline leave:
+    printable text (wide characters take two cells), CR, LF, erase in line/display
+    and cursor movement. Colours and modes are ignored."""
+
+    def __init__(self, columns: int = 120) -> None:
+        self.columns = columns
+        self.lines: list[list[str]] = [[]]
+        self.row = self.col = 0
+
+    def feed(self, data: str) -> Vt:
+        i = 0
+        while i < len(data):
+            m = CONTROL.match(data, i)
+            if m:
+                i = m.end()
+                arg, cmd = m.group(1) or "", m.group(2)
+                n = int(arg) if arg.isdigit() else 1
+                line = self.lines[self.row]
+                if cmd == "K":
+                    del line[self.col :]
+                elif cmd == "J":
+                    del line[self.col :]
+                    del self.lines[self.row + 1 :]
+                elif cmd == "A":
+                    self.row = max(0, self.row - n)
+                elif cmd == "C":
+                    self.col = min(self.columns - 1, self.col + n)
+                elif cmd == "D":
+                    self.col = max(0, self.col - n)
+                continue
+            ch = data[i]
+            i += 1
+            if ch == "\r":
+                self.col = 0
+            elif ch == "\n":
+                self.row += 1
+                if self.row == len(self.lines):
+                    self.lines.append([])
+            elif ch == "\b":
+                self.col = max(0, self.col - 1)
+            elif ch >= " ":
+                self._put(ch)
+        return self
+
+    def _put(self, ch: str) -> None:
+        width = max(0, wcwidth(ch))
+        if self.col + width > self.columns:
+            self.feed("\r\n")
+        line = self.lines[self.row]
+        line.extend(" " * max(0, self.col - len(line)))
+        line[self.col : self.col + width] = [ch] + [""] * (width - 1)
+        self.col += width
+
+    def text(self) -> list[str]:
+        out = ["".join(line).rstrip() for line in self.lines]
+        while out and not out[-1]:
+            out.pop()
+        return out
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            kids.append(int(entry.name))
+    return kids
+
+
+def process_state(pid: int) -> str | None:
+    """'R', 'S', 'Z'... or None once the process is gone (reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Client]]:
+    made: list[Client] = []
+    yield made
+    live = [c for c in made if not c.proc.closed and c.proc.isalive()]
+    for c in live:  # all at once: SIGHUP makes a client leave as if told /quit
+        with contextlib.suppress(OSError):
+            c.proc.kill(signal.SIGHUP)
+    for c in live:
+        with contextlib.suppress(pexpect.ExceptionPexpect):
+            c.proc.expect(pexpect.EOF, timeout=5)
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def join(server: ServerProcess, clients: list[Client]):  # type: ignore[no-untyped-def]
+    def start(name: str | None, *args: str, wait: bool = True, **kw: object) -> Client:
+        """Start a client; ``wait=False`` returns at once (call ``ready()``), so that
+        several can start up in parallel when their login order does not matter."""
+        c = Client(name, server.port, *args, **kw)  # type: ignore[arg-type]
+        clients.append(c)
+        return c.ready() if wait and name is not None else c
+
+    return start
+
+
+# ------------------------------------------------------------------ chatting
+
+
+def test_two_users_chat_act_and_see_who_is_online(join) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = join("alice", wait=False), join("bob")
+    alice.ready().expect("bob joined")  # live, or replayed if bob was quicker
+    alice.sendline("hello bob")
+    bob.expect("hello bob")
+    alice.said("hello bob")  # own message, once the server has it
+    bob.sendline("/me waves")
+    alice.expect("* bob waves")
+    for c in (alice, bob):
+        c.sendline("/who")
+        c.expect("online (2): ")
+        c.proc.expect(r"(alice, bob|bob, alice)")
+
+
+def test_typing_interrupted_by_incoming_message_keeps_the_text(join) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = join("alice", wait=False), join("bob")
+    alice.ready().expect("bob joined")
+    alice.proc.send("hello th")
+    alice.expect("hello th")  # echoed by readline
+    bob.sendline("interruption")
+    alice.expect("interruption")
+    alice.expect("alice> hello th")  # the prompt and the typed text are redrawn
+    screen = Vt().feed(alice.output).text()
+    assert screen[-1] == "alice> hello th"
+    assert screen[-2].endswith("bob │ interruption")
+    assert not [line for line in screen[:-1] if "hello th" in line], screen
+    alice.proc.send("ere bob\r")
+    bob.said("hello there bob")  # what the other side receives: the whole line
+    alice.said("hello there bob")
+    alice.expect("alice> ")
+    screen = Vt().feed(alice.output).text()
+    assert screen[-1] == "alice>"
+    assert screen[-2].endswith("alice │ hello there bob")
+    assert not [line for line in screen if "alice> hello" in line], "the echo was erased"
+
+
+@pytest.mark.slow
+def test_history_shows_five_earlier_events(join) -> None:  # type: ignore[no-untyped-def]
+    alice = join("alice")
+    for i in range(6):
+        alice.sendline(f"message number {i}")
+        alice.said(f"message number {i}")  # stored (the rate limit paces the last ones)
+    bob = join("bob", "--history", "0")
+    bob.expect("bob joined")
+    bob.sendline("/history 5")
+    shown = bob.expect("5 earlier event(s)")
+    shown = bob.said("message number 5")
+    for i in (1, 2, 3, 4):
+        assert f"message number {i}" in shown
+    assert "message number 0" not in bob.output
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", shown), "history is dated"
+
+
+def test_history_replayed_on_join(join) -> None:  # type: ignore[no-untyped-def]
+    alice = join("alice")
+    alice.sendline("before bob came")
+    alice.said("before bob came")
+    bob = join("bob", "--history", "5")
+    out = bob.expect("bob joined")
+    assert "before bob came" in out
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", out), "history is dated"
+
+
+def test_no_color_and_dumb_terminal(join) -> None:  # type: ignore[no-untyped-def]
+    alice = join("alice", wait=False)
+    bob = join("bob", env={"NO_COLOR": "1"}, wait=False)
+    carol = join("carol", env={"TERM": "dumb"}, wait=False)
+    dave = join("dave", "--no-color", wait=False)
+    for c in (alice, bob, carol, dave):
+        c.ready()
+    bob.expect("dave joined")
+    alice.sendline("colourless?")
+    for c in (bob, carol, dave):
+        c.said("colourless?")
+    bob.sendline("/who")
+    bob.expect("online (4): ")
+    # What may remain with NO_COLOR is line editing, ours and readline's: CR +
+    # erase line, cursor up + erase below (the echoed input), cursor left/right,
+    # readline's bracketed-paste and keypad mode switches. Nothing else, and no
+    # SGR (colour, bold, dim) at all.
+    allowed = re.compile(
+        r"\x1b\[K|\x1b\[\d*A\r?\x1b\[J|\x1b\[\d*[CD]|\x1b\[\?2004[hl]|\x1b\[\?1[hl]|\x1b[=>]"
+    )
+    for c in (bob, dave):
+        assert not ANSI_SGR.search(c.output), c.name
+        assert "\x1b" not in allowed.sub("", c.output), c.name
+    assert "\x1b" not in carol.output, "TERM=dumb: plain text only"
+    assert ANSI_SGR.search(alice.output), "colour otherwise"
+
+
+def test_chinese(join, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    bob = join("bob", "--lang", "zh", wait=False)
+    carol = join("carol", env={"LANG": "zh_CN.UTF-8"}, wait=False)  # from the locale
+    alice = join("alice", wait=False)
+    for c in (alice, bob, carol):
+        c.ready()
+    bob.expect("alice 进入了聊天室")
+    carol.expect("alice 进入了聊天室")
+    alice.sendline("你好, 世界 🌏")
+    bob.said("你好, 世界 🌏")
+    subprocess.run(
+        chatroom_cmd("announce", "--port", str(server.port), "下午三点开会"),
+        check=True, timeout=10, capture_output=True,
+    )
+    bob.expect("管理员消息: 下午三点开会")
+    alice.expect("[announcement] 下午三点开会")
+    carol.sendline("/frobnicate")
+    carol.expect("未知命令 /frobnicate")
+    alice.sendline("/quit")
+    assert alice.wait_exit() == 0
+    bob.expect("alice退出了聊天室")
+
+
+def test_commands_help_and_size_limit(join) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = join("alice", wait=False), join("bob")
+    alice.ready().expect("bob joined")
+    alice.sendline("/frobnicate")
+    alice.expect("unknown command /frobnicate — type /help")
+    alice.sendline("/help")
+    alice.expect("/history [N]")
+    alice.sendline("x" * 1300)
+    alice.expect("not sent: the message is 1300 bytes; the limit is")
+    alice.sendline("short one")
+    bob.said("short one")
+    assert "xxxxxxxxxx" not in bob.output
+
+
+def test_tab_completes_commands_and_names(join) -> None:  # type: ignore[no-untyped-def]
+    alice, _ = join("alice", wait=False), join("bobby")
+    alice.ready().expect("bobby joined")
+    alice.proc.send("/wh\t")
+    alice.expect("/who")
+    alice.proc.send("\r")
+    alice.expect("online (2)")
+    alice.proc.send("hi bo\t")
+    alice.expect("hi bobby")
+
+
+def test_refused_name_is_asked_again(join) -> None:  # type: ignore[no-untyped-def]
+    join("alice")
+    second = join(None, "--history", "0")
+    second.expect("your name: ")
+    second.sendline("ALICE")
+    second.expect("name refused: name already taken")
+    second.expect("your name: ")
+    second.sendline("has space")
+    second.expect("name refused: invalid name")
+    second.sendline("carol")
+    second.expect("carol> ")
+
+
+# ------------------------------------------------------------------ leaving
+
+
+@pytest.mark.slow
+def test_each_way_out_exits_0_tells_others_and_leaves_no_process(join) -> None:  # type: ignore[no-untyped-def]
+    alice = join("alice")
+    for how in ("quit", "/quit", "ctrl-d", "ctrl-c"):
+        bob = join("bob")
+        alice.expect("bob joined")
+        net = bob.network_pid()
+        bob.proc.send("half typed")  # a half-typed line must not get in the way
+        bob.expect("half typed")
+        match how:
+            case "ctrl-d":
+                bob.proc.sendcontrol("u")
+                bob.proc.sendcontrol("d")
+            case "ctrl-c":
+                bob.proc.sendcontrol("c")
+            case _:
+                bob.proc.sendcontrol("u")
+                bob.sendline(how)
+        assert bob.wait_exit() == 0, how
+        alice.expect("bob left")
+        assert process_state(net) is None, f"{how}: the network process was reaped"
+
+
+def test_network_process_exits_within_1s_when_keyboard_process_is_killed(join) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = join("alice", wait=False), join("bob")
+    alice.ready().expect("bob joined")
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_CHILD_SUBREAPER = 36
+    # Become the orphan's new parent so that we can reap it and check it is no
+    # zombie (this machine's pid 1 may not reap); undone at the end.
+    net = bob.network_pid()
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    try:
+        os.kill(bob.proc.pid, signal.SIGKILL)
+        start = time.monotonic()
+        reaped = False
+        while time.monotonic() - start < 1.0:
+            with contextlib.suppress(ChildProcessError):
+                pid, _ = os.waitpid(net, os.WNOHANG)
+                if pid == net:
+                    reaped = True
+                    break
+            time.sleep(0.01)
+        assert reaped, f"network process still {process_state(net)} after 1 s"
+        assert process_state(net) is None
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    alice.expect("bob left")  # it even said goodbye on its way out
+    bob.proc.close(force=True)
+
+
+def test_keyboard_process_reports_a_dead_network_process(join) -> None:  # type: ignore[no-untyped-def]
+    alice = join("alice")
+    net = alice.network_pid()
+    os.kill(net, signal.SIGKILL)
+    alice.expect("the network process ended unexpectedly")
+    assert alice.wait_exit() == 1
+    assert process_state(net) is None
+
+
+@pytest.mark.slow
+def test_no_server_clear_message_exit_1() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # a port nobody listens on
+    c = Client("alice", port)
+    try:
+        start = time.monotonic()
+        c.expect(f"no answer from 127.0.0.1:{port} — is chatroom serve running?", timeout=8)
+        assert c.wait_exit() == 1
+        assert time.monotonic() - start < 6
+        assert "Traceback" not in c.output
+    finally:
+        c.close()
