@@ -15,7 +15,7 @@ How a round is measured (the design is chosen for a 2-core machine):
   stamps each datagram's arrival (``SO_TIMESTAMPNS``, CLOCK_REALTIME). After the
   round they are drained with ``recvmsg``. So the only processes competing for the
   two cores during a round are the relay under test and the sender.
-- The sender (also in this process) sends ``C sender <seq> <t_ns>`` as fast as it
+- The sender (also in this process; it joins last) sends ``C sender <seq> <t_ns>`` as fast as it
   may, where ``t_ns`` is ``time.time_ns()`` (CLOCK_REALTIME, the kernel stamps' clock)
   just before the ``sendto``. "As fast as it may": at most ``window`` messages in
   flight. The last receiver to log in (the *probe*) is last in the fan-out order, and
@@ -264,10 +264,14 @@ class Rig:
     # -------------------------------------------------------------- setup
 
     def login(self, server: tuple[str, int], timeout: float = 5.0) -> None:
-        """Log the sender, then every receiver in order, into a chatroom server (classic
-        dialect), then discard the join notices that logging in produced."""
-        for i, sock in enumerate([self.sender, *self.receivers]):
-            name = "sender" if i == 0 else f"r{i:05d}"
+        """Log every receiver in order, then the sender, into a chatroom server (classic
+        dialect), then discard the join notices that logging in produced.
+
+        The sender joins last so that a registry that scans (list, linked, and dict by
+        address) walks past every receiver to find it on each message: the worst case,
+        where joining first would make the scan end at the first element."""
+        for i, sock in enumerate([*self.receivers, self.sender]):
+            name = "sender" if sock is self.sender else f"r{i:05d}"
             sock.sendto(f"L {name}".encode(), server)
             sock.settimeout(timeout)
             reply, _ = sock.recvfrom(2048)
