@@ -1,0 +1,247 @@
+"""What the client shows: catalogs, colours, widths, layout, sanitising. Pure."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chatroom.client import commands as c
+from chatroom.client.effects import Notice, ShowEvent, ShowUsers
+from chatroom.client.i18n import CATALOGS, detect_lang, tr
+from chatroom.client.render import Renderer
+from chatroom.client.style import PALETTE, Style, colour_enabled, cursor_enabled, name_colour
+from chatroom.client.width import display_width, pad_left, wrap
+from chatroom.events import Event, EventKind
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+NOON = time.mktime((2025, 1, 31, 12, 1, 0, 0, 0, -1))
+
+
+def render(out: object, *, lang: str = "en", colour: bool = False, columns: int = 0) -> list[str]:
+    r = Renderer(lang, Style(colour), columns=lambda: columns)  # type: ignore[arg-type]
+    return r.render(out, NOON)  # type: ignore[arg-type]
+
+
+def event(kind: EventKind, name: str = "alice", text: str = "", id_: int = 1) -> Event:
+    return Event(id_, kind, name, text, NOON)
+
+
+# ------------------------------------------------------------------ i18n
+
+
+def test_both_catalogs_have_the_same_keys_and_fields() -> None:
+    en, zh = CATALOGS["en"], CATALOGS["zh"]
+    assert en.keys() == zh.keys()
+    fields = re.compile(r"{(\w+)}")
+    for key in en:
+        assert set(fields.findall(en[key])) == set(fields.findall(zh[key])), key
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [
+        ("zh", {"LANG": "en_US.UTF-8"}, "zh"),
+        ("en", {"LANG": "zh_CN.UTF-8"}, "en"),
+        (None, {"LANG": "zh_CN.UTF-8"}, "zh"),
+        (None, {"LC_ALL": "en_GB.UTF-8", "LANG": "zh_CN.UTF-8"}, "en"),
+        (None, {"LC_MESSAGES": "zh_TW.UTF-8", "LANG": "C"}, "zh"),
+        (None, {"LC_ALL": "", "LANG": "zh_CN"}, "zh"),  # empty means unset
+        (None, {}, "en"),
+    ],
+)
+def test_language_from_flag_then_locale(
+    flag: str | None, env: dict[str, str], expected: str
+) -> None:
+    assert detect_lang(flag, env) == expected
+
+
+def test_course_wording_in_chinese() -> None:
+    assert render(ShowEvent(event("join")), lang="zh")[0].endswith("alice 进入了聊天室")
+    assert render(ShowEvent(event("quit")), lang="zh")[0].endswith("alice退出了聊天室")
+    announce = render(ShowEvent(event("announce", "", "开会")), lang="zh")
+    assert announce[0].endswith("管理员消息: 开会")
+
+
+# ------------------------------------------------------------------ colour decisions
+
+
+@pytest.mark.parametrize(
+    ("isatty", "flag", "env", "expected"),
+    [
+        (True, False, {"TERM": "xterm-256color"}, True),
+        (False, False, {"TERM": "xterm-256color"}, False),
+        (True, True, {"TERM": "xterm-256color"}, False),
+        (True, False, {"TERM": "xterm", "NO_COLOR": "1"}, False),
+        (True, False, {"TERM": "xterm", "NO_COLOR": "0"}, False),  # any non-empty value
+        (True, False, {"TERM": "xterm", "NO_COLOR": ""}, True),  # empty: not set
+        (True, False, {"TERM": "dumb"}, False),
+    ],
+)
+def test_colour_only_on_a_terminal_and_never_with_no_color(
+    isatty: bool, flag: bool, env: dict[str, str], expected: bool
+) -> None:
+    assert colour_enabled(isatty=isatty, no_color_flag=flag, env=env) is expected
+
+
+def test_cursor_control_needs_a_real_terminal_but_not_colour() -> None:
+    assert cursor_enabled(isatty=True, env={"TERM": "xterm", "NO_COLOR": "1"})
+    assert not cursor_enabled(isatty=True, env={"TERM": "dumb"})
+    assert not cursor_enabled(isatty=False, env={"TERM": "xterm"})
+
+
+def test_name_colours_are_stable_across_processes_and_readable() -> None:
+    code = "from chatroom.client.style import name_colour; print(name_colour('alice'))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, timeout=30)
+    assert int(other.stdout) == name_colour("alice")  # not Python's salted hash()
+    assert name_colour("Alice") == name_colour("alice")  # one name, one colour
+    assert all(16 <= n <= 231 for n in PALETTE)  # the cube: no theme colours, no greys
+    assert len(PALETTE) >= 30
+    assert len({name_colour(f"user{i}") for i in range(200)}) > 20
+
+
+def test_no_escape_sequences_without_colour() -> None:
+    outs = [
+        ShowEvent(event("message", text="hi")),
+        ShowEvent(event("message", text="old"), history=True),
+        ShowEvent(event("message", text="mine"), own=True),
+        ShowEvent(event("join")),
+        ShowEvent(event("timeout")),
+        Notice("connection_lost"),
+        ShowUsers(2, ("alice", "bob")),
+    ]
+    for out in outs:
+        for line in render(out):
+            assert "\x1b" not in line
+        assert any(SGR.search(line) for line in render(out, colour=True))
+
+
+# ------------------------------------------------------------------ layout
+
+
+def test_line_layout_time_name_text() -> None:
+    (line,) = render(ShowEvent(event("message", text="hello")))
+    assert line == "12:01      alice │ hello"
+
+
+def test_history_is_dated_and_dimmed() -> None:
+    (line,) = render(ShowEvent(event("message", text="old news"), history=True))
+    assert line.startswith("2025-01-31 12:01 ")
+    (styled,) = render(ShowEvent(event("message", text="old news"), history=True), colour=True)
+    assert "\x1b[2m" in styled or "\x1b[2;" in styled
+
+
+def test_action_and_own_message() -> None:
+    (line,) = render(ShowEvent(event("message", "bob", "/me waves")))
+    assert line.endswith("│ * bob waves")
+    (own,) = render(ShowEvent(event("message", text="mine"), own=True), colour=True)
+    assert ";1;4m" in own  # bold, underlined name
+
+
+def test_peer_text_is_neutralised() -> None:
+    evil = "\x1b]52;c;aGk=\x07\x1b[2J\u202eevil"
+    (line,) = render(ShowEvent(event("message", "bob", evil)))
+    assert "\x1b" not in line and "\x07" not in line and "\u202e" not in line
+    assert "\\x1b]52;c;aGk=\\x07" in line
+    lines = render(Notice("server_error", {"code": "x", "text": "\x1b[31mred"}))
+    assert "\x1b" not in "".join(lines)
+    lines = render(ShowUsers(1, ("\x1b[2Jname",)))
+    assert "\x1b" not in "".join(lines)
+
+
+def test_wide_characters_keep_the_columns() -> None:
+    (a,) = render(ShowEvent(event("message", "张三", "你好")))
+    (b,) = render(ShowEvent(event("message", "bob", "hi")))
+    assert display_width(a.split("│")[0]) == display_width(b.split("│")[0])
+
+
+def test_long_text_wraps_under_itself_by_display_width() -> None:
+    lines = render(ShowEvent(event("message", "bob", "字" * 100)), columns=60)
+    assert len(lines) > 1
+    bar = display_width(lines[0].split("│")[0])
+    for line in lines:
+        assert display_width(line) <= 59
+        assert display_width(line.split("│")[0]) == bar
+    assert "".join(line.split("│ ", 1)[1] for line in lines) == "字" * 100
+
+
+def test_help_and_usage_and_long_gave_up_notice() -> None:
+    lines = render(Notice("help"))
+    assert any("/history [N]" in line for line in lines)
+    assert "/history" in render(Notice("usage", {"command": "/history"}))[0]
+    (line,) = render(Notice("gave_up", {"text": "z" * 500}))
+    assert len(line) < 140 and line.endswith("…")
+
+
+def test_too_long_states_the_limit() -> None:
+    (line,) = render(Notice("too_long", {"size": 1300, "limit": 1150}))
+    assert "1300 bytes" in line and "1150 bytes" in line
+
+
+def test_users_line_counts_those_that_did_not_fit() -> None:
+    (line,) = render(ShowUsers(5, ("alice", "bob")))
+    assert line.endswith("online (5): alice, bob … and 3 more")
+
+
+# ------------------------------------------------------------------ width helpers
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "expected"),
+    [
+        ("hello world", 20, ["hello world"]),
+        ("hello world", 5, ["hello", "world"]),
+        ("hello world again", 11, ["hello world", "again"]),
+        ("abcdefghij", 4, ["abcd", "efgh", "ij"]),
+        ("中文字符串", 4, ["中文", "字符", "串"]),
+        ("a中文", 2, ["a", "中", "文"]),  # a wide character is never split
+        ("anything", 0, ["anything"]),
+    ],
+)
+def test_wrap(text: str, width: int, expected: list[str]) -> None:
+    assert wrap(text, width) == expected
+
+
+def test_pad_left_by_display_width() -> None:
+    assert pad_left("中文", 6) == "  中文"
+    assert pad_left("toolongname", 4) == "toolongname"
+
+
+# ------------------------------------------------------------------ typed lines
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("hello", c.Message("hello")),
+        ("  hello  ", c.Message("hello")),
+        ("", None),
+        ("quit", c.QuitCmd()),
+        ("/quit", c.QuitCmd()),
+        ("/QUIT", c.Unknown("/QUIT")),
+        ("/who", c.WhoCmd()),
+        ("/history", c.HistoryCmd(c.HISTORY_DEFAULT)),
+        ("/history 5", c.HistoryCmd(5)),
+        ("/history 0", c.Usage("/history")),
+        ("/history 99999", c.Usage("/history")),
+        ("/me waves", c.Message("/me waves")),
+        ("/me", c.Usage("/me")),
+        ("//path", c.Message("/path")),
+        ("/help", c.Help()),
+        ("/nope", c.Unknown("/nope")),
+    ],
+)
+def test_parse_line(line: str, expected: object) -> None:
+    assert c.parse_line(line) == expected
+
+
+def test_completion_of_commands_and_names() -> None:
+    assert c.complete("/h", []) == ["/help", "/history"]
+    assert c.complete("b", ["alice", "Bob", "bobby"]) == ["Bob", "bobby"]
+    assert c.complete("z", ["alice"]) == []
+    message = tr("en", "no_answer", host="h", port=1)
+    assert message == "no answer from h:1 — is chatroom serve running?"
