@@ -463,3 +463,33 @@ def test_no_server_clear_message_exit_1() -> None:
         assert "Traceback" not in c.output
     finally:
         c.close()
+
+
+@pytest.mark.slow
+def test_server_restart_connection_lost_then_resumed_nothing_lost_or_repeated(
+    server_factory, clients: list[Client]  # type: ignore[no-untyped-def]
+) -> None:
+    first = server_factory()
+    alice = Client("alice", first.port)
+    bob = Client("bob", first.port)
+    clients += [alice, bob]
+    alice.ready()
+    bob.ready()
+    alice.sendline("before the restart")
+    bob.said("before the restart")
+    assert first.stop() == 0
+    bob.expect("server shutting down")
+    alice.sendline("during the outage")  # held and retried: nobody is listening
+    alice.expect("connection lost — retrying…", timeout=8)
+    server_factory("--port", str(first.port), db=first.db)  # back, from the same database
+    alice.expect("reconnected", timeout=8)
+    bob.sendline("/who")  # bob had nothing in flight: his next request finds out
+    bob.expect("reconnected")
+    for c in (alice, bob):
+        c.said("during the outage", timeout=8)
+    time.sleep(0.5)
+    for c in (alice, bob):
+        c.proc.expect(pexpect.TIMEOUT, timeout=0.2)  # read what is there
+        screen = "\n".join(Vt().feed(c.output).text())
+        assert screen.count("before the restart") == 1, c.name
+        assert screen.count("│ during the outage") == 1, c.name
