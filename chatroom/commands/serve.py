@@ -95,9 +95,8 @@ def serve(
     Lines typed at the server's terminal are broadcast as announcements.
     Ctrl-C (or SIGTERM) tells everyone and stops cleanly.
     """
-    from storage.store import EventStore, StorageError
-
     from storage.config import resolve_url
+    from storage.store import EventStore, StorageError
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
