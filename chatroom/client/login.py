@@ -1,0 +1,65 @@
+"""One login attempt: nonce, cookie round trip, retries with backoff. Pure.
+
+``LOGIN nonce name resume cookie`` is retried with the *same* nonce, so that a
+retry after a lost WELCOME is answered with the same WELCOME rather than
+starting a second session. The server first answers ``COOKIE`` (proof that we
+receive datagrams at our address); the LOGIN is then sent again at once,
+carrying it. A cookie is single-use and short-lived; an expired one just earns a
+fresh COOKIE.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from chatroom import protocol as p
+
+
+def new_nonce(rng: random.Random) -> str:
+    return f"{rng.getrandbits(64):016x}"
+
+
+@dataclass(slots=True)
+class LoginAttempt:
+    name: str
+    nonce: str
+    resume: str | None
+    started: float
+    retry_at: float
+    rto: float
+    rto_max: float
+    cookie: str | None = None
+
+    @classmethod
+    def start(
+        cls, name: str, rng: random.Random, now: float, *, resume: str | None, rto: float,
+        rto_max: float,
+    ) -> LoginAttempt:
+        return cls(name, new_nonce(rng), resume, now, now + rto, rto, rto_max)
+
+    def frame(self) -> bytes:
+        return p.encode_client(p.Login(self.nonce, self.name, self.resume, self.cookie))
+
+    def retry_due(self, now: float) -> bool:
+        """True when the LOGIN should be sent again (the timer backs off)."""
+        if now < self.retry_at:
+            return False
+        self.rto = min(self.rto * 2, self.rto_max)
+        self.retry_at = now + self.rto
+        return True
+
+    def take_cookie(self, cookie: p.Cookie, now: float, rto: float) -> bool:
+        """A COOKIE for this attempt: True if the LOGIN should go out again now."""
+        if cookie.nonce != self.nonce or cookie.cookie == self.cookie:
+            return False
+        self.cookie = cookie.cookie
+        self.rto = rto
+        self.retry_at = now + rto
+        return True
+
+    def start_over(self, rng: random.Random, now: float) -> None:
+        """Refused while logging in again: try afresh later (new nonce, no cookie)."""
+        self.nonce = new_nonce(rng)
+        self.cookie = None
+        self.retry_at = now + self.rto_max

@@ -1,0 +1,154 @@
+"""What the session shows, and what it acknowledges. Pure.
+
+The ``Timeline`` turns incoming events into display outputs: the live stream in
+id order exactly once (``stream.EventStream``), earlier events fetched by
+/history (``stream.Scrollback``), which events are history (id <= WELCOME's
+last_id: dimmed and dated), which messages are our own, and the set of names
+online (for tab completion). It also keeps the cumulative ACK: every
+``ack_every`` events, or ``ack_delay`` after the first unacknowledged one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from chatroom.client.effects import Notice, OnlineChanged, Output, ShowEvent, ShowUsers
+from chatroom.client.stream import EventStream, PullRequest, Scrollback
+from chatroom.events import Event
+
+
+@dataclass(slots=True)
+class Timeline:
+    name: str
+    #: Ids up to this one happened before we joined.
+    history_upto: int
+    stream: EventStream
+    scrollback: Scrollback
+    ack_every: int = 8
+    ack_delay: float = 0.2
+    acked: int = 0
+    online: set[str] = field(default_factory=set)
+    own_ids: set[int] = field(default_factory=set)
+    who_wanted: int = 0
+    _ack_due: float | None = None
+
+    @classmethod
+    def start(
+        cls, name: str, last_id: int, history: int, *, gap_delay: float, ack_every: int,
+        ack_delay: float, now: float,
+    ) -> Timeline:
+        """After the first WELCOME: replay the last ``history`` events before it."""
+        start = max(0, last_id - max(0, history))
+        stream = EventStream(start, start, gap_delay)
+        stream.learn_high(last_id, now, immediate=True)
+        return cls(name, last_id, stream, Scrollback(start + 1), ack_every, ack_delay, start)
+
+    # ------------------------------------------------------------------ incoming
+
+    def event(self, ev: Event, now: float, claim: Callable[[str], bool]) -> list[Output]:
+        """One EV. ``claim(text)`` settles one of our in-flight messages whose EV
+        came before (or without) its ACKED; True if it was ours."""
+        out: list[Output] = []
+        if ev.id > self.stream.delivered:
+            for e in self.stream.receive(ev, now):
+                out += self._show(e, claim)
+            if self.stream.delivered > self.acked and self._ack_due is None:
+                self._ack_due = now + self.ack_delay
+        elif self.scrollback.wants(ev):
+            batch = self.scrollback.add(ev)
+            if batch is not None:
+                out += self._show_scrollback(batch)
+        return out
+
+    def _show(self, ev: Event, claim: Callable[[str], bool]) -> list[Output]:
+        history = ev.id <= self.history_upto
+        own = ev.id in self.own_ids or (not history and ev.name == self.name)
+        if own and ev.kind == "message" and ev.id not in self.own_ids and claim(ev.text):
+            self.own_ids.add(ev.id)
+        out: list[Output] = [ShowEvent(ev, history=history, own=own and ev.kind == "message")]
+        if not history and ev.kind in ("join", "quit", "timeout"):
+            before = set(self.online)
+            if ev.kind == "join":
+                self.online.add(ev.name)
+            else:
+                self.online.discard(ev.name)
+            if self.online != before:
+                out.append(OnlineChanged(tuple(sorted(self.online))))
+        return out
+
+    def _show_scrollback(self, batch: list[Event]) -> list[Output]:
+        out: list[Output] = [Notice("history_header", {"count": len(batch)})]
+        out += [ShowEvent(e, history=True, own=e.id in self.own_ids) for e in batch]
+        return out
+
+    def gone(self, oldest: int, claim: Callable[[str], bool]) -> list[Output]:
+        """GONE: the server no longer keeps the ids before ``oldest``."""
+        out: list[Output] = []
+        skipped, ready = self.stream.skip_to(oldest)
+        if skipped is not None:
+            if self.scrollback.oldest_shown > skipped[0]:
+                self.scrollback.oldest_shown = skipped[1] + 1
+            if skipped[1] > self.history_upto:
+                out.append(Notice("unavailable", {"first": skipped[0], "last": skipped[1]}))
+        for e in ready:
+            out += self._show(e, claim)
+        batch = self.scrollback.skip_to(oldest)
+        if batch is not None:
+            out += self._show_scrollback(batch) if batch else [Notice("no_earlier")]
+        return out
+
+    def users(self, total: int, names: tuple[str, ...]) -> list[Output]:
+        out: list[Output] = []
+        if self.who_wanted > 0:
+            self.who_wanted -= 1
+            out.append(ShowUsers(total, names))
+        if set(names) != self.online and total == len(names):
+            self.online = set(names)
+            out.append(OnlineChanged(tuple(sorted(self.online))))
+        return out
+
+    def our_message(self, event_id: int, now: float) -> None:
+        """An ACKED: ``event_id`` is ours (and exists)."""
+        self.own_ids.add(event_id)
+        self.stream.learn_high(event_id, now)
+
+    def rebase(self, last_id: int) -> None:
+        self.stream.rebase(last_id)
+        self.acked = last_id
+
+    # ------------------------------------------------------------------ outgoing
+
+    def more_history(self, count: int) -> Notice | None:
+        """/history N: start fetching, or say why not."""
+        if self.scrollback.active:
+            return Notice("history_busy")
+        if not self.scrollback.request(count):
+            return Notice("no_earlier")
+        return None
+
+    def pulls_due(self, now: float, rto: float) -> list[PullRequest]:
+        reqs = (self.stream.pull_due(now, rto), self.scrollback.pull_due(now, rto))
+        return [r for r in reqs if r is not None]
+
+    def ack_due(self, now: float) -> int | None:
+        """The id to acknowledge now, if an ACK is due."""
+        delivered = self.stream.delivered
+        if delivered <= self.acked:
+            self._ack_due = None
+            return None
+        if delivered - self.acked < self.ack_every and (
+            self._ack_due is None or now < self._ack_due
+        ):
+            return None
+        self.acked = delivered
+        self._ack_due = None
+        return delivered
+
+    def retry_now(self, now: float) -> None:
+        self.stream.retry_now(now)
+        self.scrollback.retry_now(now)
+
+    def deadlines(self) -> list[float]:
+        times = [self.stream.deadline(), self.scrollback.deadline(), self._ack_due]
+        return [t for t in times if t is not None]
