@@ -50,6 +50,11 @@ def test_upgrade_head_on_empty_database_creates_everything(db: Path) -> None:
     assert "INTEGER PRIMARY KEY" in str(plan)
 
 
+def test_the_readers_fast_path_head_is_current() -> None:
+    # Update storage.migrations.HEAD when adding a migration.
+    assert migrations.head() == migrations.HEAD
+
+
 def test_downgrade_to_base_and_up_again(db: Path) -> None:
     url = sqlite_url(db)
     migrations.upgrade(url)

@@ -9,9 +9,6 @@ from __future__ import annotations
 import click
 
 from chatroom.commands.options import db_option
-from storage import migrations
-from storage.config import describe, resolve_url
-from storage.errors import StorageError
 
 
 @click.group("db")
@@ -19,11 +16,19 @@ def db() -> None:
     """Inspect and migrate the history database's schema."""
 
 
+# storage (SQLAlchemy, Alembic) is imported inside each command: `chatroom join` and
+# `chatroom --help` should not pay for it at start-up.
+
+
 @db.command("upgrade")
 @click.argument("rev", default="head", metavar="[REV]")
 @db_option
 def upgrade(rev: str, db: str | None) -> None:
     """Upgrade the schema to REV (default: head), creating the database if needed."""
+    from storage import migrations
+    from storage.config import describe, resolve_url
+    from storage.errors import StorageError
+
     url = resolve_url(db)
     try:
         before = migrations.current(url)
@@ -42,6 +47,10 @@ def upgrade(rev: str, db: str | None) -> None:
 @db_option
 def current(db: str | None) -> None:
     """Show the database's schema revision and whether it is up to date."""
+    from storage import migrations
+    from storage.config import describe, resolve_url
+    from storage.errors import StorageError
+
     url = resolve_url(db)
     try:
         rev = migrations.current(url)
@@ -70,6 +79,10 @@ def downgrade(rev: str, yes: bool, db: str | None) -> None:
     Whatever the later revisions stored is lost (downgrading to base deletes the
     whole history), so this asks first unless --yes.
     """
+    from storage import migrations
+    from storage.config import describe, resolve_url
+    from storage.errors import StorageError
+
     url = resolve_url(db)
     where = describe(url)
     if not yes:

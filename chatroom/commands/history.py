@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
 import click
 
@@ -23,10 +23,10 @@ from chatroom.commands.options import db_option
 from chatroom.events import EVENT_KINDS, Event, EventKind
 from chatroom.sanitize import BIDI_AND_SEPARATORS, visible
 from chatroom.timeparse import Clock, MomentType, system_clock
-from storage.config import resolve_url
-from storage.errors import StorageError
-from storage.queries import HistoryQuery, count_events, iter_events
-from storage.store import EventStore
+
+if TYPE_CHECKING:
+    from storage.queries import HistoryQuery
+    from storage.store import EventStore
 
 FORMATS: Final = ("text", "json", "jsonl", "csv")
 CSV_FIELDS: Final = ("id", "kind", "name", "text", "created_at")
@@ -176,9 +176,7 @@ def build_history(
     )
     @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
     @click.option("--utc", is_flag=True, help="Show times in UTC, not local time.")
-    @click.option(
-        "-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C."
-    )
+    @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
     @click.option("--count", is_flag=True, help="Print only the number of matching events.")
     @db_option
     def history(
@@ -224,6 +222,13 @@ def build_history(
             raise click.UsageError("--follow prints new events last; drop --reverse")
         if follow and fmt == "json":
             raise click.UsageError("--follow needs a streamable format: use --format jsonl")
+        # storage (SQLAlchemy) is imported here, not at the top: every other chatroom
+        # command would pay ~0.3 s for it at start-up.
+        from storage.config import resolve_url
+        from storage.errors import StorageError
+        from storage.queries import HistoryQuery, count_events, iter_events
+        from storage.store import EventStore
+
         query = HistoryQuery(
             limit=limit,
             reverse=reverse,
@@ -259,6 +264,8 @@ def _follow(
     store: EventStore, query: HistoryQuery, printer: Printer, sleep: Callable[[float], object]
 ) -> None:
     """The newest matches up to now, then every new match, until Ctrl-C (exit 0)."""
+    from storage.queries import iter_events
+
     try:
         top = store.last_id()
         first = replace(query, before_id=_below(query.before_id, top + 1))
