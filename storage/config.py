@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from storage.errors import StorageError
 
 APP_NAME = "chatroom"
 DB_FILENAME = "chatroom.db"
@@ -47,10 +50,21 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.absolute()}"
 
 
+def parse_url(url: str) -> URL:
+    """``url`` parsed; a malformed one is a StorageError that says so."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"cannot read {url!r} as a database: give a file path or an SQLAlchemy URL "
+            "such as sqlite:///path/chat.db or postgresql+psycopg://user@host/chat"
+        ) from None
+
+
 def sqlite_file(url: str) -> Path | None:
     """The database file of an SQLite URL, or None (another database, ``:memory:``,
     or a ``file:`` URI the caller manages itself)."""
-    u = make_url(url)
+    u = parse_url(url)
     if u.get_backend_name() != "sqlite":
         return None
     database = u.database
@@ -64,4 +78,5 @@ def describe(url: str) -> str:
     path = sqlite_file(url)
     if path is not None:
         return str(path)
-    return make_url(url).render_as_string(hide_password=True)
+    u = parse_url(url)
+    return url if u.password is None else u.render_as_string(hide_password=True)

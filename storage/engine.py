@@ -22,7 +22,11 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage.config import describe, parse_url
+from storage.errors import StorageError
 
 BUSY_TIMEOUT_MS = 5000
 # Execution option: ``conn.execution_options(**{BEGIN_IMMEDIATE: True})``.
@@ -35,9 +39,17 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
     ``read_only=True`` opens an SQLite file with ``mode=ro`` (and ``query_only``): the
     connection can never create or change the database. The file must exist.
     """
-    u = make_url(url)
+    u = parse_url(url)
     if u.get_backend_name() != "sqlite":
-        return create_engine(u, pool_pre_ping=True)
+        try:
+            return create_engine(u, pool_pre_ping=True)
+        except ImportError as exc:
+            raise StorageError(
+                f"no database driver for {u.drivername} (Python module {exc.name!r} is "
+                "not installed); install it, or use another --db"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot use database {describe(url)}: {exc}") from exc
     target: str | URL = u
     if read_only and u.database and u.database != ":memory:" and not u.database.startswith("file:"):
         path = str(Path(u.database).absolute())

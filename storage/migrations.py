@@ -69,7 +69,7 @@ def known_revisions() -> set[str]:
 
 def current(url: str) -> str | None:
     """The database's revision; None for an empty or missing database (never creates one)."""
-    path = sqlite_file(url)
+    path = _sqlite_file(url)
     if path is not None and not path.exists():
         return None
     with _connect(url, read_only=path is not None) as conn:
@@ -131,7 +131,7 @@ def _migrate(url: str, rev: str, *, upgrade: bool) -> None:
         raise StorageError(
             f"unknown revision {rev!r}; known: {', '.join(sorted(known))}, head, base"
         )
-    path = sqlite_file(url)
+    path = _sqlite_file(url)
     if path is not None and path.exists():
         # Look on a read-only connection first: even switching on WAL mode would change
         # a file this code must refuse (too new, or not ours).
@@ -162,6 +162,13 @@ def _migrate(url: str, rev: str, *, upgrade: bool) -> None:
         except CommandError as exc:
             raise StorageError(f"migration failed on {describe(url)}: {exc}") from exc
         conn.commit()
+
+
+def _sqlite_file(url: str) -> Path | None:
+    path = sqlite_file(url)
+    if path is not None and path.is_dir():
+        raise StorageError(f"{path} is a directory; give --db a database file")
+    return path
 
 
 def _check(conn: Connection, url: str, known: set[str], top: str) -> str | None:

@@ -85,6 +85,8 @@ class EventStore:
             ensure_schema(url)
             return cls(make_engine(url), url)
         path = sqlite_file(url)
+        if path is not None and path.is_dir():
+            raise StorageError(f"{path} is a directory; give --db a database file")
         if path is not None and not path.is_file():
             raise NoDatabase(f"no database at {path}; start `chatroom serve` first")
         check_at_head(url)

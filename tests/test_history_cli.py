@@ -336,3 +336,69 @@ def test_db_commands(tmp_path: Path) -> None:
     assert "unknown here: newer than this chatroom" in db("current").output
     result = db("upgrade")
     assert result.exit_code == 1 and "newer than this chatroom" in result.output
+
+
+@pytest.mark.parametrize(
+    ("db_value", "message"),
+    [
+        ("://", "cannot read '://' as a database"),
+        ("nosuchdialect://x", "cannot use database nosuchdialect://x"),
+        ("postgresql://u@127.0.0.1:9/none", "postgresql"),  # no driver, or no server
+    ],
+)
+def test_bad_database_values_are_clear_errors(db_value: str, message: str) -> None:
+    runner = CliRunner()
+    for args in (["history"], ["history", "--count"], ["db", "current"], ["db", "upgrade"]):
+        result = runner.invoke(cli, [*args, "--db", db_value])
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_directory_is_not_a_database(tmp_path: Path) -> None:
+    for args in (["history"], ["db", "current"], ["db", "upgrade"]):
+        result = CliRunner().invoke(cli, [*args, "--db", str(tmp_path)])
+        assert result.exit_code == 1
+        assert "is a directory" in result.output
+
+
+def test_reads_while_a_server_writes(db: Path) -> None:
+    # The writer commits batch after batch in another thread (its own connections);
+    # every history run succeeds and sees a growing, consistent count.
+    import threading
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def server() -> None:
+        try:
+            with EventStore.open(sqlite_url(db)) as store:
+                next_id = 11
+                while not stop.is_set() and next_id < 5_000:
+                    store.write_batch(
+                        [
+                            Event(i, "message", "writer", f"burst {i}", NOW.timestamp())
+                            for i in range(next_id, next_id + 25)
+                        ]
+                    )
+                    next_id += 25
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    try:
+        counts = []
+        for _ in range(15):
+            result = CliRunner().invoke(build_history(), ["--db", str(db), "--count"])
+            assert result.exit_code == 0, result.output
+            counts.append(int(result.output))
+            result = CliRunner().invoke(build_history(), ["--db", str(db), "-q", "burst", "--json"])
+            assert result.exit_code == 0, result.output
+            assert len(json.loads(result.output)) == 20 or counts[-1] < 30
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not errors
+    assert counts == sorted(counts)
+    assert all(c % 25 == 10 for c in counts)  # whole batches only
