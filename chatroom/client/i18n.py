@@ -60,7 +60,6 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "no_answer": "no answer from {host}:{port} — is chatroom serve running?",
         "joined_as": "you are {name} — /help lists the commands, /quit leaves",
         "child_died": "the network process ended unexpectedly — exiting",
-        "bye": "bye",
     },
     "zh": {
         "join": "{name} 进入了聊天室",
@@ -102,7 +101,6 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "no_answer": "{host}:{port} 无应答 — chatroom serve 是否在运行?",
         "joined_as": "你是 {name} — 输入 /help 查看命令, /quit 退出",
         "child_died": "网络进程意外结束 — 正在退出",
-        "bye": "再见",
     },
 }
 
