@@ -1,0 +1,66 @@
+"""The classic dialect's wording, in English and in the course's Chinese."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from chatroom.events import Event
+from chatroom.protocol.frames import Lang
+
+_CLASSIC: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "join": "{name} joined",
+        "message": "{name} : {text}",
+        "action": "* {name} {text}",
+        "quit": "{name} left",
+        "timeout": "{name} timed out",
+        "announce": "[announcement] {text}",
+        "taken": "name already taken",
+        "invalid": "invalid name: 1-32 characters, no spaces or control characters",
+        "reserved": "name reserved for the operator",
+        "confusable": "name looks too much like someone who is online",
+        "notyou": "ERR not logged in as {name} from this address",
+        "unknown": "ERR not logged in (send L name first)",
+        "badtext": "ERR control characters are not allowed",
+        "slowdown": "ERR slow down: too many messages",
+        "ratelimited": "too many logins from your address; try again shortly",
+        "full": "too many sessions from your address",
+        "shutdown": "[announcement] server shutting down",
+    },
+    "zh": {
+        "join": "{name} 进入了聊天室",
+        "message": "{name} : {text}",
+        "action": "* {name} {text}",
+        "quit": "{name}退出了聊天室",
+        "timeout": "{name}超时退出了聊天室",
+        "announce": "管理员消息: {text}",
+        "taken": "该用户已存在",
+        "invalid": "用户名无效: 1-32 个字符, 不能含空格或控制字符",
+        "reserved": "该用户名保留给管理员",
+        "confusable": "该用户名与在线用户过于相似",
+        "notyou": "ERR 此地址未以 {name} 登录",
+        "unknown": "ERR 尚未登录 (请先发送 L 用户名)",
+        "badtext": "ERR 消息不能包含控制字符",
+        "slowdown": "ERR 发言太快, 请稍后再试",
+        "ratelimited": "该地址登录过于频繁, 请稍后再试",
+        "full": "该地址的会话数已达上限",
+        "shutdown": "管理员消息: 服务器即将关闭",
+    },
+}
+
+OK: Final = b"OK"
+EXIT: Final = b"EXIT"
+
+
+def classic_text(lang: Lang, key: str, name: str = "", text: str = "") -> bytes:
+    """A classic-dialect line (reply or broadcast) in the server's language."""
+    return _CLASSIC[lang][key].format(name=name, text=text).encode("utf-8")
+
+
+def classic_event(lang: Lang, event: Event) -> bytes:
+    """How a stored event reads to a classic client, e.g. ``alice : hi``."""
+    key: str = event.kind
+    text = event.text
+    if event.kind == "message" and text.startswith("/me "):
+        key, text = "action", text[4:]
+    return classic_text(lang, key, event.name, text)
