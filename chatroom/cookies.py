@@ -49,8 +49,9 @@ class CookieJar:
         ts = int(now)
         return f"{ts}.{self._mac(self._key, addr, name_key, nonce, ts)}"
 
-    def check(self, cookie: str, addr: tuple[str, int], name_key: str, nonce: str,
-              now: float) -> bool:
+    def check(
+        self, cookie: str, addr: tuple[str, int], name_key: str, nonce: str, now: float
+    ) -> bool:
         """True once for a fresh, authentic cookie bound to these values."""
         self._rotate(now)
         ts_s, _, mac = cookie.partition(".")

@@ -288,16 +288,18 @@ class Room(RoomState):
             return [Send(p.encode(p.Acked(seq, seqs[seq])), (addr,))]
         if p.bad_text_char(text) is not None:
             self.stats["drop.badtext"] += 1
-            return [Send(p.encode(p.Error("badtext", "control characters are not allowed")),
-                         (addr,))]
+            return [
+                Send(p.encode(p.Error("badtext", "control characters are not allowed")), (addr,))
+            ]
         bucket = user.session.bucket
         if bucket is not None and not bucket.take(self._now):
             # Not acknowledged: the client retries later and nothing is lost.
             self.stats["drop.ratelimited"] += 1
             err = p.Error("slowdown", f"rate limit {self.config.rate} messages/s")
             return self._reply_error(addr, self._now, p.encode(err))
-        effects = self._publish("message", user.name, text, exclude=None,
-                                session=user.session.sid, seq=seq)
+        effects = self._publish(
+            "message", user.name, text, exclude=None, session=user.session.sid, seq=seq
+        )
         seqs[seq] = self._last_id
         if len(seqs) > SEQ_MEMORY:
             del seqs[next(iter(seqs))]
@@ -339,4 +341,3 @@ class Room(RoomState):
             return []
         nl = b"\n" if user.newline else b""
         return self._reply_error(addr, now, f"ERR {frame.detail}".encode() + nl)
-

@@ -100,7 +100,6 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
-
 class RoomState:
     """Shared state and helpers of ``Room`` (see chatroom/room.py)."""
 
@@ -134,7 +133,6 @@ class RoomState:
         self._now = 0.0
         self._wall = 0.0
 
-
     # ------------------------------------------------------------------ queries
 
     @property
@@ -148,7 +146,6 @@ class RoomState:
         policy = self.config.classic
         return policy == "any" or (policy == "loopback" and is_loopback(addr))
 
-
     def _users_frame(self) -> bytes:
         names: list[str] = []
         size = 40
@@ -159,7 +156,6 @@ class RoomState:
             if size < p.MAX_DATAGRAM:
                 names.append(u.name)
         return p.encode(p.Users(total, tuple(names)))
-
 
     # ------------------------------------------------------------------ shared
 
@@ -229,10 +225,8 @@ class RoomState:
         else:
             self._guard.classic_closed(user.address)
 
-
     def _reply_error(self, addr: Address, now: float, payload: bytes) -> list[Effect]:
         if not self._guard.may_reply_error(addr, now):
             self.stats["errors.suppressed"] += 1
             return []
         return [Send(payload, (addr,))]
-

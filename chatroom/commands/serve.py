@@ -42,8 +42,13 @@ class RateType(click.ParamType["Rate | None", object]):
     show_default=True,
     help="User registry implementation (see docs/benchmarks.md).",
 )
-@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
-              help="Language of the classic dialect's notices.")
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "zh"]),
+    default="en",
+    show_default=True,
+    help="Language of the classic dialect's notices.",
+)
 @click.option(
     "--classic",
     type=click.Choice(["loopback", "any", "off"]),
