@@ -25,7 +25,7 @@ from wcwidth import wcwidth
 
 from tests.conftest import ServerProcess, chatroom_cmd
 
-TIMEOUT = 5.0
+TIMEOUT = 10.0  # generous: the machine may be busy; passing tests never wait for it
 ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
