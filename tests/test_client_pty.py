@@ -46,7 +46,11 @@ class Client:
         cmd = chatroom_cmd("join", *([name] if name else []), "--port", str(port), *args)
         self.name = name
         self.proc = pexpect.spawn(
-            cmd[0], cmd[1:], env=base, encoding="utf-8", timeout=TIMEOUT,
+            cmd[0],
+            cmd[1:],
+            env=base,
+            encoding="utf-8",
+            timeout=TIMEOUT,
             dimensions=(40, columns),
         )
         self.proc.delayafterclose = 0.01  # pexpect's default sleeps are for slow hosts
@@ -337,7 +341,9 @@ def test_chinese(join, server: ServerProcess) -> None:  # type: ignore[no-untype
     bob.said("你好, 世界 🌏")
     subprocess.run(
         chatroom_cmd("announce", "--port", str(server.port), "下午三点开会"),
-        check=True, timeout=10, capture_output=True,
+        check=True,
+        timeout=10,
+        capture_output=True,
     )
     bob.expect("管理员消息: 下午三点开会")
     alice.expect("[announcement] 下午三点开会")
@@ -467,7 +473,8 @@ def test_no_server_clear_message_exit_1() -> None:
 
 @pytest.mark.slow
 def test_server_restart_connection_lost_then_resumed_nothing_lost_or_repeated(
-    server_factory, clients: list[Client]  # type: ignore[no-untyped-def]
+    server_factory,
+    clients: list[Client],  # type: ignore[no-untyped-def]
 ) -> None:
     first = server_factory()
     alice = Client("alice", first.port)

@@ -95,8 +95,9 @@ def test_cursor_control_needs_a_real_terminal_but_not_colour() -> None:
 
 def test_name_colours_are_stable_across_processes_and_readable() -> None:
     code = "from chatroom.client.style import name_colour; print(name_colour('alice'))"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True, timeout=30)
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
     assert int(other.stdout) == name_colour("alice")  # not Python's salted hash()
     assert name_colour("Alice") == name_colour("alice")  # one name, one colour
     assert all(16 <= n <= 231 for n in PALETTE)  # the cube: no theme colours, no greys

@@ -49,9 +49,7 @@ def ev(id_: int, kind: EventKind = "message", name: str = "bob", text: str = "hi
     return p.encode(p.EventFrame(Event(id_, kind, name, text, 1_700_000_000.0 + id_)))
 
 
-def login(
-    s: ClientSession, last_id: int = 0, now: float = 0.0, idle: float = 60.0
-) -> list[Output]:
+def login(s: ClientSession, last_id: int = 0, now: float = 0.0, idle: float = 60.0) -> list[Output]:
     out = s.login(s.name, now)
     (frame,) = sent(out)
     assert isinstance(frame, p.Login)
@@ -307,9 +305,7 @@ def test_commands() -> None:
     assert notices(s.typed("/frobnicate", 0.0)) == ["unknown_command"]
     assert notices(s.typed("/history lots", 0.0)) == ["usage"]
     assert notices(s.typed("/me", 0.0)) == ["usage"]
-    assert sent(s.typed("//etc/passwd is a path", 0.0)) == [
-        p.Say(SID, 2, "/etc/passwd is a path")
-    ]
+    assert sent(s.typed("//etc/passwd is a path", 0.0)) == [p.Say(SID, 2, "/etc/passwd is a path")]
     assert s.typed("   ", 0.0) == []
 
 

@@ -155,9 +155,7 @@ class SimNet:
     # -------------------------------------------------------------- checks
 
     def ids(self, addr: Address, *, history: bool | None = None) -> list[int]:
-        return [
-            s.event.id for s in self.shown[addr] if history is None or s.history == history
-        ]
+        return [s.event.id for s in self.shown[addr] if history is None or s.history == history]
 
     def messages_seen(self, addr: Address) -> list[tuple[str, str]]:
         return [(s.event.name, s.event.text) for s in self.shown[addr] if s.event.kind == "message"]

@@ -80,6 +80,13 @@ class Finished:
 
 
 Output = (
-    Transmit | ShowEvent | Notice | ShowUsers | OnlineChanged | LoggedIn | LoginRefused
-    | NoAnswer | Finished
+    Transmit
+    | ShowEvent
+    | Notice
+    | ShowUsers
+    | OnlineChanged
+    | LoggedIn
+    | LoginRefused
+    | NoAnswer
+    | Finished
 )

@@ -33,7 +33,13 @@ class LoginAttempt:
 
     @classmethod
     def start(
-        cls, name: str, rng: random.Random, now: float, *, resume: str | None, rto: float,
+        cls,
+        name: str,
+        rng: random.Random,
+        now: float,
+        *,
+        resume: str | None,
+        rto: float,
         rto_max: float,
     ) -> LoginAttempt:
         return cls(name, new_nonce(rng), resume, now, now + rto, rto, rto_max)

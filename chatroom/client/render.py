@@ -107,20 +107,44 @@ class Renderer:
                 return self._line(stamp, name, text, tag_styled=styled, dim=dim)
             case "join":
                 body = tr(self.lang, "join", name=name)
-                return self._line(stamp, "-->", body, tag_styled=s.sgr("-->", *st.JOIN),
-                                  text_codes=st.JOIN, dim=dim)
+                return self._line(
+                    stamp,
+                    "-->",
+                    body,
+                    tag_styled=s.sgr("-->", *st.JOIN),
+                    text_codes=st.JOIN,
+                    dim=dim,
+                )
             case "quit":
                 body = tr(self.lang, "quit", name=name)
-                return self._line(stamp, "<--", body, tag_styled=s.sgr("<--", *st.LEAVE),
-                                  text_codes=st.LEAVE, dim=dim)
+                return self._line(
+                    stamp,
+                    "<--",
+                    body,
+                    tag_styled=s.sgr("<--", *st.LEAVE),
+                    text_codes=st.LEAVE,
+                    dim=dim,
+                )
             case "timeout":
                 body = tr(self.lang, "timeout", name=name)
-                return self._line(stamp, "<--", body, tag_styled=s.sgr("<--", *st.TIMEOUT),
-                                  text_codes=st.TIMEOUT, dim=dim)
+                return self._line(
+                    stamp,
+                    "<--",
+                    body,
+                    tag_styled=s.sgr("<--", *st.TIMEOUT),
+                    text_codes=st.TIMEOUT,
+                    dim=dim,
+                )
             case "announce":
                 body = tr(self.lang, "announce", text=text)
-                return self._line(stamp, "***", body, tag_styled=s.sgr("***", *st.ANNOUNCE),
-                                  text_codes=st.ANNOUNCE, dim=dim)
+                return self._line(
+                    stamp,
+                    "***",
+                    body,
+                    tag_styled=s.sgr("***", *st.ANNOUNCE),
+                    text_codes=st.ANNOUNCE,
+                    dim=dim,
+                )
         return []
 
     def notice(self, key: str, args: dict[str, str | int], wall: float) -> list[str]:
@@ -131,14 +155,22 @@ class Renderer:
             text = str(safe["text"])
             safe["text"] = text if len(text) <= 60 else text[:59] + "…"
         message = tr(self.lang, key, **safe)
-        codes = st.ERROR if key in ("connection_lost", "gave_up", "too_long",
-                                    "control_chars", "undelivered") else st.NOTICE
+        codes = (
+            st.ERROR
+            if key in ("connection_lost", "gave_up", "too_long", "control_chars", "undelivered")
+            else st.NOTICE
+        )
         stamp = self._stamp(wall, dated=False)
         lines: list[str] = []
         for i, part in enumerate(message.split("\n")):
             tag = "--" if i == 0 else ""
-            lines += self._line(stamp if i == 0 else " " * len(stamp), tag, part,
-                                tag_styled=self.style.sgr(tag, *st.NOTICE), text_codes=codes)
+            lines += self._line(
+                stamp if i == 0 else " " * len(stamp),
+                tag,
+                part,
+                tag_styled=self.style.sgr(tag, *st.NOTICE),
+                text_codes=codes,
+            )
         return lines
 
     def users(self, total: int, names: tuple[str, ...], wall: float) -> list[str]:
@@ -147,8 +179,9 @@ class Renderer:
         if total > len(names):
             shown = tr(self.lang, "users_more", names=shown, more=total - len(names))
         message = tr(self.lang, "users", total=total, names=shown)
-        return self._line(self._stamp(wall, dated=False), "--", message,
-                          tag_styled=s.sgr("--", *st.NOTICE))
+        return self._line(
+            self._stamp(wall, dated=False), "--", message, tag_styled=s.sgr("--", *st.NOTICE)
+        )
 
     def plain(self, key: str, **args: object) -> str:
         """A catalog message for the shell (prompts, errors), unstyled."""

@@ -268,8 +268,13 @@ class ClientSession:
         if self.view is None:  # the first login
             cfg = self.config
             self.view = Timeline.start(
-                self.name, w.last_id, cfg.history, gap_delay=cfg.gap_delay,
-                ack_every=cfg.ack_every, ack_delay=cfg.ack_delay, now=now,
+                self.name,
+                w.last_id,
+                cfg.history,
+                gap_delay=cfg.gap_delay,
+                ack_every=cfg.ack_every,
+                ack_delay=cfg.ack_delay,
+                now=now,
             )
             out.append(LoggedIn(self.name, self.sid))
         else:  # back after ERR nosession: carry on from the last event shown

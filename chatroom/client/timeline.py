@@ -35,8 +35,15 @@ class Timeline:
 
     @classmethod
     def start(
-        cls, name: str, last_id: int, history: int, *, gap_delay: float, ack_every: int,
-        ack_delay: float, now: float,
+        cls,
+        name: str,
+        last_id: int,
+        history: int,
+        *,
+        gap_delay: float,
+        ack_every: int,
+        ack_delay: float,
+        now: float,
     ) -> Timeline:
         """After the first WELCOME: replay the last ``history`` events before it."""
         start = max(0, last_id - max(0, history))
