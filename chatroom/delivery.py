@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from chatroom.rtt import RttEstimator
+
 WINDOW: Final = 64
 RTO_INITIAL: Final = 1.0
 RTO_MIN: Final = 0.2
@@ -34,8 +36,10 @@ class Outbox:
     sent_upto: int
     #: First-transmission time of each unacked id; None once retransmitted (Karn).
     sent_at: dict[int, float | None] = field(default_factory=dict)
-    srtt: float | None = None
-    rttvar: float = 0.0
+    estimator: RttEstimator = field(
+        default_factory=lambda: RttEstimator(RTO_INITIAL, RTO_MIN, RTO_MAX)
+    )
+    #: The current timeout: the estimator's, doubled on each expiry until a sample.
     rto: float = RTO_INITIAL
     #: When the oldest unacked event is due for retransmission (None: nothing due).
     deadline: float | None = None
@@ -62,17 +66,10 @@ class Outbox:
         self.acked = upto
         self.sent_upto = max(self.sent_upto, upto)
         if sample is not None:
-            self._sample(sample)
+            self.estimator.sample(sample)
+            self.rto = self.estimator.rto
         self.deadline = now + self.rto if self.sent_at else None
         return True
-
-    def _sample(self, rtt: float) -> None:
-        if self.srtt is None:
-            self.srtt, self.rttvar = rtt, rtt / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
-            self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        self.rto = min(RTO_MAX, max(RTO_MIN, self.srtt + 4 * self.rttvar))
 
     def expired(self, now: float) -> list[int]:
         """Ids to retransmit now (oldest first), backing the timer off."""
@@ -81,7 +78,7 @@ class Outbox:
         due = sorted(self.sent_at)[:BURST]
         for event_id in due:
             self.sent_at[event_id] = None
-        self.rto = min(RTO_MAX, self.rto * 2)
+        self.rto = self.estimator.backoff(self.rto)
         self.deadline = now + self.rto if self.sent_at else None
         return due
 

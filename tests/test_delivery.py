@@ -25,7 +25,7 @@ def test_rto_follows_rfc6298_and_clamps() -> None:
     assert box.rto == RTO_INITIAL
     box.pushed(1, 0.0)
     box.ack(1, 0.1)  # first sample: srtt = 0.1, rttvar = 0.05 -> 0.1 + 4*0.05 = 0.3
-    assert box.srtt == pytest.approx(0.1)
+    assert box.estimator.srtt == pytest.approx(0.1)
     assert box.rto == pytest.approx(0.3)
     for i in range(2, 40):
         box.pushed(i, float(i))
@@ -50,7 +50,7 @@ def test_karn_no_sample_from_retransmitted_events() -> None:
     box.pushed(1, 0.0)
     box.expired(5.0)
     box.ack(1, 9.0)  # ambiguous: sent at 0 and at 5
-    assert box.srtt is None
+    assert box.estimator.srtt is None
     assert box.deadline is None
 
 

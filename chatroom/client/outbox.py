@@ -6,14 +6,14 @@ the server. At most ``window`` messages are in flight; transmissions are paced
 by a token bucket mirroring the server's advertised rate limit (WELCOME's
 ``BURST/PER_SECOND``; a SAY over the limit is not acknowledged, so pacing
 ourselves saves a retransmission timeout), and retransmitted on the RFC 6298
-timer of chatroom/client/rtt.py until ACKED or ``give_up_after``. Pure.
+timer of chatroom/rtt.py until ACKED or ``give_up_after``. Pure.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chatroom.client.rtt import RttEstimator
+from chatroom.rtt import RttEstimator
 
 
 @dataclass(slots=True)

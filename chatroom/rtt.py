@@ -1,5 +1,8 @@
 """Retransmission timeout: the RFC 6298 estimator, with clamps suited to a chat.
 
+Shared by both ends: the client times its SAY retries with it, the server
+(chatroom/delivery.py) its EV retransmissions.
+
 RFC 6298 sets a 1 s minimum RTO for TCP; over UDP on today's networks Linux's
 200 ms floor is the usual choice and keeps a lost message from stalling a
 conversation for a second. The maximum is clamped to 8 s (RFC 6298 allows 60 s),
