@@ -9,9 +9,9 @@ it opens its own engine through storage.engine.make_engine.
 
 from __future__ import annotations
 
+from alembic import context
 from sqlalchemy.engine import Connection
 
-from alembic import context
 from storage.engine import make_engine
 from storage.fts import is_fts_table
 from storage.models import Base

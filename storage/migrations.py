@@ -148,9 +148,8 @@ def _migrate(url: str, rev: str, *, upgrade: bool) -> None:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from exc
     with _connect(url, read_only=False) as conn:
         _check(conn, url, known, top)
-        from alembic.util.exc import CommandError
-
         from alembic import command
+        from alembic.util.exc import CommandError
 
         cfg = config()
         cfg.attributes["connection"] = conn
