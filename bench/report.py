@@ -722,10 +722,26 @@ def render_other(area: str, results: list[Result], img_dir: Path) -> list[str]:
     return [f"## `{area}`", "", *generic_tables(results)]
 
 
+def render_v2(results: list[Result], img_dir: Path) -> list[str]:
+    """``v2.loss<P>`` groups (bench/test_bench_v2.py): bench/report_dialects.py."""
+    from bench.report_dialects import render_v2 as render
+
+    return render(results, img_dir)
+
+
+def render_flood(results: list[Result], img_dir: Path) -> list[str]:
+    """``flood.*`` groups (bench/test_bench_flood.py): bench/report_dialects.py."""
+    from bench.report_dialects import render_flood as render
+
+    return render(results, img_dir)
+
+
 SECTIONS: dict[str, Callable[[list[Result], Path], list[str]]] = {
     "registry": render_registry,
     "fanout": render_fanout,
     "storage": render_storage,
+    "v2": render_v2,
+    "flood": render_flood,
 }
 
 

@@ -1,0 +1,179 @@
+"""The v2 dialect next to the classic one: messages/s and delivery latency (issue 4).
+
+10 clients in a room, each of them sending and receiving: a chat room's real shape,
+and the only way the v2 client's window (one unacknowledged message per sender, in
+typed order) leaves any concurrency to measure: with 1 sender + 9 receivers a v2
+room would have one message in flight in total. Per loss level (0%, and 10% each
+way through tests/lossy_proxy.py in its own process, seeded) one test runs two real
+``chatroom serve --port 0 --rate-limit off --max-sessions-per-ip 0 --db <tmp>``
+processes, one per dialect (a v2 session receives every event, so the two fleets
+must not share a room), and alternates rounds of:
+
+- ``v2``: 10 real v2 clients (bench/chatrig.py ``V2Fleet``: the client's own state
+  machine, default config). Each types its next line as soon as its window lets it
+  send (the previous one is acknowledged). This is pytest-benchmark's timed call.
+- ``classic``: 10 classic clients (``L``/``C`` datagrams, plain lines back), each
+  with up to 16 lines in flight (a line leaves flight when the next client has it),
+  which keeps the server saturated: the classic dialect's ceiling.
+- ``classic, window 1`` (0% loss only): the classic clients with the v2 client's
+  concurrency, one line in flight per sender.
+- ``v2, one sender`` / ``classic, one sender``: one client sends (one line in flight
+  in the whole room), nine receive: latency without queueing.
+
+A round ends when every other client has every line (classic: or nothing arrived for
+50 ms once all is sent; classic does not retransmit, its losses are counted).
+
+Group ``v2.loss<P>``; ``extra_info["dialects"][<row>]`` holds, per row: messages/s
+and deliveries/s (median of rounds), p50/p99 latency (all rounds pooled), CPU time
+per message of the server and of the clients (this process), the CPU share each
+used, the proxy's and the whole machine's, lost and duplicated deliveries, message
+datagrams sent (SAY retransmissions) and PULLs. ``ratio`` is the median per-round
+v2 / classic messages/s; ``server_capacity_ratio`` is classic's server CPU per
+message / v2's: the ratio the two would reach if the server alone were the limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.chatrig import (
+    ClassicFleet,
+    CpuMeter,
+    RoundStats,
+    V2Fleet,
+    lossy_proxy,
+    serve,
+)
+from bench.conftest import QUICK
+from bench.fanout import Relay, percentile
+
+Benchmark = Any  # pytest-benchmark's fixture has no public type
+
+CLIENTS = 10
+LOSSES = (0, 10)
+CLASSIC_WINDOW = 16
+SERVER_ARGS = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
+#: Lines per sender in a loaded round; in a one-sender round. Rounds last about a
+#: second at 0% loss; at 10% loss the v2 room runs at a few hundred lines/s.
+PER_SENDER = {0: 300, 10: 60}
+ONE_SENDER = {0: 200, 10: 40}
+ROUNDS = {0: 5, 10: 3}
+if QUICK:  # a smoke test: every path once, a few lines each (the 10% tail takes ~1-3 s)
+    PER_SENDER = {0: 5, 10: 3}
+    ONE_SENDER = {0: 5, 10: 3}
+    ROUNDS = {0: 1, 10: 1}
+
+
+def summary(rounds: list[RoundStats]) -> dict[str, Any]:
+    def med(values: list[float]) -> float:
+        return float(statistics.median(values)) if values else float("nan")
+
+    pooled = sorted(ns for r in rounds for ns in r.latencies_ns)
+    messages = sum(r.messages for r in rounds)
+    return {
+        "clients": rounds[0].clients,
+        "messages_per_round": rounds[0].messages,
+        "rounds": len(rounds),
+        "msgs_per_s": round(med([r.messages_per_s for r in rounds])),
+        "deliveries_per_s": round(med([r.deliveries_per_s for r in rounds])),
+        "p50_us": round(percentile(pooled, 0.50) / 1e3, 1),
+        "p99_us": round(percentile(pooled, 0.99) / 1e3, 1),
+        "max_us": round((pooled[-1] if pooled else 0) / 1e3, 1),
+        "server_us_per_msg": round(sum(r.server_cpu for r in rounds) / messages * 1e6, 1),
+        "client_us_per_msg": round(sum(r.client_cpu for r in rounds) / messages * 1e6, 1),
+        "server_cpu": round(med([r.cpu_share(r.server_cpu) for r in rounds]), 2),
+        "client_cpu": round(med([r.cpu_share(r.client_cpu) for r in rounds]), 2),
+        "proxy_cpu": round(med([r.cpu_share(r.proxy_cpu) for r in rounds]), 2),
+        "machine_busy": round(med([r.machine_busy for r in rounds]), 2),
+        "expected": sum(r.expected for r in rounds),
+        "lost": sum(r.lost for r in rounds),
+        "duplicates": sum(r.duplicates for r in rounds),
+        "sends": sum(r.sends for r in rounds),
+        "messages": messages,
+        "pulls": sum(r.pulls for r in rounds),
+        "stalls": sum(r.stalls for r in rounds),
+        "rounds_msgs_per_s": [round(r.messages_per_s) for r in rounds],
+    }
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
+    benchmark.group = f"v2.loss{loss}"
+    per_sender, one = PER_SENDER[loss], ONE_SENDER[loss]
+    results: dict[str, list[RoundStats]] = {}
+    with contextlib.ExitStack() as stack:
+        srv_v2 = stack.enter_context(serve(tmp_path / "v2.db", *SERVER_ARGS))
+        srv_cl = stack.enter_context(serve(tmp_path / "classic.db", *SERVER_ARGS))
+        proxy_v2: Relay | None = None
+        proxy_cl: Relay | None = None
+        if loss:
+            proxy_v2 = stack.enter_context(lossy_proxy(srv_v2.addr, loss / 100, seed=loss))
+            proxy_cl = stack.enter_context(lossy_proxy(srv_cl.addr, loss / 100, seed=loss + 1))
+        v2 = stack.enter_context(V2Fleet(CLIENTS, (proxy_v2 or srv_v2).addr, seed=loss))
+        cl = stack.enter_context(ClassicFleet(CLIENTS, (proxy_cl or srv_cl).addr))
+        v2.login()
+        cl.login()
+
+        def measure(
+            row: str, server: Relay, proxy: Relay | None, run: Callable[[], RoundStats]
+        ) -> None:
+            meter = CpuMeter(server.proc.pid, proxy.proc.pid if proxy else None)
+            results.setdefault(row, []).append(meter.stop(run()))
+
+        if not QUICK:  # warm both up: imports, caches, the SQLite files
+            v2.round(per_sender // 4)
+            cl.round(per_sender // 4, CLASSIC_WINDOW)
+        turn = iter(range(1_000_000))
+
+        def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            sender = next(turn) % CLIENTS
+            measure("classic", srv_cl, proxy_cl, lambda: cl.round(per_sender, CLASSIC_WINDOW))
+            if not loss:
+                measure("classic, window 1", srv_cl, proxy_cl, lambda: cl.round(per_sender, 1))
+            measure("v2, one sender", srv_v2, proxy_v2, lambda: v2.round(one, [sender]))
+            measure("classic, one sender", srv_cl, proxy_cl, lambda: cl.round(one, 1, [sender]))
+            return (), {}
+
+        def timed() -> None:
+            measure("v2", srv_v2, proxy_v2, lambda: v2.round(per_sender))
+
+        benchmark.pedantic(timed, setup=setup, rounds=ROUNDS[loss], iterations=1)
+        for srv in (srv_v2, srv_cl):
+            assert srv.proc.poll() is None, srv.banner.decode(errors="replace")
+
+    # Correctness, in quick mode too: the v2 clients showed every line exactly once.
+    for row in ("v2", "v2, one sender"):
+        for r in results[row]:
+            assert r.delivered == r.expected, (row, r.delivered, r.expected)
+            assert r.duplicates == 0, (row, r.duplicates)
+    for r in [*results["classic"], *results["classic, one sender"]]:
+        assert r.delivered > 0, r
+        assert r.duplicates == 0, r
+
+    dialects = {row: summary(rounds) for row, rounds in results.items()}
+    for row, info in dialects.items():
+        info["senders"] = 1 if "one sender" in row else CLIENTS
+        info["window"] = CLASSIC_WINDOW if row == "classic" else 1
+    ratios = [
+        v.messages_per_s / c.messages_per_s
+        for v, c in zip(results["v2"], results["classic"], strict=True)
+        if c.messages_per_s > 0
+    ]
+    v2_cpu = dialects["v2"]["server_us_per_msg"]
+    benchmark.extra_info.update(
+        impl="v2",
+        loss=loss,
+        clients=CLIENTS,
+        ratio=round(statistics.median(ratios), 3) if ratios else float("nan"),
+        rounds_ratio=[round(x, 3) for x in ratios],
+        server_capacity_ratio=round(dialects["classic"]["server_us_per_msg"] / v2_cpu, 3)
+        if v2_cpu
+        else float("nan"),
+        dialects=dialects,
+    )
