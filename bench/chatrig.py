@@ -231,6 +231,12 @@ class RoundStats:
     pulls: int = 0
     stalls: int = 0
     machine_busy: float = 0.0  # share of all the machine's cores busy (anyone's work)
+    #: v2: first send .. the last line acknowledged to its sender (0.0: unknown)
+    stored_seconds: float = 0.0
+
+    @property
+    def stored_per_s(self) -> float:
+        return self.messages / self.stored_seconds if self.stored_seconds > 0 else 0.0
 
     @property
     def messages_per_s(self) -> float:
@@ -528,11 +534,19 @@ class V2Fleet:
         n = self.size
         expected = per_sender * len(chosen) * (n - 1)
 
+        stored_ns = [0]
+        busy = set(chosen)
+
         def feed(now: float) -> None:
             for c in chosen:
-                if c.backlog and not c.session.outbox:
+                if c.session.outbox:
+                    continue
+                if c.backlog:
                     c.backlog -= 1
                     self.say(c.index, now)
+                elif c in busy:  # its last line is acknowledged (stored)
+                    busy.discard(c)
+                    stored_ns[0] = time.time_ns()
 
         self.on_idle = lambda now: feed(now)
         rec.first_send_ns = time.time_ns()
@@ -556,6 +570,7 @@ class V2Fleet:
             sorted(rec.latencies_ns),
             sends=self.sends,
             pulls=self.pulls,
+            stored_seconds=(stored_ns[0] - rec.first_send_ns) / 1e9 if not busy else 0.0,
         )
         self.settle(quiet=0.1)
         return stats

@@ -19,12 +19,17 @@ must not share a room), and alternates rounds of:
   concurrency, one line in flight per sender.
 - ``v2, one sender`` / ``classic, one sender``: one client sends (one line in flight
   in the whole room), nine receive: latency without queueing.
+- ``v2, window 8`` (10% loss only; a diagnostic, not the product): the v2 clients
+  with 8 unacknowledged lines each instead of 1, on a third server and proxy: how
+  much of v2's figure under loss is the window.
 
 A round ends when every other client has every line (classic: or nothing arrived for
 50 ms once all is sent; classic does not retransmit, its losses are counted).
 
 Group ``v2.loss<P>``; ``extra_info["dialects"][<row>]`` holds, per row: messages/s
-and deliveries/s (median of rounds), p50/p99 latency (all rounds pooled), CPU time
+(lines / first send .. last delivery) and deliveries/s (median of rounds); for v2,
+``stored_per_s`` (lines / first send .. the last line acknowledged to its sender) and
+``tail_s`` (last acknowledgement .. last delivery); p50/p99 latency (all rounds pooled), CPU time
 per message of the server and of the clients (this process), the CPU share each
 used, the proxy's and the whole machine's, lost and duplicated deliveries, message
 datagrams sent (SAY retransmissions) and PULLs. ``ratio`` is the median per-round
@@ -52,12 +57,17 @@ from bench.chatrig import (
 )
 from bench.conftest import QUICK
 from bench.fanout import Relay, percentile
+from chatroom.client.session import SessionConfig
 
 Benchmark = Any  # pytest-benchmark's fixture has no public type
 
 CLIENTS = 10
 LOSSES = (0, 10)
 CLASSIC_WINDOW = 16
+#: Under loss, a diagnostic row: the same v2 clients allowed 8 unacknowledged lines
+#: each (``SessionConfig.window``; the product keeps 1, for typed order).
+WIDE_WINDOW = 8
+WIDE_ROW = "v2, window 8"
 SERVER_ARGS = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
 #: Lines per sender in a loaded round; in a one-sender round. Rounds last about a
 #: second at 0% loss; at 10% loss the v2 room runs at a few hundred lines/s.
@@ -82,6 +92,10 @@ def summary(rounds: list[RoundStats]) -> dict[str, Any]:
         "rounds": len(rounds),
         "msgs_per_s": round(med([r.messages_per_s for r in rounds])),
         "deliveries_per_s": round(med([r.deliveries_per_s for r in rounds])),
+        "stored_per_s": round(med([r.stored_per_s for r in rounds])),
+        "tail_s": round(med([r.seconds - r.stored_seconds for r in rounds if r.stored_seconds]), 3)
+        if any(r.stored_seconds for r in rounds)
+        else 0.0,
         "p50_us": round(percentile(pooled, 0.50) / 1e3, 1),
         "p99_us": round(percentile(pooled, 0.99) / 1e3, 1),
         "max_us": round((pooled[-1] if pooled else 0) / 1e3, 1),
@@ -119,6 +133,15 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
         cl = stack.enter_context(ClassicFleet(CLIENTS, (proxy_cl or srv_cl).addr))
         v2.login()
         cl.login()
+        wide: V2Fleet | None = None
+        srv_w8: Relay | None = None
+        proxy_w8: Relay | None = None
+        if loss and not QUICK:  # diagnostic: is the window what limits v2 under loss?
+            srv_w8 = stack.enter_context(serve(tmp_path / "w8.db", *SERVER_ARGS))
+            proxy_w8 = stack.enter_context(lossy_proxy(srv_w8.addr, loss / 100, seed=loss + 2))
+            config = SessionConfig(history=0, first_login_timeout=30.0, window=WIDE_WINDOW)
+            wide = stack.enter_context(V2Fleet(CLIENTS, proxy_w8.addr, seed=loss, config=config))
+            wide.login()
 
         def measure(
             row: str, server: Relay, proxy: Relay | None, run: Callable[[], RoundStats]
@@ -138,6 +161,8 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
                 measure("classic, window 1", srv_cl, proxy_cl, lambda: cl.round(per_sender, 1))
             measure("v2, one sender", srv_v2, proxy_v2, lambda: v2.round(one, [sender]))
             measure("classic, one sender", srv_cl, proxy_cl, lambda: cl.round(one, 1, [sender]))
+            if wide is not None and srv_w8 is not None:
+                measure(WIDE_ROW, srv_w8, proxy_w8, lambda: wide.round(per_sender))
             return (), {}
 
         def timed() -> None:
@@ -148,8 +173,8 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
             assert srv.proc.poll() is None, srv.banner.decode(errors="replace")
 
     # Correctness, in quick mode too: the v2 clients showed every line exactly once.
-    for row in ("v2", "v2, one sender"):
-        for r in results[row]:
+    for row in ("v2", "v2, one sender", WIDE_ROW):
+        for r in results.get(row, []):
             assert r.delivered == r.expected, (row, r.delivered, r.expected)
             assert r.duplicates == 0, (row, r.duplicates)
     for r in [*results["classic"], *results["classic, one sender"]]:
@@ -159,7 +184,7 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
     dialects = {row: summary(rounds) for row, rounds in results.items()}
     for row, info in dialects.items():
         info["senders"] = 1 if "one sender" in row else CLIENTS
-        info["window"] = CLASSIC_WINDOW if row == "classic" else 1
+        info["window"] = {"classic": CLASSIC_WINDOW, WIDE_ROW: WIDE_WINDOW}.get(row, 1)
     ratios = [
         v.messages_per_s / c.messages_per_s
         for v, c in zip(results["v2"], results["classic"], strict=True)
