@@ -66,6 +66,20 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def wakeups(pid: int) -> int:
+    """Times a process's threads went to sleep and were woken (voluntary context
+    switches): for the server, about one per turn of its loop that found nothing to
+    do and waited."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+    return total
+
+
 def udp_drops(port: int) -> int:
     """Datagrams the kernel dropped for the UDP socket bound to ``port`` (full
     receive buffer), from /proc/net/udp; -1 if not found."""
@@ -231,6 +245,7 @@ class RoundStats:
     pulls: int = 0
     stalls: int = 0
     machine_busy: float = 0.0  # share of all the machine's cores busy (anyone's work)
+    server_wakeups: int = 0  # the server waited for input and was woken this often
     #: v2: first send .. the last line acknowledged to its sender (0.0: unknown)
     stored_seconds: float = 0.0
 
@@ -275,10 +290,11 @@ class CpuMeter:
         self.server, self.proxy = server, proxy
         self.start = self._now()
 
-    def _now(self) -> tuple[float, float, float, float, float]:
+    def _now(self) -> tuple[float, float, float, float, float, int]:
         proxy = cpu_seconds(self.proxy) if self.proxy else 0.0
         busy, total = machine_busy()
-        return cpu_seconds(self.server), cpu_seconds(os.getpid()), proxy, busy, total
+        server = cpu_seconds(self.server)
+        return server, cpu_seconds(os.getpid()), proxy, busy, total, wakeups(self.server)
 
     def stop(self, stats: RoundStats) -> RoundStats:
         end = self._now()
@@ -287,6 +303,7 @@ class CpuMeter:
         stats.proxy_cpu = end[2] - self.start[2]
         total = end[4] - self.start[4]
         stats.machine_busy = (end[3] - self.start[3]) / total if total > 0 else 0.0
+        stats.server_wakeups = end[5] - self.start[5]
         return stats
 
 
