@@ -70,7 +70,7 @@ def _v2_table(extra: dict[str, Any]) -> list[str]:
                 f"{d['senders']} × {d['window']}",
                 fmt_rate(d["msgs_per_s"]),
                 f"{d['msgs_per_s'] / classic:.2f}×",
-                f"{fmt_rate(d['stored_per_s'])} ({d['tail_s']:.2g} s)"
+                f"{fmt_rate(d['stored_per_s'])} ({max(0.0, d['tail_s']):.2g} s)"
                 if d.get("stored_per_s")
                 else "",
                 f"{us(d['p50_us'])} / {us(d['p99_us'])}",
@@ -218,8 +218,8 @@ def _v2_findings(by_loss: dict[int, dict[str, Any]]) -> list[str]:
             f"(head-of-line blocking); a PULL or its answer lost is retried after the same "
             f"200 ms floor. A round ends when the last receiver has the last line: its "
             f"senders had all their lines stored at {fmt_rate(v2.get('stored_per_s', 0))}/s, "
-            f"and the last one reached everyone {v2.get('tail_s', 0):.2g} s later (median "
-            f"of rounds): a receiver that lost the last EVs hears of them only when the "
+            f"and the last one reached everyone {max(0.0, v2.get('tail_s', 0)):.2g} s later "
+            f"(median of rounds): a receiver that lost the last EVs hears of them only when the "
             f"server's retransmission timer fires (its RTO, from acks that wait up to the "
             f"client's 200 ms ack delay, doubles on each expiry up to 4 s).",
             "",
@@ -265,14 +265,15 @@ def _plot_v2(by_loss: dict[int, dict[str, Any]], path: Path) -> None:
             xs, p50, width, label=f"{loss}% loss: p50 (solid), p99 (light)", color=colors[j % 3]
         )
     for ax in axes:
+        ax.set_yscale("log")
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high * 12)  # room for the legend above the bars
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([r.replace(", ", ",\n") for r in rows], fontsize=9)
         ax.grid(True, axis="y", alpha=0.35)
-        ax.legend(fontsize=8)
-    axes[0].set_yscale("log")
+        ax.legend(fontsize=8, loc="upper left")
     axes[0].set_title("Messages per second (log), 10 clients")
     axes[0].yaxis.set_major_formatter(FuncFormatter(lambda y, _p: fmt_rate(y)))
-    axes[1].set_yscale("log")
     axes[1].set_title("Delivery latency, typed → shown (log)")
     axes[1].yaxis.set_major_formatter(FuncFormatter(lambda y, _p: us(y)))
     fig.suptitle("v2 (real client state machines) vs classic, same run, loopback, 2 cores")
