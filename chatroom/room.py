@@ -70,13 +70,25 @@ class Room(RoomState):
             case _:
                 return self._v2(frame, addr, now)
 
-    def announce(self, text: str, now: float, wall: float) -> list[Effect]:
-        """An operator announcement (console or control socket), to everyone."""
-        self._now, self._wall = now, wall
+    @staticmethod
+    def announcement_problem(text: str) -> str | None:
+        """Why ``announce(text)`` would refuse it, for the operator; None if fine."""
         text = " ".join(text.split())
-        if not text or p.bad_text_char(text) is not None:
+        if not text:
+            return "the announcement is empty"
+        if p.bad_text_char(text) is not None:
+            return "control characters are not allowed"
+        if p.text_too_long(text):
+            return f"too long: the limit is {p.MAX_TEXT} bytes of UTF-8"
+        return None
+
+    def announce(self, text: str, now: float, wall: float) -> list[Effect]:
+        """An operator announcement (console or control socket), to everyone.
+        Refused (no effects) when ``announcement_problem`` names a problem."""
+        self._now, self._wall = now, wall
+        if self.announcement_problem(text) is not None:
             return []
-        return self._publish("announce", "", text, exclude=None)
+        return self._publish("announce", "", " ".join(text.split()), exclude=None)
 
     def on_timer(self, now: float, wall: float) -> list[Effect]:
         """Retransmit what is overdue; once a second, evict silent v2 sessions."""
@@ -130,8 +142,8 @@ class Room(RoomState):
                     if user.name == raw and user.session is None:
                         return [Send(line(p.OK), (addr,))]  # a retried L: its OK was lost
                     self.stats["refused.address_in_use"] += 1
-                    notyou = p.classic_text(lang, "notyou", raw)
-                    return self._reply_error(addr, now, line(notyou))
+                    already = p.classic_text(lang, "already", user.name)
+                    return self._reply_error(addr, now, line(already))
                 name, why = self._check_new_name(raw)
                 if why is not None:
                     self.stats[f"refused.{why}"] += 1
@@ -154,6 +166,9 @@ class Room(RoomState):
         if p.bad_text_char(text) is not None:
             self.stats["drop.badtext"] += 1
             return self._reply_error(addr, now, line(p.classic_text(lang, "badtext")))
+        if p.text_too_long(text):
+            self.stats["drop.toolong"] += 1
+            return self._reply_error(addr, now, line(p.classic_text(lang, "toolong")))
         if not self._guard.classic_message_allowed(addr, now):
             self.stats["drop.ratelimited"] += 1
             return self._reply_error(addr, now, line(p.classic_text(lang, "slowdown")))
@@ -291,6 +306,10 @@ class Room(RoomState):
             return [
                 Send(p.encode(p.Error("badtext", "control characters are not allowed")), (addr,))
             ]
+        if p.text_too_long(text):
+            self.stats["drop.toolong"] += 1
+            err = p.Error("toolong", f"the limit is {p.MAX_TEXT} bytes of UTF-8")
+            return [Send(p.encode(err), (addr,))]
         bucket = user.session.bucket
         if bucket is not None and not bucket.take(self._now):
             # Not acknowledged: the client retries later and nothing is lost.

@@ -171,7 +171,14 @@ class Server:
             self._sel.unregister(self.console)
             self.console = None
             return
+        if not line.strip():
+            return
+        problem = self.room.announcement_problem(line)
+        if problem is not None:
+            print(f"chatroom: not announced: {problem}", flush=True)
+            return
         self._apply(self.room.announce(line, self._clock(), self._wall()))
+        print(f"chatroom: announced to {len(self.room.registry)} user(s)", flush=True)
 
     def _control_request(self) -> None:
         """One request on the local control socket (``chatroom announce``)."""
@@ -189,10 +196,11 @@ class Server:
                 if verb != "ANNOUNCE":
                     conn.sendall(b"ERR unknown request\n")
                     return
-                effects = self.room.announce(text, self._clock(), self._wall())
-                if not effects:
-                    conn.sendall(b"ERR empty text or control characters\n")
+                problem = self.room.announcement_problem(text)
+                if problem is not None:
+                    conn.sendall(f"ERR {problem}\n".encode())
                     return
+                effects = self.room.announce(text, self._clock(), self._wall())
                 self._apply(effects)
                 conn.sendall(f"OK {len(self.room.registry)}\n".encode())
             except OSError as exc:

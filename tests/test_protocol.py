@@ -59,6 +59,11 @@ def test_server_frames_both_ways(wire: bytes, frame: p.ServerFrame) -> None:
     assert p.parse_server(wire) == frame
 
 
+def test_a_login_name_with_spaces_is_refused_by_the_name_rules() -> None:
+    assert p.parse(b"L two words") == p.ClassicLogin("two words")
+    assert p.check_name("two words")[1] == "invalid"
+
+
 @pytest.mark.parametrize("suffix", [b"\n", b"\r\n", b"\r\n\r\n"])
 def test_netcat_line_endings_are_stripped(suffix: bytes) -> None:
     assert p.parse(b"L alice" + suffix) == p.ClassicLogin("alice")
@@ -74,7 +79,7 @@ BAD: list[tuple[bytes, str]] = [
     (b"L", "fields"),
     (b"L ", "fields"),
     (b"Lalice", "verb"),
-    (b"L alice bob", "fields"),
+    (b"Q alice bob", "fields"),
     (b"C alice", "fields"),
     (b"C alice ", "fields"),
     (b"C alice    ", "fields"),
@@ -111,6 +116,26 @@ def test_login_is_padded_and_its_size_recorded() -> None:
 def test_v2_bad_frames_are_marked_v2() -> None:
     frame = p.parse(b"v2 NOPE")
     assert isinstance(frame, p.BadFrame) and frame.dialect == "v2"
+
+
+@pytest.mark.parametrize("name", ["a", "x" * 32, "\U0001f600" * 32, "超级长的名字超级长的名字"])
+@pytest.mark.parametrize("kind", ["message", "announce", "timeout"])
+def test_every_event_at_the_text_limit_fits_one_datagram(name: str, kind: str) -> None:
+    event = Event(10**18, kind, name, "\U0001f600" * (p.MAX_TEXT // 4), 9_999_999_999.999)  # type: ignore[arg-type]
+    wire = p.encode(p.EventFrame(event))
+    assert len(wire) <= p.MAX_DATAGRAM
+    assert p.parse_server(wire) == p.EventFrame(event)
+
+
+def test_an_oversized_stored_event_is_cut_visibly_not_dropped() -> None:
+    """Rows written past the limits (by hand, or by an older version) must still be
+    deliverable: a frame over the datagram limit would stall every client there."""
+    event = Event(7, "message", "x" * 32, "é" * 900, 1.0)
+    wire = p.encode(p.EventFrame(event))
+    assert len(wire) <= p.MAX_DATAGRAM
+    frame = p.parse_server(wire)
+    assert isinstance(frame, p.EventFrame)
+    assert frame.event.text.endswith(" […]") and frame.event.text.startswith("é" * 500)
 
 
 def test_max_datagram_is_processed() -> None:

@@ -384,3 +384,31 @@ def test_v2_address_change_moves_the_live_session() -> None:
     assert h.take(B) == [b"alice : from the train"]  # no leave/join noise
     assert h.room.registry.find_address(A) is None
     assert [s.event.kind for s in h.stored].count("join") == 2
+
+
+def test_texts_over_the_limit_are_refused_for_everyone(h: Harness) -> None:
+    """Found by trying it: an over-long line from nc (or the operator) used to be
+    stored and sent as an EV frame over 1200 bytes, which no v2 client accepts."""
+    sid = h.v2_login(A, "alice")
+    h.send(B, "L bob")
+    h.take(A), h.take(B)
+    stored = len(h.stored)
+    h.send(B, "C bob " + "L" * (p.MAX_TEXT + 1))
+    assert h.take(B) == [b"ERR message too long (the limit is 1000 bytes of UTF-8)"]
+    h.send(A, f"v2 SAY {sid} 1 " + "m" * (p.MAX_TEXT + 1))
+    assert p.parse_server(h.take(A)[0]) == p.Error("toolong", "the limit is 1000 bytes of UTF-8")
+    assert h.room.announcement_problem("A" * (p.MAX_TEXT + 1)) is not None
+    assert h.room.announce("A" * (p.MAX_TEXT + 1), h.now, 0.0) == []
+    assert len(h.stored) == stored
+    h.send(B, "C bob " + "L" * p.MAX_TEXT)  # exactly at the limit: fine
+    assert len(h.stored) == stored + 1
+
+
+def test_netcat_user_mistakes_get_an_answer(h: Harness) -> None:
+    h.send(A, "L two words\n")
+    assert h.take(A) == [b"invalid name: 1-32 characters, no spaces or control characters\n"]
+    h.send(A, "L carol\n")
+    h.take(A)
+    h.now += 2
+    h.send(A, "L alice\n")
+    assert h.take(A) == [b"ERR already logged in here as carol (send Q carol first)\n"]

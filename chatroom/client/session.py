@@ -228,9 +228,10 @@ class ClientSession:
         return min(times) if times else None
 
     def max_text_bytes(self) -> int:
-        """The longest message text (UTF-8 bytes) whose SAY fits in a datagram."""
+        """The longest message text (UTF-8 bytes): the server's limit, which also
+        keeps every SAY and every EV frame within one datagram."""
         frame = p.encode_client(p.Say(self.sid or "0" * 32, _SEQ_WIDTH, ""))
-        return p.MAX_DATAGRAM - len(frame)
+        return min(p.MAX_TEXT, p.MAX_DATAGRAM - len(frame))
 
     # ------------------------------------------------------------------ login
 

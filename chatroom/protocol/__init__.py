@@ -19,6 +19,7 @@ from chatroom.protocol.frames import (
     LOGIN_MIN,
     MAX_DATAGRAM,
     MAX_NAME,
+    MAX_TEXT,
     OPERATOR_NAME,
     V2_PREFIX,
     Ack,
@@ -46,13 +47,14 @@ from chatroom.protocol.frames import (
     Welcome,
     Who,
 )
-from chatroom.protocol.rules import bad_text_char, check_name, name_key
+from chatroom.protocol.rules import bad_text_char, check_name, name_key, text_too_long
 
 __all__ = [
     "EXIT",
     "LOGIN_MIN",
     "MAX_DATAGRAM",
     "MAX_NAME",
+    "MAX_TEXT",
     "OK",
     "OPERATOR_NAME",
     "V2_PREFIX",
@@ -89,4 +91,5 @@ __all__ = [
     "name_key",
     "parse",
     "parse_server",
+    "text_too_long",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from chatroom.events import Event
-from chatroom.protocol.frames import Lang
+from chatroom.protocol.frames import MAX_TEXT, Lang
 
 _CLASSIC: Final[dict[str, dict[str, str]]] = {
     "en": {
@@ -20,9 +20,11 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "reserved": "name reserved for the operator",
         "confusable": "name looks too much like someone who is online",
         "notyou": "ERR not logged in as {name} from this address",
+        "already": "ERR already logged in here as {name} (send Q {name} first)",
         "unknown": "ERR not logged in (send L name first)",
         "badtext": "ERR control characters are not allowed",
         "slowdown": "ERR slow down: too many messages",
+        "toolong": f"ERR message too long (the limit is {MAX_TEXT} bytes of UTF-8)",
         "ratelimited": "too many logins from your address; try again shortly",
         "full": "too many sessions from your address",
         "shutdown": "[announcement] server shutting down",
@@ -39,9 +41,11 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "reserved": "该用户名保留给管理员",
         "confusable": "该用户名与在线用户过于相似",
         "notyou": "ERR 此地址未以 {name} 登录",
+        "already": "ERR 此地址已以 {name} 登录 (请先发送 Q {name})",
         "unknown": "ERR 尚未登录 (请先发送 L 用户名)",
         "badtext": "ERR 消息不能包含控制字符",
         "slowdown": "ERR 发言太快, 请稍后再试",
+        "toolong": f"ERR 消息太长 (上限为 {MAX_TEXT} 字节 UTF-8)",
         "ratelimited": "该地址登录过于频繁, 请稍后再试",
         "full": "该地址的会话数已达上限",
         "shutdown": "管理员消息: 服务器即将关闭",

@@ -17,6 +17,11 @@ from chatroom.events import Event
 MAX_DATAGRAM: Final = 1200
 #: Longest name, in characters after NFC normalisation.
 MAX_NAME: Final = 32
+#: Longest message or announcement text, in UTF-8 bytes, whoever sends it. With it
+#: the largest EV frame (19-digit id, 16-digit time, the longest kind, a name of 32
+#: four-byte characters: 181 bytes of framing) still fits in MAX_DATAGRAM, so every
+#: stored event can be delivered to every client whatever the sender's name.
+MAX_TEXT: Final = 1000
 #: The prefix that makes a v2 frame; never a valid classic verb.
 V2_PREFIX: Final = b"v2 "
 #: A LOGIN without a cookie must be at least this long (the client pads it), so

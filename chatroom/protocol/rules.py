@@ -8,7 +8,7 @@ from functools import cache
 from typing import Final
 
 from chatroom.confusables import skeletons
-from chatroom.protocol.frames import MAX_NAME
+from chatroom.protocol.frames import MAX_NAME, MAX_TEXT
 
 _RESERVED: Final = frozenset(
     {
@@ -71,6 +71,11 @@ def check_name(raw: str) -> tuple[str, str | None]:
 # Python loop over the characters cost ~40 ns each on every message (the profile in
 # docs/benchmarks.md).
 _BAD_TEXT: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f" + "".join(sorted(_BIDI)) + "]")
+
+
+def text_too_long(text: str) -> bool:
+    """Over MAX_TEXT bytes of UTF-8 (see chatroom/protocol/frames.py for why)."""
+    return len(text) > MAX_TEXT // 4 and len(text.encode("utf-8")) > MAX_TEXT
 
 
 def bad_text_char(text: str) -> str | None:
