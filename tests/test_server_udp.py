@@ -123,9 +123,13 @@ def test_largest_datagram_is_relayed(server: ServerProcess, peers: Peers) -> Non
     bob.send("L bob")
     assert alice.recv() == b"OK" and bob.recv() == b"OK"
     alice.recv()
-    text = "é" * ((1200 - len(b"C bob ")) // 2)
+    text = "é" * (1000 // 2)  # the text limit, in UTF-8 bytes
     bob.send(f"C bob {text}")
     assert alice.recv() == f"bob : {text}".encode()
+    longest = "é" * ((1200 - len(b"C bob ")) // 2)  # a full datagram is read and answered
+    bob.send(f"C bob {longest}")
+    assert bob.recv() == b"ERR message too long (the limit is 1000 bytes of UTF-8)"
+    alice.recv_none()
 
 
 def test_course_reference_client(server: ServerProcess, peers: Peers) -> None:
