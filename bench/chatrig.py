@@ -112,12 +112,15 @@ class Flooder:
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        try:
+        self._ready = False
+
+    def wait_ready(self) -> Flooder:
+        """Wait until it has logged in (start several, then wait for each)."""
+        if not self._ready:
             if self._line(30.0) != "ready":
-                raise RuntimeError(f"flooder {name} did not log in: {self._stderr()}")
-        except BaseException:
-            self.close()
-            raise
+                raise RuntimeError(f"flooder {self.name} did not log in: {self._stderr()}")
+            self._ready = True
+        return self
 
     def _line(self, timeout: float) -> str:
         assert self.proc.stdout is not None

@@ -60,8 +60,8 @@ Benchmark = Any  # pytest-benchmark's fixture has no public type
 NORMAL_V2 = 8
 NORMAL_CLASSIC = 2
 PACE = (0.8, 1.6)  # seconds between two lines of one client
-PHASE = 0.6 if QUICK else 4.0
-GUARD = 0.1 if QUICK else 0.5
+PHASE = 0.4 if QUICK else 4.0
+GUARD = 0.05 if QUICK else 0.5
 CYCLES = 1 if QUICK else 2
 #: A flood the server can absorb on this machine, 20,000x the rate limit.
 MODERATE = 20_000
@@ -134,6 +134,8 @@ def test_flood(benchmark: Benchmark, tmp_path: Path) -> None:
             "classic": stack.enter_context(Flooder(srv.addr, "classic", "fc")),
             "v2": stack.enter_context(Flooder(srv.addr, "v2", "fv")),
         }
+        for flooder in flooders.values():
+            flooder.wait_ready()
         totals: dict[str, dict[str, int]] = {kind: {} for kind in flooders}
         fleet.settle()
         rec = fleet.reset()

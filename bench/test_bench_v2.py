@@ -163,8 +163,9 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
             measure("classic", srv_cl, proxy_cl, lambda: cl.round(per_sender, CLASSIC_WINDOW))
             if not loss:
                 measure("classic, window 1", srv_cl, proxy_cl, lambda: cl.round(per_sender, 1))
-            measure("v2, one sender", srv_v2, proxy_v2, lambda: v2.round(one, [sender]))
-            measure("classic, one sender", srv_cl, proxy_cl, lambda: cl.round(one, 1, [sender]))
+            if not (QUICK and loss):  # each lossy v2 round ends with a 1-3 s tail
+                measure("v2, one sender", srv_v2, proxy_v2, lambda: v2.round(one, [sender]))
+                measure("classic, one sender", srv_cl, proxy_cl, lambda: cl.round(one, 1, [sender]))
             if wide is not None and srv_w8 is not None:
                 measure(WIDE_ROW, srv_w8, proxy_w8, lambda: wide.round(per_sender))
             return (), {}
@@ -181,7 +182,7 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
         for r in results.get(row, []):
             assert r.delivered == r.expected, (row, r.delivered, r.expected)
             assert r.duplicates == 0, (row, r.duplicates)
-    for r in [*results["classic"], *results["classic, one sender"]]:
+    for r in [*results["classic"], *results.get("classic, one sender", [])]:
         assert r.delivered > 0, r
         assert r.duplicates == 0, r
 
