@@ -43,8 +43,21 @@ class Ring:
         stop = min(len(events), start + limit)
         return [events[i] for i in range(start, stop)]
 
-    def has_session(self, sid: str) -> bool:
-        return any(e.session == sid for e in self._events)
+    def session_name(self, sid: str) -> str | None:
+        """The name the session ``sid`` last used, if the ring remembers it (joins
+        and messages carry their session id)."""
+        for event in reversed(self._events):
+            if event.session == sid:
+                return event.name
+        return None
+
+    def present_at_end(self, name: str) -> bool:
+        """Whether ``name``'s last join/leave in memory is a join: the user was in
+        the room when the ring ends (e.g. when the previous server process died)."""
+        for event in reversed(self._events):
+            if event.name == name and event.kind in ("join", "quit", "timeout"):
+                return event.kind == "join"
+        return False
 
     def seqs_of(self, sid: str) -> dict[int, int]:
         """(seq -> id) of a session's stored messages: its idempotency map."""

@@ -216,8 +216,9 @@ class Room(RoomState):
             self.stats[f"refused.{why}"] += 1
             text = p.classic_text(self.config.lang, why).decode()
             return [*effects, Send(p.encode(p.Refused(frame.nonce, why, text)), (addr,))]
-        sid = self._resumable(frame.resume) or self._token()
-        seqs = self._ring.seqs_of(sid) if frame.resume else {}
+        resumed = self._resumable(frame.resume, name)
+        sid = resumed or self._token()
+        seqs = self._ring.seqs_of(sid) if resumed else {}
         base = self._last_id
         bucket = self._guard.session_bucket(now)
         session = Session(sid, frame.nonce, now, base, Outbox(base, base), bucket, seqs)
@@ -227,7 +228,12 @@ class Room(RoomState):
         self._sessions[sid] = user
         self._guard.session_opened(addr[0])
         effects.append(Send(p.encode(welcome), (addr,)))
-        return effects + self._publish("join", name, "", exclude=None)
+        if resumed is not None and self._ring.present_at_end(name):
+            # Back after a server restart, having never left: the others were not
+            # told the user left, so they are not told the user joined either.
+            self.stats["resumed"] += 1
+            return effects
+        return effects + self._publish("join", name, "", exclude=None, session=sid)
 
     def _migrate(
         self, frame: p.Login, addr: Address, current: User | None, now: float
@@ -257,12 +263,13 @@ class Room(RoomState):
         rate = str(self.config.rate) if self.config.rate is not None else "off"
         return p.Welcome(nonce, sess.sid, self.config.idle_timeout, sess.base_id, rate)
 
-    def _resumable(self, sid: str | None) -> str | None:
+    def _resumable(self, sid: str | None, name: str) -> str | None:
         """An earlier session id may be taken back (after a server restart) when no
-        live session holds it; it is a 128-bit secret only that client knew."""
+        live session holds it and it was this name's; it is a 128-bit secret only
+        that client knew."""
         if sid is None or sid in self._sessions or not 16 <= len(sid) <= 64:
             return None
-        return sid if self._ring.has_session(sid) else None
+        return sid if self._ring.session_name(sid) == name else None
 
     def _v2(self, frame: p.ClientFrame, addr: Address, now: float) -> list[Effect]:
         sid = getattr(frame, "sid", "")

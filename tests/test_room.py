@@ -412,3 +412,40 @@ def test_netcat_user_mistakes_get_an_answer(h: Harness) -> None:
     h.now += 2
     h.send(A, "L alice\n")
     assert h.take(A) == [b"ERR already logged in here as carol (send Q carol first)\n"]
+
+
+def _restarted(h: Harness) -> None:
+    """Replace the harness's room by a new one loaded from what was stored."""
+    events = [s.event for s in h.stored]
+    counter = itertools.count(500)
+    h.room = Room(make_registry("indexed"), lambda: f"{next(counter):032x}",
+                  RoomConfig(rate=None), last_id=events[-1].id, recent=events)
+
+
+def test_resume_after_restart_is_quiet_for_users_who_never_left() -> None:
+    h = Harness("indexed", rate=None)
+    sid = h.v2_login(A, "alice")  # never says anything: the join carries the session
+    h.v2_login(B, "bob")
+    stored = len(h.stored)
+    _restarted(h)
+    frames = h.login_frames(A, "alice", "n2", resume=sid)
+    assert next(f for f in frames if isinstance(f, p.Welcome)).sid == sid
+    assert len(h.stored) == stored  # no second "alice joined"
+    assert h.room.stats["resumed"] == 1
+
+
+def test_resume_after_a_timeout_is_announced() -> None:
+    h = Harness("indexed", rate=None, idle_timeout=5.0)
+    sid = h.v2_login(A, "alice")
+    h.tick(10)  # evicted: others saw "alice timed out"
+    _restarted(h)
+    h.login_frames(A, "alice", "n2", resume=sid)
+    assert [s.event.kind for s in h.stored][-2:] == ["timeout", "join"]
+
+
+def test_a_session_id_cannot_be_resumed_under_another_name() -> None:
+    h = Harness("indexed", rate=None)
+    sid = h.v2_login(A, "alice")
+    _restarted(h)
+    frames = h.login_frames(B, "mallory", "n2", resume=sid)
+    assert next(f for f in frames if isinstance(f, p.Welcome)).sid != sid
