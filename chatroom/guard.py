@@ -21,6 +21,15 @@ from chatroom.registry import Address
 ERROR_INTERVAL: Final = 1.0
 #: Tables keyed by peers are pruned once they grow past this many entries.
 PRUNE_ABOVE: Final = 4096
+#: A user who sends this many messages over their rate limit within one second is
+#: a flood, not a fast typist: their address is muted for MUTE seconds, during
+#: which its datagrams are dropped before they are even parsed. That is what keeps
+#: one flooder from filling the socket buffer the other users share (see the flood
+#: benchmark in docs/benchmarks.md). Only over-limit *messages* count — they need
+#: a valid session (or, for classic peers, a loopback address) — never garbage,
+#: whose source address an attacker could forge to get a victim muted.
+STRIKES: Final = 50
+MUTE: Final = 2.0
 
 
 class Guard:
@@ -40,6 +49,8 @@ class Guard:
         self._classic_buckets: dict[Address, Bucket] = {}
         self._login_buckets: dict[str, Bucket] = {}
         self._per_ip: Counter[str] = Counter()
+        self._strikes: dict[Address, tuple[float, int]] = {}
+        self._muted: dict[Address, float] = {}
 
     # ------------------------------------------------------------------ errors
 
@@ -49,6 +60,33 @@ class Guard:
             return False
         self._last_error[addr] = now
         return True
+
+    # ------------------------------------------------------------------ floods
+
+    def muted(self, addr: Address, now: float) -> bool:
+        """Whether datagrams from ``addr`` are being dropped unread (cheap: called
+        for every datagram)."""
+        if not self._muted:
+            return False
+        until = self._muted.get(addr)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._muted[addr]
+        return False
+
+    def over_limit(self, addr: Address, now: float) -> bool:
+        """Count one message refused by the rate limit; True when it mutes ``addr``."""
+        start, count = self._strikes.get(addr, (now, 0))
+        if now - start >= 1.0:
+            start, count = now, 0
+        if count + 1 >= STRIKES:
+            self._strikes.pop(addr, None)
+            self._muted[addr] = now + MUTE
+            return True
+        self._strikes[addr] = (start, count + 1)
+        return False
 
     # ------------------------------------------------------------------ rates
 
@@ -86,6 +124,8 @@ class Guard:
             self._last_error = {
                 a: t for a, t in self._last_error.items() if now - t < 2 * ERROR_INTERVAL
             }
+        if len(self._strikes) > PRUNE_ABOVE:
+            self._strikes = {a: s for a, s in self._strikes.items() if now - s[0] < 1.0}
         if len(self._login_buckets) > PRUNE_ABOVE:
             self._login_buckets = {
                 ip: b for ip, b in self._login_buckets.items() if now - b.at < 60

@@ -55,6 +55,9 @@ class Room(RoomState):
     def handle(self, data: bytes, addr: Address, now: float, wall: float) -> list[Effect]:
         """One datagram from ``addr``. Never raises on peer input."""
         self.stats["datagrams"] += 1
+        if self._guard.muted(addr, now):  # a flooder: not even parsed
+            self.stats["drop.muted"] += 1
+            return []
         self._now, self._wall = now, wall
         frame = p.parse(data)
         match frame:
@@ -171,6 +174,8 @@ class Room(RoomState):
             return self._reply_error(addr, now, line(p.classic_text(lang, "toolong")))
         if not self._guard.classic_message_allowed(addr, now):
             self.stats["drop.ratelimited"] += 1
+            if self._guard.over_limit(addr, now):
+                self.stats["mutes"] += 1
             return self._reply_error(addr, now, line(p.classic_text(lang, "slowdown")))
         return self._publish("message", name, text, exclude=addr)
 
@@ -321,6 +326,8 @@ class Room(RoomState):
         if bucket is not None and not bucket.take(self._now):
             # Not acknowledged: the client retries later and nothing is lost.
             self.stats["drop.ratelimited"] += 1
+            if self._guard.over_limit(addr, self._now):
+                self.stats["mutes"] += 1
             err = p.Error("slowdown", f"rate limit {self.config.rate} messages/s")
             return self._reply_error(addr, self._now, p.encode(err))
         effects = self._publish(

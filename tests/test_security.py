@@ -203,3 +203,33 @@ def test_confusable_names_refused_while_online(online: str, newcomer: str, refus
         h.send(A, f"Q {online}")
         h.send(B, f"L {newcomer}")
         assert h.take(B) == [b"OK"]
+
+
+def test_a_flooder_is_muted_and_others_keep_talking() -> None:
+    h = Harness("indexed", rate=Rate(5, 1))
+    h.send(A, "L alice")
+    h.send(B, "L bob")
+    h.take(A), h.take(B)
+    for i in range(200):
+        h.send(A, f"C alice flood {i}")
+    assert h.room.stats["mutes"] == 1
+    assert h.room.stats["drop.muted"] == 200 - 5 - 50  # dropped unread once muted
+    assert len(h.take(B)) == 5
+    h.send(B, "C bob still here")
+    assert h.take(A)[-1] == b"bob : still here"  # a muted user still hears the room
+    h.now += 2.5  # the mute ends; alice may talk again at the normal pace
+    h.send(A, "C alice sorry")
+    assert h.take(B)[-1] == b"alice : sorry"
+
+
+def test_forged_garbage_cannot_get_a_user_muted() -> None:
+    h = Harness("indexed", rate=Rate(5, 1))
+    h.send(A, "L alice")
+    h.send(B, "L bob")
+    h.take(A), h.take(B)
+    for _ in range(1000):  # spoofed as alice: malformed frames and wrong sessions
+        h.send(A, b"v2 SAY 00000000000000000000000000000000 1 x")
+        h.send(A, b"C")
+    assert h.room.stats["mutes"] == 0
+    h.send(A, "C alice hi")
+    assert h.take(B) == [b"alice : hi"]
