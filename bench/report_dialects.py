@@ -408,20 +408,19 @@ def render_flood(results: list[Result], img_dir: Path) -> list[str]:
             if not name.endswith("max"):
                 continue
             out += [
-                f"**`{name}`: the server cannot read as fast as one process can send.** "
-                f"The flooder sent {fmt_rate(v['flood_per_s'])} datagrams/s using "
-                f"{v['flooder_cpu']:.2f} of a core; the server, at {v['server_cpu']:.2f} of "
-                f"a core, let {v['flood_shown'] // receivers} of its lines through (the limit "
-                f"works: "
-                f"{v['flood_errors']} error replies in {v['seconds']:g} s, one a second at "
-                f"most), but the kernel dropped {v['kernel_drops']:,} datagrams at its full "
-                f"receive queue, everyone's alike: the normal clients' SAYs, ACKs and PULLs "
-                f"too. A v2 line whose SAY is dropped waits for the client's retransmission "
-                f"timeout (200 ms, doubling), a classic line is lost "
-                f"({v['lost']} of {v['expected']} deliveries). p50 / p99 / max: "
-                f"{us(v['p50_us'])} / {us(v['p99_us'])} / {us(v['max_us'])}; "
-                f"{pct(v['under_200ms'])} of deliveries under 200 ms; the room caught up "
-                f"{v['recovery_s']:g} s after the flood stopped.",
+                f"**`{name}`: one process sending as fast as it can.** The flooder sent "
+                f"{fmt_rate(v['flood_per_s'])} datagrams/s using {v['flooder_cpu']:.2f} of a "
+                f"core; the server let {v['flood_shown'] // receivers} of its lines through "
+                f"(the rate limit), and after 50 refused lines within a second muted the "
+                f"flooder's address for 2 s: its datagrams are then dropped before they are "
+                f"parsed (chatroom/guard.py), which is what keeps the server (at "
+                f"{v['server_cpu']:.2f} of a core) reading fast enough for everyone else. "
+                f"The kernel dropped {v['kernel_drops']:,} datagrams at the server's "
+                f"receive queue (everyone's alike, while the mute was being earned); "
+                f"{v['lost']} of {v['expected']} deliveries to the others were lost. "
+                f"p50 / p99 / max: {us(v['p50_us'])} / {us(v['p99_us'])} / "
+                f"{us(v['max_us'])}; {pct(v['under_200ms'])} of deliveries under 200 ms; "
+                f"the room caught up {v['recovery_s']:g} s after the flood stopped.",
                 "",
             ]
         moderate = {k: v for k, v in floods.items() if not k.endswith("max")}
@@ -445,13 +444,15 @@ def render_flood(results: list[Result], img_dir: Path) -> list[str]:
                 "",
             ]
         out += [
-            "**What limits it.** Refusing a flooded datagram is cheap but not free (a "
-            "read, a parse, an address lookup, a token bucket): the server falls behind "
-            "once one sender outruns it, and a UDP server cannot tell the kernel whose "
-            "datagrams to drop from a full queue. Keeping a flooder from delaying others "
-            "at that rate takes filtering before the socket (per-source limits in "
-            "nftables/iptables `hashlimit`, or an eBPF/XDP filter), or reading faster "
-            "than one process can send (`recvmmsg`, several reader processes).",
+            "**What limits it.** Before the mute, refusing a flooded line costs a read, a "
+            "parse, an address lookup and a token bucket, and one Python process sending "
+            "as fast as it can outruns that; a UDP server cannot tell the kernel whose "
+            "datagrams to drop from a full queue. Muting makes a flooded datagram cost "
+            "only the read and one dict lookup, which one sender cannot outrun here. "
+            "Many flooding sources (each under the mute threshold) would still need "
+            "filtering before the socket (nftables `hashlimit`, an eBPF/XDP filter) or "
+            "faster reading (`recvmmsg`, several reader processes). Before muting existed "
+            "the same scenarios measured a p99 of 3.0 s (classic) and 0.70 s (v2).",
             "",
         ]
     path = img_dir / "flood_latency.png"
