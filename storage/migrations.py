@@ -68,12 +68,30 @@ def known_revisions() -> set[str]:
 
 
 def current(url: str) -> str | None:
-    """The database's revision; None for an empty or missing database (never creates one)."""
+    """The database's revision; None for an empty or missing database (never creates one).
+
+    Another program's database (tables, but no chatroom revision) raises
+    :class:`StorageError`, as every command that would use it does.
+    """
     path = _sqlite_file(url)
     if path is not None and not path.exists():
         return None
     with _connect(url, read_only=path is not None) as conn:
-        return _revision(conn, url)
+        have = _revision(conn, url)
+        if have is None:
+            _refuse_foreign(conn, url)
+        return have
+
+
+def check_target(url: str, rev: str, *, upgrade: bool) -> str | None:
+    """Raise what :func:`upgrade` (or :func:`downgrade`) to ``rev`` would refuse, and
+    return the database's revision; changes nothing, creates nothing.
+
+    For a command to call before it asks "are you sure?": an unknown ``rev``, a file
+    that is not a database, another program's database, a database newer than this
+    code, and (downgrading) a missing database are all reported first.
+    """
+    return _preflight(url, rev, upgrade=upgrade, known=known_revisions(), top=head())
 
 
 def upgrade(url: str, rev: str = "head") -> None:
@@ -103,7 +121,13 @@ def check_at_head(url: str) -> None:
         return
     top = head()
     if rev is None:
-        raise NoDatabase(f"no database at {describe(url)}; start `chatroom serve` first")
+        path = _sqlite_file(url)
+        if path is not None and not path.exists():
+            raise NoDatabase(f"no database at {describe(url)}; start `chatroom serve` first")
+        raise NoDatabase(
+            f"{describe(url)} holds no chatroom schema yet; start `chatroom serve` "
+            "or run `chatroom db upgrade`"
+        )
     if rev == top:
         return
     if rev not in known_revisions():
@@ -127,21 +151,11 @@ def _too_new(url: str, rev: str, top: str) -> SchemaTooNew:
 def _migrate(url: str, rev: str, *, upgrade: bool) -> None:
     known = known_revisions()
     top = head()
-    if rev not in ("head", BASE) and rev not in known:
-        raise StorageError(
-            f"unknown revision {rev!r}; known: {', '.join(sorted(known))}, head, base"
-        )
+    have = _preflight(url, rev, upgrade=upgrade, known=known, top=top)
     path = _sqlite_file(url)
-    if path is not None and path.exists():
-        # Look on a read-only connection first: even switching on WAL mode would change
-        # a file this code must refuse (too new, or not ours).
-        with _connect(url, read_only=True) as conn:
-            have = _check(conn, url, known, top)
-        if have == top and upgrade and rev == "head":
-            return
+    if path is not None and have == top and upgrade and rev == "head":
+        return
     if path is not None:
-        if not upgrade and not path.exists():
-            raise NoDatabase(f"no database at {describe(url)}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -175,12 +189,39 @@ def _check(conn: Connection, url: str, known: set[str], top: str) -> str | None:
     have = _revision(conn, url)
     if have is not None and have not in known:
         raise _too_new(url, have, top)
-    if have is None and _foreign_tables(conn):
-        raise StorageError(
-            f"{describe(url)} already holds tables but no chatroom schema revision; "
-            "it is not a chatroom database (use another --db)"
-        )
+    if have is None:
+        _refuse_foreign(conn, url)
     return have
+
+
+def _preflight(url: str, rev: str, *, upgrade: bool, known: set[str], top: str) -> str | None:
+    """See :func:`check_target`."""
+    if rev not in ("head", BASE) and rev not in known:
+        raise StorageError(
+            f"unknown revision {rev!r}; known: {', '.join(sorted(known))}, head, base"
+        )
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        if not upgrade:
+            raise NoDatabase(f"no database at {describe(url)}")
+        return None
+    # A read-only connection: even switching on WAL mode would change a file this code
+    # must refuse (too new, or not ours).
+    with _connect(url, read_only=path is not None) as conn:
+        return _check(conn, url, known, top)
+
+
+def _refuse_foreign(conn: Connection, url: str) -> None:
+    """Raise for a database without a chatroom revision that holds tables: another
+    program's (or a hand-made one), which no chatroom command may use or change."""
+    names = _foreign_tables(conn)
+    if not names:
+        return
+    shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+    raise StorageError(
+        f"{describe(url)} is not a chatroom database: it holds other tables ({shown}) "
+        "and no chatroom schema revision; use another --db"
+    )
 
 
 def _revision(conn: Connection, url: str) -> str | None:

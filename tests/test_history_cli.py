@@ -288,7 +288,7 @@ def test_follow_prints_new_events_until_ctrl_c(db: Path) -> None:
         cmd, ["--db", str(db), "-f", "-u", "alice", "-n", "2", "--format", "jsonl"]
     )
     assert result.exit_code == 0, result.output
-    assert [json.loads(line)["id"] for line in result.output.splitlines()] == [9, 10, 11, 13]
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [9, 10, 11, 13]
     assert calls == 4
 
 
@@ -299,7 +299,7 @@ def test_follow_in_text_mode_exits_quietly(db: Path) -> None:
     cmd = build_history(tz=UTC, sleep=interrupt)
     result = CliRunner().invoke(cmd, ["--db", str(db), "--follow", "-n", "1"])
     assert result.exit_code == 0
-    assert result.output == "2026-11-27 14:59  alice left\n"
+    assert result.stdout == "2026-11-27 14:59  alice left\n"
 
 
 def test_registered_in_the_cli_group(db: Path) -> None:
@@ -402,3 +402,121 @@ def test_reads_while_a_server_writes(db: Path) -> None:
     assert not errors
     assert counts == sorted(counts)
     assert all(c % 25 == 10 for c in counts)  # whole batches only
+
+
+def test_me_actions_read_as_in_the_chat(tmp_path: Path) -> None:
+    # `/me waves` is shown `* name waves` by the client and to classic users; the
+    # text output says the same, JSON and CSV keep the stored text exactly.
+    path = tmp_path / "me.db"
+    texts = ["/me 挥手 👋", "/me \x1b[2Jwipes", "/meh and /me not at the start"]
+    names = ["小明", "eve", "bob"]
+    with EventStore.open(sqlite_url(path)) as store:
+        store.write_batch(
+            [
+                Event(i + 1, "message", name, text, at(timedelta(minutes=3 - i)))
+                for i, (name, text) in enumerate(zip(names, texts, strict=True))
+            ]
+        )
+    cmd = build_history(clock=lambda: NOW, tz=UTC)
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cmd, ["--db", str(path), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert run().splitlines() == [
+        "2026-11-27 15:01  * 小明 挥手 👋",
+        "2026-11-27 15:02  * eve \\x1b[2Jwipes",
+        "2026-11-27 15:03  bob : /meh and /me not at the start",
+    ]
+    assert [d["text"] for d in json.loads(run("--json"))] == texts
+    rows = list(csv.reader(io.StringIO(run("--format", "csv"), newline="")))
+    assert [row[3] for row in rows[1:]] == texts
+
+
+def test_help_points_to_where_the_time_formats_are() -> None:
+    out = CliRunner().invoke(cli, ["history", "--help"]).output
+    assert "see below" not in out
+    times, options = out.index("Times (-S/-U)"), out.index("Options:")
+    assert times < options
+    for flag in ("-S, --since", "-U, --until"):
+        line = next(line for line in out.splitlines() if line.strip().startswith(flag))
+        assert "Times above" in line, line
+
+
+def foreign_db(tmp_path: Path) -> Path:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE t (x)")
+    return other
+
+
+def test_another_programs_database_gets_one_diagnosis_everywhere(tmp_path: Path) -> None:
+    other = foreign_db(tmp_path)
+    before = other.read_bytes()
+    runner = CliRunner()
+    for args in (
+        ["history"],
+        ["history", "--count"],
+        ["db", "current"],
+        ["db", "upgrade"],
+        ["db", "downgrade", "base"],
+        ["db", "downgrade", "base", "--yes"],
+        ["serve", "--port", "0"],
+    ):
+        result = runner.invoke(cli, [*args, "--db", str(other)], input="y\n")
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output == (
+            f"Error: {other} is not a chatroom database: it holds other tables (t) and no "
+            "chatroom schema revision; use another --db\n"
+        ), args
+    assert other.read_bytes() == before
+
+
+def test_downgrade_checks_the_database_before_asking(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n" * 100)
+    missing = tmp_path / "missing.db"
+    runner = CliRunner()
+
+    def downgrade(path: Path, rev: str = "base") -> Result:
+        return runner.invoke(cli, ["db", "downgrade", rev, "--db", str(path)], input="y\n")
+
+    result = downgrade(notes)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {notes} is not a chatroom database (not an SQLite file)\n"
+    assert notes.read_text() == "my notes\n" * 100
+    result = downgrade(missing)
+    assert result.exit_code == 1
+    assert result.output == f"Error: no database at {missing}\n"
+    assert not missing.exists()
+    chat = tmp_path / "chat.db"
+    assert runner.invoke(cli, ["db", "upgrade", "--db", str(chat)]).exit_code == 0
+    result = downgrade(chat, "nope")
+    assert result.exit_code == 1 and "[y/N]" not in result.output
+    assert "unknown revision 'nope'" in result.output
+    result = downgrade(chat, "0001")  # already there: nothing to lose, nothing to ask
+    assert result.output == f"{chat}: already at 0001\n"
+    result = downgrade(chat)  # a real database: asks
+    assert result.exit_code == 0
+    assert result.output.startswith(f"Downgrade {chat} to base?")
+    assert result.output.endswith("downgraded 0001 -> base (no schema)\n")
+    result = downgrade(chat)  # nothing left to downgrade
+    assert result.output == f"{chat}: already at base (no schema)\n"
+
+
+def test_ctrl_c_in_follow_ends_the_line(db: Path) -> None:
+    # The terminal echoes ^C; a newline after it puts the shell prompt on its own
+    # line. It goes to stderr, so that data on stdout stays clean.
+    def interrupt(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    cmd = build_history(tz=UTC, sleep=interrupt)
+    for fmt, line in (("text", "2026-11-27 14:59  alice left\n"), ("jsonl", None)):
+        result = CliRunner().invoke(cmd, ["--db", str(db), "-f", "-n", "1", "--format", fmt])
+        assert result.exit_code == 0
+        assert result.stderr == "\n"
+        if line is not None:
+            assert result.stdout == line
+        else:
+            assert json.loads(result.stdout)["id"] == 10

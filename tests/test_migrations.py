@@ -145,3 +145,54 @@ def test_downgrade_without_a_database(db: Path) -> None:
     with pytest.raises(NoDatabase):
         migrations.downgrade(sqlite_url(db), "base")
     assert not db.exists()
+
+
+def test_current_refuses_another_programs_database(tmp_path: Path) -> None:
+    # Not "no schema": an upgrade would refuse the file, so current() says why now.
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE t (x)")
+    before = digest(other)
+    url = sqlite_url(other)
+    message = r"is not a chatroom database: it holds other tables \(t\)"
+    for call in (
+        lambda: migrations.current(url),
+        lambda: migrations.check_at_head(url),
+        lambda: migrations.check_target(url, "base", upgrade=False),
+        lambda: migrations.upgrade(url),
+        lambda: migrations.ensure_schema(url),
+    ):
+        with pytest.raises(StorageError, match=message):
+            call()
+    assert digest(other) == before
+
+
+def test_check_target_reports_refusals_and_changes_nothing(db: Path, tmp_path: Path) -> None:
+    url = sqlite_url(db)
+    with pytest.raises(NoDatabase):
+        migrations.check_target(url, "base", upgrade=False)
+    assert migrations.check_target(url, "head", upgrade=True) is None
+    assert not db.exists()
+    with pytest.raises(StorageError, match="unknown revision 'nope'"):
+        migrations.check_target(url, "nope", upgrade=True)
+    migrations.upgrade(url)
+    before = digest(db)
+    assert migrations.check_target(url, "base", upgrade=False) == "0001"
+    assert digest(db) == before
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE alembic_version SET version_num = 'abc123'")
+    with pytest.raises(SchemaTooNew):
+        migrations.check_target(url, "base", upgrade=False)
+    junk = tmp_path / "notes.txt"
+    junk.write_text("notes\n" * 100)
+    with pytest.raises(StorageError, match=r"not a chatroom database \(not an SQLite file\)"):
+        migrations.check_target(sqlite_url(junk), "base", upgrade=False)
+
+
+def test_readers_name_an_empty_file_as_such(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(NoDatabase, match="holds no chatroom schema yet") as err:
+        migrations.check_at_head(sqlite_url(empty))
+    assert "no database at" not in str(err.value)
+    assert empty.read_bytes() == b""

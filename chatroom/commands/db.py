@@ -85,13 +85,18 @@ def downgrade(rev: str, yes: bool, db: str | None) -> None:
 
     url = resolve_url(db)
     where = describe(url)
-    if not yes:
+    try:
+        # Refuse what the downgrade would refuse (not a database, not ours, too new,
+        # missing, unknown REV) before asking: the question is only for a real one.
+        before = migrations.check_target(url, rev, upgrade=False)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not yes and before is not None and before != rev:
         click.confirm(
             f"Downgrade {where} to {rev}? Data kept by later revisions will be lost",
             abort=True,
         )
     try:
-        before = migrations.current(url)
         migrations.downgrade(url, rev)
         after = migrations.current(url)
     except StorageError as exc:

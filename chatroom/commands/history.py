@@ -32,6 +32,8 @@ FORMATS: Final = ("text", "json", "jsonl", "csv")
 CSV_FIELDS: Final = ("id", "kind", "name", "text", "created_at")
 POLL_SECONDS: Final = 0.5
 FOLLOW_PAGE: Final = 1000
+# A message starting with this is an action (chatroom.protocol.classic.classic_event).
+ACTION_PREFIX: Final = "/me "
 
 # JSON escapes C0 controls itself; these too, so that JSON printed on a terminal
 # cannot drive it either (still valid JSON, and the exact text once parsed).
@@ -67,6 +69,9 @@ def text_line(event: Event, tz: tzinfo | None) -> str:
     stamp = local.strftime("%Y-%m-%d %H:%M")
     name = visible(event.name)
     match event.kind:
+        case "message" if event.text.startswith(ACTION_PREFIX):
+            # `/me waves`: an action, as the client and classic users see it.
+            body = f"* {name} {visible(event.text.removeprefix(ACTION_PREFIX))}"
         case "message":
             body = f"{name} : {visible(event.text)}"
         case "join":
@@ -150,8 +155,8 @@ def build_history(
         type=click.Choice(EVENT_KINDS),
         help="Only events of this kind (repeatable).",
     )
-    @click.option("-S", "--since", type=moment, help="Not before this time (see below).")
-    @click.option("-U", "--until", type=moment, help="Not after this time (see below).")
+    @click.option("-S", "--since", type=moment, help="Not before this time (formats: Times above).")
+    @click.option("-U", "--until", type=moment, help="Not after this time (formats: Times above).")
     @click.option(
         "-q", "--search", metavar="TEXT", help='Full-text search: words, "a phrase", prefix*.'
     )
@@ -286,6 +291,9 @@ def _follow(
             printer.write(iter_events(store, window))
             cursor = newest
     except KeyboardInterrupt:
+        # The terminal echoed ^C; end that line so the shell prompt starts on its own.
+        # On stderr: stdout may be data (jsonl, csv) going to a file or a pipe.
+        click.echo(err=True)
         return
 
 
