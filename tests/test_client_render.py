@@ -14,7 +14,15 @@ from chatroom.client.effects import Notice, ShowEvent, ShowUsers
 from chatroom.client.i18n import CATALOGS, detect_lang, tr
 from chatroom.client.render import Renderer
 from chatroom.client.style import PALETTE, Style, colour_enabled, cursor_enabled, name_colour
-from chatroom.client.width import display_width, pad_left, wrap
+from chatroom.client.terminal import clear_input
+from chatroom.client.width import (
+    cursor_row,
+    display_width,
+    end_position,
+    pad_left,
+    rows_of,
+    wrap,
+)
 from chatroom.events import Event, EventKind
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
@@ -210,6 +218,50 @@ def test_wrap(text: str, width: int, expected: list[str]) -> None:
 def test_pad_left_by_display_width() -> None:
     assert pad_left("中文", 6) == "  中文"
     assert pad_left("toolongname", 4) == "toolongname"
+
+
+@pytest.mark.parametrize(
+    ("text", "columns", "position", "rows"),
+    [
+        ("", 10, (0, 0), 1),
+        ("abc", 10, (0, 3), 1),
+        ("a" * 10, 10, (0, 10), 1),  # a full row: the terminal's wrap is pending
+        ("a" * 11, 10, (1, 1), 2),
+        ("a" * 25, 10, (2, 5), 3),
+        ("a" * 9 + "中", 10, (1, 2), 2),  # one column left: the wide character moves on
+        ("中" * 5, 10, (0, 10), 1),
+        ("中" * 6, 10, (1, 2), 2),
+        ("a" * 10 + "\u0301", 10, (0, 10), 1),  # a combining mark takes no column
+    ],
+)
+def test_end_position_and_rows_as_readline_lays_out_its_line(
+    text: str, columns: int, position: tuple[int, int], rows: int
+) -> None:
+    assert end_position(text, columns) == position
+    assert rows_of(text, columns) == rows
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "columns", "row"),
+    [
+        ("abc", "", 10, 0),
+        ("a" * 9, "", 10, 0),
+        ("a" * 10, "", 10, 1),  # at the end of a full row readline moves the cursor on
+        ("a" * 10, "b", 10, 1),
+        ("a" * 9, "b", 10, 0),
+        ("a" * 9, "中", 10, 1),  # on a wide character that had to move to the next row
+        ("alice> " + "中" * 130, "", 120, 2),
+        ("alice> ", "x" * 250, 120, 0),  # the cursor moved back to the first row
+    ],
+)
+def test_cursor_row(before: str, after: str, columns: int, row: int) -> None:
+    assert cursor_row(before, after, columns) == row
+
+
+def test_clear_input_moves_up_only_when_needed() -> None:
+    assert clear_input(0) == "\r\x1b[J"  # ESC[0A would move up one row
+    assert clear_input(2) == "\x1b[2A\r\x1b[J"
+    assert clear_input(-1) == "\r\x1b[J"
 
 
 # ------------------------------------------------------------------ typed lines

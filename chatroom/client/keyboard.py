@@ -11,29 +11,53 @@ leave. It never touches the socket. Signals:
 * SIGINT (Ctrl-C; ``input`` raises KeyboardInterrupt), SIGTERM, SIGHUP, and
   EOF (Ctrl-D) — leave: ``Q``, wait for the network process to say BYE and
   exit, reap it (SIGTERM, then SIGKILL if it hangs), exit 0.
+
+With GNU readline, readline calls our redisplay function after every key: it
+draws the line under the shared lock and publishes how many rows the cursor is
+below the prompt's first row, so that the network process can clear a line that
+wraps over several rows. Python code that runs for readline's C code (that
+function, completion, the pre-input hook) must neither raise nor redraw: a
+signal that interrupts it is handled a moment later, from a timer signal that
+comes while readline waits for a key (``_on_signal``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Final
 
 from chatroom.client.commands import complete, is_quit
 from chatroom.client.terminal import (
     CLEAR_LINE,
     UP_AND_CLEAR,
+    GnuReadline,
     SharedTerminal,
-    forced_redisplay,
+    clear_input,
 )
-from chatroom.client.width import display_width
+from chatroom.client.width import cursor_row, rows_of
 
 #: How long the network process gets to say BYE and exit before SIGTERM.
 EXIT_WAIT: Final = 4.0
+#: A signal that arrives while readline runs our code is handled this much later.
+DEFER: Final = 0.005
+#: The signals the keyboard process handles, in the order it handles them.
+SIGNALS: Final = (
+    signal.SIGUSR1,
+    signal.SIGCHLD,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGALRM,
+)
+#: readline's markers around invisible parts of a prompt.
+_INVISIBLE = re.compile("\x01[^\x02]*\x02?")
 
 
 class ChildExited(Exception):
@@ -74,19 +98,22 @@ class Keyboard:
         self._quitting = False
         self._status: int | None = None
         self._matches: list[str] = []
+        self._rl: GnuReadline | None = None
+        self._deferred: set[int] = set()
+        self._lock_held = False
+        self._columns = 0  # the screen width of the last draw
+        self._bottom = 0  # the row of the line's end at the last draw
 
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> int:
         try:
-            signal.signal(signal.SIGCHLD, self._on_sigchld)
-            signal.signal(signal.SIGUSR1, self._on_redraw)
-            signal.signal(signal.SIGTERM, self._on_quit_signal)
-            signal.signal(signal.SIGHUP, self._on_quit_signal)
+            for sig in SIGNALS:
+                signal.signal(sig, self._on_signal)
             os.set_blocking(self.names_fd, False)
             if self.tty:
                 self._setup_readline()
-            self._on_sigchld(signal.SIGCHLD, None)  # it may have died already
+            self._on_signal(signal.SIGCHLD, None)  # it may have died already
             self._loop()
             self._quitting = True
         except ChildExited:
@@ -103,6 +130,8 @@ class Keyboard:
     def _loop(self) -> None:
         while True:
             self._seen = self.shared.printed
+            if self._rl is not None and self.cursor:
+                self._rl.set_redisplay_function(self._display)
             try:
                 line = input(self.prompt if self.tty else "")
             except EOFError:  # Ctrl-D
@@ -166,7 +195,39 @@ class Keyboard:
 
     # ------------------------------------------------------------------ signals
 
-    def _on_sigchld(self, signum: int, frame: object) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._deferred.add(signum)
+        if _called_by_readline(frame):
+            # An exception raised here would be lost in readline's C code, and a
+            # redraw would cut into its own: come back when it waits for a key.
+            signal.setitimer(signal.ITIMER_REAL, DEFER)
+            return
+        pending, self._deferred = self._deferred, set()
+        for sig in SIGNALS:  # the redraw first: the others may raise
+            if sig in pending:
+                self._handle(sig)
+
+    def _handle(self, signum: int) -> None:
+        if signum == signal.SIGUSR1:
+            if self._in_input:
+                self._redraw()
+        elif signum == signal.SIGCHLD:
+            self._reap_unexpected()
+        elif signum in (signal.SIGTERM, signal.SIGHUP):
+            if not self._quitting:
+                self._raise(QuitRequested())
+        elif signum == signal.SIGINT:
+            self._raise(KeyboardInterrupt())
+
+    def _raise(self, exc: BaseException) -> None:
+        """Leave ``input()`` with ``exc``. readline cleans up on its way out and
+        redraws as it does: with readline's own function, for no Python code may
+        run while the exception is pending (``_loop`` puts ours back)."""
+        if self._rl is not None:
+            self._rl.set_redisplay_function(None)
+        raise exc
+
+    def _reap_unexpected(self) -> None:
         if self._status is not None or self._quitting:
             return  # _wait_child reaps it
         try:
@@ -175,29 +236,83 @@ class Keyboard:
             pid, status = self.child, 0
         if pid == self.child:
             self._status = status
-            raise ChildExited()
+            self._raise(ChildExited())
 
-    def _on_quit_signal(self, signum: int, frame: object) -> None:
-        if not self._quitting:
-            raise QuitRequested()
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The shared lock, taken once however deeply redraws nest."""
+        if self._lock_held:
+            yield
+            return
+        with self.shared.locked():
+            self._lock_held = True
+            try:
+                yield
+            finally:
+                self._lock_held = False
 
-    def _on_redraw(self, signum: int, frame: object) -> None:
-        if self._in_input:
-            self._redraw()
+    # ------------------------------------------------------------------ drawing
+
+    def _display(self) -> None:
+        """readline's redisplay function (and our redraw): draw the line, publish
+        where the cursor is. If the network process printed since our last draw
+        (the input line is gone, the cursor is at the start of a fresh line) or
+        the screen width changed, draw it from scratch instead."""
+        rl = self._rl
+        assert rl is not None
+        with self._locked():
+            printed, columns = self.shared.printed, rl.columns()
+            if printed == self._seen and columns == self._columns:
+                rl.redisplay()
+                self._publish(rl, columns)
+                return
+            up = 0
+            if printed == self._seen:
+                # Resized. A terminal that reflows wrapped rows has the cursor on
+                # the new layout's row, one that does not (xterm) on the old:
+                # the smaller never erases someone's message above the prompt.
+                before, after = rl.split_at_cursor()
+                now_at = cursor_row(self._prompt_shown() + before, after, columns)
+                up = min(self.shared.input_rows, now_at)
+            _write_out(clear_input(up))
+            self._seen, self._columns = printed, columns
+            self.shared.input_rows = 0
+            rl.forced_redisplay()  # calls _display again: the first case
+
+    def _publish(self, rl: GnuReadline, columns: int) -> None:
+        before, after = rl.split_at_cursor()
+        prompt = self._prompt_shown()
+        self.shared.input_rows = cursor_row(prompt + before, after, columns)
+        self._bottom = rows_of(prompt + before + after, columns) - 1
+        self._columns = columns
+
+    def _prompt_shown(self) -> str:
+        """readline's prompt as shown (it differs during a history search)."""
+        rl = self._rl
+        return _INVISIBLE.sub("", rl.display_prompt()) if rl is not None else self.prompt
 
     def _redraw(self) -> None:
-        self._seen = self.shared.printed
+        """The network process printed: have the prompt and typed text redrawn."""
         self._read_names()
-        with self.shared.locked():  # not in the middle of the child's next lines
-            if self.cursor:
-                # Normally a no-op (the child left the cursor at the start of an
-                # empty line); if the prompt was drawn after the child printed,
-                # this keeps it from being drawn twice.
-                _write_out(CLEAR_LINE)
-            if not forced_redisplay():
-                import readline
+        if self._rl is not None and self.cursor:
+            self._display()
+            return
+        self._seen = self.shared.printed
+        if self._rl is not None:  # TERM=dumb: the lines went below the typed text
+            self._rl.forced_redisplay()
+            return
+        # Without GNU readline: draw the prompt and the line ourselves (right unless
+        # the cursor was moved inside the line).
+        import readline
 
-                _write_out(self.prompt + readline.get_line_buffer())
+        line = readline.get_line_buffer()
+        with self._locked():
+            if self.cursor:
+                _write_out(CLEAR_LINE)
+            _write_out(self.prompt + line)
+            if self.cursor:
+                self._bottom = rows_of(self.prompt + line, _columns()) - 1
+                self.shared.input_rows = self._bottom
 
     # ------------------------------------------------------------------ terminal
 
@@ -212,17 +327,24 @@ class Keyboard:
         an event), unless the network process printed below it meanwhile."""
         if not (self.tty and self.cursor):
             return
-        columns = os.get_terminal_size(sys.stdout.fileno()).columns if self.tty else 80
-        width = display_width(self.prompt + line)
-        rows = max(1, -(-width // max(1, columns)))
-        with self.shared.locked():
+        columns = self._rl.columns() if self._rl is not None else _columns()
+        with self._locked():
             if self.shared.printed == self._seen:
-                _write_out(UP_AND_CLEAR.format(n=rows))
+                _write_out(UP_AND_CLEAR.format(n=rows_of(self.prompt + line, columns)))
+            self.shared.input_rows = 0  # the cursor is at the start of an empty row
 
     def _end_input_line(self) -> None:
-        """After Ctrl-C/Ctrl-D/a signal: leave the prompt line tidy."""
-        if self.tty:
-            _write_out(CLEAR_LINE if self.cursor else "\n")
+        """After Ctrl-C/Ctrl-D/a signal: leave the prompt line tidy (readline left
+        the cursor on the line's last row)."""
+        if not self.tty:
+            return
+        if not self.cursor:
+            _write_out("\n")
+            return
+        with self._locked():
+            up = self._bottom if self.shared.printed == self._seen else 0
+            _write_out(clear_input(up))
+            self.shared.input_rows = 0
 
     def _setup_readline(self) -> None:
         import readline
@@ -231,6 +353,7 @@ class Keyboard:
         readline.set_completer(self._complete)
         readline.parse_and_bind("tab: complete")
         readline.set_pre_input_hook(self._pre_input)
+        self._rl = GnuReadline.load()  # _loop installs _display (with cursor control)
 
     def _complete(self, text: str, state: int) -> str | None:
         if state == 0:
@@ -260,6 +383,31 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+#: The functions readline's C code calls (its redisplay function, the pre-input
+#: hook, the completer), and what they call.
+_READLINE_CALLS: Final = frozenset(
+    {Keyboard._display.__code__, Keyboard._pre_input.__code__, Keyboard._complete.__code__}
+)
+
+
+def _called_by_readline(frame: FrameType | None) -> bool:
+    """Is the code a signal interrupted running for readline's C code? (A flag
+    set on entry would be too late: Python runs pending signal handlers as a
+    function starts.)"""
+    while frame is not None:
+        if frame.f_code in _READLINE_CALLS:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except OSError:
+        return 80
 
 
 def _write_out(text: str) -> None:

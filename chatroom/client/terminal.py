@@ -1,28 +1,37 @@
 """What the two processes share on the terminal, and how each writes to it.
 
 The child (network process) prints incoming lines; the parent (keyboard process)
-owns readline's input line. To keep the typed text intact:
+owns readline's input line, which may wrap over several rows. To keep the typed
+text intact:
 
-1. the child takes the shared lock, clears the input line (``CR ESC[K``), prints
-   its lines, bumps the shared counter, releases the lock and sends SIGUSR1;
-2. the parent's SIGUSR1 handler (Python's readline runs handlers while it waits
-   for a key) asks readline to redraw the prompt and the typed text on the fresh
-   line below (``rl_forced_update_display``);
-3. after Enter the parent erases the echoed input line (the message comes back
-   from the server), but only under the lock and only if the child has printed
+1. the parent publishes, in shared memory, how many rows the cursor is below
+   the first row of the prompt: readline calls the parent's redisplay function
+   (``rl_redisplay_function``) after every key, and it draws the line under the
+   shared lock and then publishes the row (layout by display width: CJK takes
+   two columns; readline's screen width, which follows SIGWINCH);
+2. the child takes the lock, moves up that many rows and clears to the end of
+   the screen (``ESC[nA CR ESC[J``), prints its lines, sets the row to 0, bumps
+   the shared counter, releases the lock and sends SIGUSR1;
+3. the parent's SIGUSR1 handler (Python's readline runs handlers while it waits
+   for a key), or its redisplay function if a key comes first, sees the counter
+   moved and has readline redraw the prompt and the typed text from scratch on
+   the fresh line below (``rl_forced_update_display``);
+4. after Enter the parent erases the echoed input (the message comes back from
+   the server), but only under the lock and only if the child has printed
    nothing since the last redraw; otherwise the echoed line is no longer the one
    above the cursor and is left alone rather than erasing someone's message.
 
 The lock is a POSIX semaphore from multiprocessing's fork context (no resource
-tracker process); the counter is 8 bytes of anonymous shared memory. Every wait
-on the lock is bounded, so a process killed while holding it cannot hang the
-other.
+tracker process); the counter and the row are 16 bytes of anonymous shared
+memory. Every wait on the lock is bounded, so a process killed while holding it
+cannot hang the other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import locale
 import mmap
 import multiprocessing
 import os
@@ -33,6 +42,15 @@ from collections.abc import Callable, Iterator
 LOCK_TIMEOUT = 0.3
 CLEAR_LINE = "\r\x1b[K"
 UP_AND_CLEAR = "\x1b[{n}A\r\x1b[J"
+#: Beyond any real terminal: a garbled row count must not send the cursor far up.
+MAX_ROWS = 10_000
+
+
+def clear_input(rows_up: int) -> str:
+    """From the cursor ``rows_up`` rows below the prompt's first row: back to that
+    row's start and clear to the end of the screen (``ESC[0A`` would move up one)."""
+    up = min(max(0, rows_up), MAX_ROWS)
+    return (f"\x1b[{up}A" if up else "") + "\r\x1b[J"
 
 
 class SharedTerminal:
@@ -41,7 +59,7 @@ class SharedTerminal:
     def __init__(self) -> None:
         ctx = multiprocessing.get_context("fork")
         self._lock = ctx.Lock()
-        self._mem = mmap.mmap(-1, 8)
+        self._mem = mmap.mmap(-1, 16)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[bool]:
@@ -62,6 +80,17 @@ class SharedTerminal:
     def bump(self) -> None:
         struct.pack_into("Q", self._mem, 0, self.printed + 1)
 
+    @property
+    def input_rows(self) -> int:
+        """How many rows the cursor is below the first row of the prompt (0 when
+        there is no input line on the screen). Read and written under the lock."""
+        value: int = struct.unpack_from("Q", self._mem, 8)[0]
+        return value
+
+    @input_rows.setter
+    def input_rows(self, rows: int) -> None:
+        struct.pack_into("Q", self._mem, 8, min(max(0, rows), MAX_ROWS))
+
 
 class Screen:
     """The child's side: print lines above the input line, then have it redrawn."""
@@ -76,9 +105,11 @@ class Screen:
         if not lines:
             return
         text = "\n".join(lines) + "\n"
-        data = ((CLEAR_LINE if self.cursor else "") + text).encode("utf-8", "replace")
         with self.shared.locked():
-            _write_all(self.fd, data)
+            if self.cursor:  # the input line, however many rows it wraps over
+                text = clear_input(self.shared.input_rows) + text
+                self.shared.input_rows = 0
+            _write_all(self.fd, text.encode("utf-8", "replace"))
             self.shared.bump()
         if self.cursor:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -97,31 +128,84 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def forced_redisplay() -> bool:
-    """Ask GNU readline to redraw prompt and line from scratch on the current
-    line. False if this Python's readline does not offer it (libedit)."""
-    func = _rl_forced_update_display()
-    if func is None:
-        return False
-    func()
-    return True
+class GnuReadline:
+    """The bits of GNU readline's C API that Python's module does not offer,
+    through ctypes: the redisplay hook, the cursor position in the line, the
+    screen width readline lays the line out for, a redraw from scratch. ``load()``
+    is None with libedit (or anything unexpected): the caller falls back."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._redisplay = lib.rl_redisplay
+        self._redisplay.restype = None
+        self._redisplay.argtypes = []
+        self._forced = lib.rl_forced_update_display
+        self._forced.restype = ctypes.c_int
+        self._forced.argtypes = []
+        self._size = lib.rl_get_screen_size
+        self._size.restype = None
+        self._size.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+        self._hook = ctypes.c_void_p.in_dll(lib, "rl_redisplay_function")
+        self._point = ctypes.c_int.in_dll(lib, "rl_point")
+        self._buffer = ctypes.c_char_p.in_dll(lib, "rl_line_buffer")
+        self._prompt = ctypes.c_char_p.in_dll(lib, "rl_display_prompt")
+        self._callback: object = None  # keeps the C callback alive
+        self._callback_of: Callable[[], None] | None = None
+        self._callback_at: int | None = None
+        self._encoding = locale.getpreferredencoding(False)
+
+    @classmethod
+    def load(cls) -> GnuReadline | None:
+        if not _LOADED:
+            try:
+                import readline
+
+                gnu = "GNU readline" in (readline.__doc__ or "")
+                _LOADED.append(cls(ctypes.CDLL(readline.__file__)) if gnu else None)
+            except (ImportError, OSError, AttributeError, ValueError):
+                _LOADED.append(None)
+        return _LOADED[0]
+
+    def set_redisplay_function(self, func: Callable[[], None] | None) -> None:
+        """readline calls ``func`` instead of ``rl_redisplay`` to show the line
+        (after every key, and for a forced redraw); ``func`` calls ``redisplay``.
+        None: readline's own again."""
+        if func is None:
+            self._hook.value = ctypes.cast(self._redisplay, ctypes.c_void_p).value
+            return
+        if self._callback_of != func:
+            callback = ctypes.CFUNCTYPE(None)(func)
+            self._callback, self._callback_of = callback, func
+            self._callback_at = ctypes.cast(callback, ctypes.c_void_p).value
+        self._hook.value = self._callback_at
+
+    def redisplay(self) -> None:
+        """readline's own redisplay: bring the screen up to date with the line."""
+        self._redisplay()
+
+    def forced_redisplay(self) -> None:
+        """Forget what is on the screen and draw prompt and line on the current row
+        (through the redisplay function)."""
+        self._forced()
+
+    def columns(self) -> int:
+        """The screen width readline lays the line out for (it follows SIGWINCH)."""
+        rows, cols = ctypes.c_int(0), ctypes.c_int(0)
+        self._size(ctypes.byref(rows), ctypes.byref(cols))
+        return max(1, cols.value)
+
+    def display_prompt(self) -> str:
+        """The prompt readline shows now (a history search shows its own)."""
+        return (self._prompt.value or b"").decode(self._encoding, "surrogateescape")
+
+    def split_at_cursor(self) -> tuple[str, str]:
+        """The line's text left and right of the cursor."""
+        raw = self._buffer.value or b""
+        point = min(max(0, self._point.value), len(raw))
+        enc = self._encoding
+        return (
+            raw[:point].decode(enc, "surrogateescape"),
+            raw[point:].decode(enc, "surrogateescape"),
+        )
 
 
-_RL_FUNC: list[Callable[[], object] | None] = []
-
-
-def _rl_forced_update_display() -> Callable[[], object] | None:
-    if not _RL_FUNC:
-        func: Callable[[], object] | None = None
-        try:
-            import readline
-
-            if "GNU readline" in (readline.__doc__ or ""):
-                c_func = ctypes.CDLL(readline.__file__).rl_forced_update_display
-                c_func.restype = ctypes.c_int
-                c_func.argtypes = []
-                func = c_func
-        except (ImportError, OSError, AttributeError):
-            func = None
-        _RL_FUNC.append(func)
-    return _RL_FUNC[0]
+_LOADED: list[GnuReadline | None] = []

@@ -50,3 +50,33 @@ def wrap(text: str, width: int) -> list[str]:
         used += w
     lines.append("".join(line))
     return lines
+
+
+def end_position(text: str, columns: int) -> tuple[int, int]:
+    """(row, column) just after ``text`` written from the start of a row on a
+    terminal ``columns`` wide that wraps by itself, as readline lays out its
+    line: a wide character that does not fit at the end of a row goes to the
+    next one. The column may equal ``columns`` (the terminal's pending wrap)."""
+    columns = max(1, columns)
+    row = col = 0
+    for ch in text:
+        w = char_width(ch)
+        if col + w > columns and col > 0:
+            row, col = row + 1, 0
+        col += w
+    return row, col
+
+
+def rows_of(text: str, columns: int) -> int:
+    """How many screen rows ``text`` occupies (at least one)."""
+    return end_position(text, columns)[0] + 1
+
+
+def cursor_row(before: str, after: str, columns: int) -> int:
+    """The row of the cursor, counted from the first row of the line, when
+    ``before`` is left of it and ``after`` right of it: the cursor sits on the
+    next character, which may have had to move to the next row; at the end of a
+    full row it is on the next one (readline puts it there)."""
+    row, col = end_position(before, columns)
+    nxt = char_width(after[0]) if after else 1
+    return row + 1 if col + max(1, nxt) > max(1, columns) else row
