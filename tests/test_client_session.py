@@ -425,13 +425,79 @@ def test_quit_without_answer_finishes_after_bye_timeout() -> None:
     assert Finished() in out
 
 
-def test_quit_waits_for_unacked_messages_first() -> None:
+def test_quit_waits_for_unacked_messages_to_be_stored_and_shown_first() -> None:
     s = new_session(history=0)
     login(s, last_id=0)
     s.typed("last words", 1.0)
     assert sent(s.quit(1.01)) == []
-    out = s.receive(p.encode(p.Acked(1, 1)), 1.05)
-    assert sent(out) == [p.Bye(SID)]
+    assert sent(s.receive(p.encode(p.Acked(1, 1)), 1.05)) == []  # stored, not shown yet
+    out = s.receive(ev(1, "message", "alice", "last words"), 1.06)
+    assert [e.event.text for e in shown(out)] == ["last words"]
+    assert sent(out)[-1] == p.Bye(SID)
+
+
+def test_quit_ends_when_our_event_comes_back_before_its_acked() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.typed("hello", 1.0)
+    s.quit(1.01)
+    out = s.receive(ev(1, "message", "alice", "hello"), 1.02)  # it proves it is stored
+    assert shown(out)[0].own
+    assert p.Bye(SID) in sent(out)  # at once, not after flush_timeout
+
+
+def test_quit_right_after_joining_waits_for_the_history_replay() -> None:
+    s = new_session(history=5)
+    login(s, last_id=10)
+    assert sent(s.quit(0.02)) == []
+    out: list[Output] = []
+    for i in range(6, 11):
+        out += s.receive(ev(i, text=f"old {i}"), 0.03)
+    assert [e.event.id for e in shown(out)] == [6, 7, 8, 9, 10]
+    assert all(e.history for e in shown(out))
+    assert sent(out)[-1] == p.Bye(SID)
+
+
+def test_quit_keeps_pulling_what_it_waits_for() -> None:
+    s = new_session(history=5)
+    login(s, last_id=10)  # its PULL is lost
+    s.quit(0.02)
+    assert p.Pull(SID, 5, 5) in sent(run(s, 0.02, 1.4))
+
+
+def test_quit_from_piped_input_waits_while_there_is_progress_and_not_forever() -> None:
+    s = new_session(history=0, flush_timeout=1.5, flush_while_progress=True)
+    login(s, last_id=0)
+    for i in range(4):
+        s.typed(f"line {i}", 0.0)
+    s.quit(0.0)
+    now = 0.0
+    for i in range(3):  # one stored and shown every 1.2 s: slower than the whole timeout
+        now += 1.2
+        assert Finished() not in run(s, now - 1.19, now)
+        out = s.receive(ev(i + 1, "message", "alice", f"line {i}"), now)
+        assert p.Bye(SID) not in sent(out)
+    out = run(s, now, now + 1.49)  # the fourth never comes back
+    assert p.Bye(SID) not in sent(out)
+    assert p.Bye(SID) in sent(run(s, now + 1.5, now + 1.6))
+
+
+def test_quit_by_a_person_waits_flush_timeout_at_most() -> None:
+    s = new_session(history=0, flush_timeout=1.5)
+    login(s, last_id=0)
+    for i in range(3):
+        s.typed(f"line {i}", 0.0)
+    s.quit(0.0)
+    s.receive(ev(1, "message", "alice", "line 0"), 1.0)  # progress, but a person is leaving
+    assert p.Bye(SID) not in sent(run(s, 1.0, 1.49))
+    assert p.Bye(SID) in sent(run(s, 1.5, 1.6))
+
+
+def test_quit_does_not_wait_for_what_others_say() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.receive(p.encode(p.Pong(50)), 0.1)  # others have said a lot we have not seen
+    assert sent(s.quit(0.2)) == [p.Bye(SID)]
 
 
 def test_quit_while_reconnecting_finishes_at_once() -> None:

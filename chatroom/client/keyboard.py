@@ -43,7 +43,8 @@ from chatroom.client.terminal import (
 )
 from chatroom.client.width import cursor_row, rows_of
 
-#: How long the network process gets to say BYE and exit before SIGTERM.
+#: How long the network process gets to say BYE and exit before SIGTERM (from
+#: its last output: it may be showing the messages it waited for).
 EXIT_WAIT: Final = 4.0
 #: A signal that arrives while readline runs our code is handled this much later.
 DEFER: Final = 0.005
@@ -100,6 +101,7 @@ class Keyboard:
         self._matches: list[str] = []
         self._rl: GnuReadline | None = None
         self._deferred: set[int] = set()
+        self._raising = False
         self._lock_held = False
         self._columns = 0  # the screen width of the last draw
         self._bottom = 0  # the row of the line's end at the last draw
@@ -108,8 +110,9 @@ class Keyboard:
 
     def run(self) -> int:
         try:
+            handler = _signal_handler(self)
             for sig in SIGNALS:
-                signal.signal(sig, self._on_signal)
+                signal.signal(sig, handler)
             os.set_blocking(self.names_fd, False)
             if self.tty:
                 self._setup_readline()
@@ -160,7 +163,7 @@ class Keyboard:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not strand it
         with contextlib.suppress(OSError):
             _write_all(self.cmd_fd, b"Q\n")
-        if not self._wait_child(EXIT_WAIT):
+        if not self._wait_child(EXIT_WAIT, while_printing=True):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.child, signal.SIGTERM)
             if not self._wait_child(1.0):
@@ -170,10 +173,15 @@ class Keyboard:
         self._close()
         return 0
 
-    def _wait_child(self, timeout: float | None) -> bool:
-        """Reap the network process; True once it is reaped."""
+    def _wait_child(self, timeout: float | None, *, while_printing: bool = False) -> bool:
+        """Reap the network process; True once it is reaped. ``while_printing``:
+        the timeout counts from its last output (it is showing what it waited for)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        printed = self.shared.printed
         while self._status is None:
+            if while_printing and timeout is not None and self.shared.printed != printed:
+                printed = self.shared.printed
+                deadline = time.monotonic() + timeout
             try:
                 pid, status = os.waitpid(self.child, 0 if deadline is None else os.WNOHANG)
             except ChildProcessError:
@@ -223,6 +231,7 @@ class Keyboard:
         """Leave ``input()`` with ``exc``. readline cleans up on its way out and
         redraws as it does: with readline's own function, for no Python code may
         run while the exception is pending (``_loop`` puts ours back)."""
+        self._raising = True
         if self._rl is not None:
             self._rl.set_redisplay_function(None)
         raise exc
@@ -383,6 +392,21 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _signal_handler(keyboard: Keyboard) -> Callable[[int, FrameType | None], None]:
+    """The keyboard process's signal handler. Once a handler has raised to leave
+    ``input()``, input() runs the handlers of signals still pending with that
+    exception set: then any call would fail (SystemError) and replace it, and
+    even returning from a bound method would (CPython checks a method's result,
+    not a plain function's). So: a plain function that only reads a flag."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if keyboard._raising:
+            return  # leaving: nothing is left to do
+        keyboard._on_signal(signum, frame)
+
+    return handler
 
 
 #: The functions readline's C code calls (its redisplay function, the pre-input

@@ -26,6 +26,7 @@ import selectors
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -78,13 +79,16 @@ class NetworkProcess:
     _names_pending: bytes | None = None
     _lines: list[str] = field(default_factory=list)
 
-    def run(self) -> int:
+    def run(self, first: Sequence[Output] = ()) -> int:
+        """``first``: what the session said right after logging in (before the fork)."""
         self._install_signals()
         set_parent_death_signal(signal.SIGTERM)
         if os.getppid() != self.parent:  # it died before prctl took effect
             self._orphaned = True
         self.sock.setblocking(False)
         os.set_blocking(self.names_fd, False)
+        self._apply(list(first))
+        self._flush()
         with selectors.DefaultSelector() as sel:
             sel.register(self.sock, selectors.EVENT_READ, "sock")
             sel.register(self.cmd_fd, selectors.EVENT_READ, "cmd")

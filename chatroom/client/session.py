@@ -15,8 +15,8 @@ sequence number and retried until ACKED, shown when their event comes back;
 ``ERR nosession`` (the server restarted or evicted us) -> log in again with
 ``resume`` = our sid and carry on from the last event shown, resending
 unacked messages under their old seq so that each is stored once; quit ->
-wait briefly for unacked messages, BYE, ``Finished``. docs/client.md has the
-details.
+wait briefly until our messages are stored and shown and the history replay is
+shown, BYE, ``Finished``. docs/client.md has the details.
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ class SessionConfig:
     #: Messages in flight: 1 keeps the typed order even under loss.
     window: int = 1
     flush_timeout: float = 1.5
+    #: Quitting: renew flush_timeout while messages are stored and shown (piped
+    #: input, whose every line should go out; a person leaving wants to leave).
+    flush_while_progress: bool = False
     bye_timeout: float = 1.0
     bye_interval: float = 0.25
     nosession_grace: float = 1.0
@@ -96,6 +99,7 @@ class ClientSession:
     _close_phase: str = ""
     _close_deadline: float = 0.0
     _bye_at: float = 0.0
+    _flush_left: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -137,17 +141,18 @@ class ClientSession:
         return []  # pragma: no cover - exhaustive match
 
     def quit(self, now: float) -> list[Output]:
-        """Leave: flush unacked messages briefly, say BYE, then ``Finished``."""
+        """Leave: wait briefly until our messages are stored and shown and the
+        history replay is shown (``flush_timeout``, renewed while that makes
+        progress with ``flush_while_progress``), say BYE, then ``Finished``."""
         if self.state in (State.CLOSING, State.DONE):
             return []
         if self.state != State.LIVE:
             return self._finish()
         self.state = State.CLOSING
-        if self.outbox:
-            self._close_phase = "flush"
-            self._close_deadline = now + self.config.flush_timeout
-            return []
-        return self._start_bye(now)
+        self._close_phase = "flush"
+        self._close_deadline = now + self.config.flush_timeout
+        self._flush_left = self._unflushed()
+        return self._flush_step(now)
 
     def receive(self, data: bytes, now: float) -> list[Output]:
         """One datagram from the server."""
@@ -189,7 +194,10 @@ class ClientSession:
                 pass  # over the rate limit: not acked, so it is simply retried
             case p.Error(code=code, text=text):
                 out.append(Notice("server_error", {"code": code, "text": text}))
-        return out + self._ack(now) + self._pump(now)
+        out += self._ack(now) + self._pump(now)
+        if self.state == State.CLOSING and self._close_phase == "flush":
+            out += self._flush_step(now)
+        return out
 
     def tick(self, now: float) -> list[Output]:
         """Let time pass: retransmissions, pulls, acks, heartbeats, give-ups."""
@@ -219,7 +227,8 @@ class ClientSession:
         if self.state in (State.LIVE, State.CLOSING) and (t := self.outbox.deadline()):
             times.append(t)
         times += self.live.deadlines(live=self.state == State.LIVE)
-        if self.state == State.LIVE and self.view is not None:
+        flushing = self.state == State.CLOSING and self._close_phase == "flush"
+        if (self.state == State.LIVE or flushing) and self.view is not None:
             times += self.view.deadlines()
         if self.state == State.CLOSING:
             times.append(self._close_deadline)
@@ -347,8 +356,6 @@ class ClientSession:
             return []  # a duplicate answer
         assert self.view is not None
         self.view.our_message(id_, now)
-        if self.state == State.CLOSING and not self.outbox and self._close_phase == "flush":
-            return self._start_bye(now)
         return []
 
     def _who(self, now: float, *, show: bool) -> list[Output]:
@@ -382,8 +389,10 @@ class ClientSession:
     def _closing_timers(self, now: float) -> list[Output]:
         out = self._pump(now)
         if self._close_phase == "flush":
-            if now >= self._close_deadline:
-                out += self._start_bye(now)
+            assert self.view is not None
+            out += [self._pull(r, now) for r in self.view.pulls_due(now, self.outbox.rtt.rto)]
+            out += self._ack(now)
+            out += self._flush_step(now)
         elif now >= self._close_deadline:
             out += self._finish()
         elif now >= self._bye_at:
@@ -392,7 +401,7 @@ class ClientSession:
         return out
 
     def _ack(self, now: float) -> list[Output]:
-        if self.state != State.LIVE or self.view is None:
+        if self.state not in (State.LIVE, State.CLOSING) or self.view is None:
             return []
         upto = self.view.ack_due(now)
         return [] if upto is None else [Transmit(p.encode_client(p.Ack(self.sid, upto)))]
@@ -418,6 +427,27 @@ class ClientSession:
 
     def _check_lost(self, now: float) -> list[Output]:
         return [Notice("connection_lost")] if self.live.became_lost(now) else []
+
+    def _unflushed(self) -> tuple[int, int]:
+        """(messages not yet stored, events not yet shown) that quitting waits for:
+        ours and the history replay, not what others keep saying meanwhile."""
+        view = self.view
+        assert view is not None
+        stream = view.stream
+        wanted = min(max([view.history_upto, *view.own_ids]), stream.known_high)
+        return len(self.outbox), max(0, wanted - stream.delivered)
+
+    def _flush_step(self, now: float) -> list[Output]:
+        """While quitting: BYE once nothing is left to wait for, or at the
+        deadline (renewed by progress with ``flush_while_progress``)."""
+        left = self._unflushed()
+        if left == (0, 0) or now >= self._close_deadline:
+            return self._start_bye(now)
+        moved = left[0] < self._flush_left[0] or left[1] < self._flush_left[1]
+        if moved and self.config.flush_while_progress:
+            self._close_deadline = now + self.config.flush_timeout
+        self._flush_left = left
+        return []
 
     def _start_bye(self, now: float) -> list[Output]:
         self._close_phase = "bye"

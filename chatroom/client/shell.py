@@ -61,14 +61,20 @@ def run(opts: JoinOptions) -> int:
     style = Style(colour_enabled(isatty=out_tty, no_color_flag=opts.no_color, env=env))
     renderer = Renderer(lang, style, columns=_columns if out_tty else (lambda: 0))
     sock = _connect(opts.host, opts.port)
-    config = dataclasses.replace(opts.config, history=max(0, opts.history))
+    config = dataclasses.replace(
+        opts.config,
+        history=max(0, opts.history),
+        # Piped input: wait on leaving while its lines are still being stored.
+        flush_while_progress=opts.config.flush_while_progress or not sys.stdin.isatty(),
+    )
     session = ClientSession(opts.name or "", random.SystemRandom(), config)
-    status = _login(sock, session, renderer, opts, tty)
+    status, rest = _login(sock, session, renderer, opts, tty)
     if status is not None:
         sock.close()
         return status
     _say(renderer.notice("joined_as", {"name": session.name}, time.time()))
-    return _fork(sock, session, renderer, tty=tty, cursor=cursor_enabled(isatty=tty, env=env))
+    cursor = cursor_enabled(isatty=tty, env=env)
+    return _fork(sock, session, renderer, rest, tty=tty, cursor=cursor)
 
 
 def _columns() -> int:
@@ -91,9 +97,9 @@ def _connect(host: str, port: int) -> socket.socket:
 
 def _login(
     sock: socket.socket, session: ClientSession, renderer: Renderer, opts: JoinOptions, tty: bool
-) -> int | None:
-    """Log in, asking for a name until one is accepted. None once logged in, else
-    the exit status."""
+) -> tuple[int | None, list[Output]]:
+    """Log in, asking for a name until one is accepted. (None, the session's
+    outputs that followed ``LoggedIn``) once logged in, else (the exit status, [])."""
     name = opts.name
     while True:
         if not name:
@@ -101,7 +107,7 @@ def _login(
                 name = input(renderer.plain("name_prompt") if tty else "").strip()
             except (EOFError, KeyboardInterrupt):
                 print()
-                return 0
+                return 0, []
             continue
         clean, why = p.check_name(name)
         if why is not None:
@@ -109,30 +115,33 @@ def _login(
             print(renderer.plain("refused", text=text), file=sys.stderr)
             name = None
             continue
-        outcome = _exchange(sock, session, renderer, session.login(clean, time.monotonic()))
+        outcome, rest = _exchange(sock, session, renderer, session.login(clean, time.monotonic()))
         match outcome:
             case LoggedIn():
-                return None
+                return None, rest
             case LoginRefused(text=text):
                 print(renderer.plain("refused", text=visible(text)), file=sys.stderr)
                 name = None
             case NoAnswer():
                 message = renderer.plain("no_answer", host=opts.host, port=opts.port)
                 print(message, file=sys.stderr)
-                return 1
+                return 1, []
 
 
 def _exchange(
     sock: socket.socket, session: ClientSession, renderer: Renderer, first: list[Output]
-) -> LoggedIn | LoginRefused | NoAnswer:
-    """Run the session until the login settles (it gives up by itself)."""
+) -> tuple[LoggedIn | LoginRefused | NoAnswer, list[Output]]:
+    """Run the session until the login settles (it gives up by itself). Returns
+    the outcome and the outputs that came after it in the same batch (after
+    WELCOME: the history PULL, WHO, events that overtook it) for the network
+    process to apply."""
     pending = list(first)
     sock.setblocking(False)
     with selectors.DefaultSelector() as sel:
         sel.register(sock, selectors.EVENT_READ)
         while True:
             lines: list[str] = []
-            for out in pending:
+            for i, out in enumerate(pending):
                 match out:
                     case Transmit(payload=data):
                         # Nobody listening yet is fine: the retry timer covers it.
@@ -140,7 +149,7 @@ def _exchange(
                             sock.send(data)
                     case LoggedIn() | LoginRefused() | NoAnswer():
                         _say(lines)
-                        return out
+                        return out, pending[i + 1 :]
                     case _:
                         lines += renderer.render(out, time.time())
             _say(lines)
@@ -169,7 +178,13 @@ def _say(lines: list[str]) -> None:
 
 
 def _fork(
-    sock: socket.socket, session: ClientSession, renderer: Renderer, *, tty: bool, cursor: bool
+    sock: socket.socket,
+    session: ClientSession,
+    renderer: Renderer,
+    first: list[Output],
+    *,
+    tty: bool,
+    cursor: bool,
 ) -> int:
     shared = SharedTerminal()
     cmd_r, cmd_w = os.pipe()
@@ -187,7 +202,8 @@ def _fork(
             os.close(cmd_w)
             os.close(names_r)
             screen = Screen(shared, sys.stdout.fileno(), cursor=cursor, parent=parent)
-            code = NetworkProcess(sock, session, renderer, screen, cmd_r, names_w, parent).run()
+            network = NetworkProcess(sock, session, renderer, screen, cmd_r, names_w, parent)
+            code = network.run(first)
         except BaseException as exc:  # never unwind into the parent's code
             try:
                 os.write(2, f"chatroom: network process: {exc!r}\n".encode())
