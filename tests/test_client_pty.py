@@ -415,7 +415,8 @@ def test_history_shows_five_earlier_events(join) -> None:  # type: ignore[no-unt
     for i in (1, 2, 3, 4):
         assert f"message number {i}" in shown
     assert "message number 0" not in bob.output
-    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", shown), "history is dated"
+    assert not re.search(r"\d{4}-\d\d-\d\d", shown), "from today: not dated"
+    assert "\x1b[2mmessage number 3" in shown, "dimmed"
 
 
 def test_history_replayed_on_join(join) -> None:  # type: ignore[no-untyped-def]
@@ -425,7 +426,12 @@ def test_history_replayed_on_join(join) -> None:  # type: ignore[no-untyped-def]
     bob = join("bob", "--history", "5")
     out = bob.expect("bob joined")
     assert "before bob came" in out
-    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", out), "history is dated"
+    assert "\x1b[2mbefore bob came" in out, "history is dimmed"
+    screen = Vt().feed(bob.output).text()
+    (replayed,) = [line for line in screen if line.endswith("│ before bob came")]
+    (live,) = [line for line in screen if line.endswith("│ bob joined")]
+    assert re.match(r"\d\d:\d\d +alice │", replayed), "from today: the time, no date"
+    assert replayed.index("│") == live.index("│"), "history lines up with live lines"
 
 
 def test_piped_input_shows_the_history_and_what_it_said(join, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]

@@ -137,11 +137,50 @@ def test_line_layout_time_name_text() -> None:
     assert line == "12:01      alice │ hello"
 
 
-def test_history_is_dated_and_dimmed() -> None:
+DAY = 86400.0
+
+
+def test_history_from_today_is_dimmed_and_aligned_with_live_lines() -> None:
     (line,) = render(ShowEvent(event("message", text="old news"), history=True))
-    assert line.startswith("2025-01-31 12:01 ")
+    assert line == "12:01      alice │ old news"  # the columns of a live line
     (styled,) = render(ShowEvent(event("message", text="old news"), history=True), colour=True)
     assert "\x1b[2m" in styled or "\x1b[2;" in styled
+
+
+def test_history_from_other_days_is_dated_by_a_line_of_its_own() -> None:
+    r = Renderer("en", Style(False))
+    now = NOON + 3 * DAY + 60
+
+    def show(ts: float, text: str, *, history: bool = True) -> list[str]:
+        ev = Event(1, "message", "alice", text, ts)
+        return r.render(ShowEvent(ev, history=history), now)
+
+    assert show(NOON - 3600, "a") == ["── 2025-01-31 ──", "11:01      alice │ a"]
+    assert show(NOON, "b") == ["12:01      alice │ b"]  # the same day: no new date line
+    assert show(NOON + DAY, "c") == ["── 2025-02-01 ──", "12:01      alice │ c"]
+    # back to today after older days: dated too, or it would read as 2025-02-01
+    assert show(now, "d", history=False) == ["── 2025-02-03 ──", "12:02      alice │ d"]
+    assert show(now, "e", history=False) == ["12:02      alice │ e"]
+    (styled, _) = Renderer("en", Style(True)).render(ShowEvent(event("message")), now)
+    assert styled == "\x1b[2m── 2025-01-31 ──\x1b[0m"
+
+
+def test_a_history_batch_starts_with_its_own_date() -> None:
+    r = Renderer("en", Style(False))
+    now = NOON + 2 * DAY
+    r.render(ShowEvent(Event(9, "message", "bob", "live", now)), now)
+    assert r.render(Notice("history_header", {"count": 1}), now) == [
+        "12:01         -- │ — 1 earlier event(s) —"
+    ]
+    old = ShowEvent(Event(1, "message", "alice", "x", NOON), history=True)
+    assert r.render(old, now)[0] == "── 2025-01-31 ──"
+
+
+def test_the_day_changing_during_a_session_is_dated() -> None:
+    r = Renderer("en", Style(False))
+    assert len(r.render(ShowEvent(event("message")), NOON)) == 1
+    late = Event(2, "message", "bob", "after midnight", NOON + DAY)
+    assert r.render(ShowEvent(late), NOON + DAY)[0] == "── 2025-02-01 ──"
 
 
 def test_action_and_own_message() -> None:

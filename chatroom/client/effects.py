@@ -22,7 +22,8 @@ class Transmit:
 @dataclass(frozen=True, slots=True)
 class ShowEvent:
     """Display one stored event. ``history``: it happened before we joined (or was
-    asked for with /history) and is shown dimmed and dated. ``own``: we sent it."""
+    asked for with /history) and is shown dimmed (a day other than today is dated
+    by a line of its own). ``own``: we sent it."""
 
     event: Event
     history: bool = False

@@ -8,8 +8,11 @@ Layout, one event per line (WeeChat-like, so texts line up)::
     12:03         -- │ connection lost — retrying…
 
 The name column is right-aligned by display width (CJK names take two columns
-a character) and a long text wraps under itself. Replayed history is dimmed
-and dated (``2025-01-31 12:01``). Every piece of text that came from the
+a character) and a long text wraps under itself. Replayed history is dimmed.
+Every line keeps the ``HH:MM`` column, so history and live lines stay aligned;
+the date is a dimmed line of its own (``── 2025-01-31 ──``) before the first
+event of a day that is not today, and again whenever the day changes (older
+history, then today's events; midnight). Every piece of text that came from the
 network goes through ``chatroom.sanitize.visible`` first, so a peer can never
 send the terminal a control sequence. Pure apart from reading the local time
 zone through ``localtime``.
@@ -40,6 +43,9 @@ class Renderer:
     style: st.Style
     columns: Callable[[], int] = lambda: 0
     localtime: Callable[[float], time.struct_time] = field(default=time.localtime)
+    #: The day (YYYY-MM-DD) of the last event shown; None before the first, and
+    #: at the start of a /history batch.
+    _day: str | None = None
 
     # ------------------------------------------------------------------ entry point
 
@@ -47,7 +53,7 @@ class Renderer:
         """The lines (without newlines) to print for one output; [] for none."""
         match out:
             case ShowEvent(event=ev, history=history, own=own):
-                return self.event(ev, history=history, own=own)
+                return self.day_line(ev.created_at, wall) + self.event(ev, history=history, own=own)
             case Notice(key=key, args=args):
                 return self.notice(key, args, wall)
             case ShowUsers(total=total, names=names):
@@ -56,9 +62,18 @@ class Renderer:
 
     # ------------------------------------------------------------------ pieces
 
-    def _stamp(self, ts: float, *, dated: bool) -> str:
-        t = self.localtime(ts)
-        return time.strftime("%Y-%m-%d %H:%M" if dated else "%H:%M", t)
+    def _stamp(self, ts: float) -> str:
+        return time.strftime("%H:%M", self.localtime(ts))
+
+    def day_line(self, ts: float, wall: float) -> list[str]:
+        """The dimmed date line due before an event at ``ts`` (``wall``: now)."""
+        day = time.strftime("%Y-%m-%d", self.localtime(ts))
+        previous, self._day = self._day, day
+        if day == previous:
+            return []
+        if previous is None and day == time.strftime("%Y-%m-%d", self.localtime(wall)):
+            return []  # today, and nothing before it to tell it from
+        return [self.style.sgr(f"── {day} ──", *st.HISTORY)]
 
     def _line(
         self,
@@ -94,7 +109,7 @@ class Renderer:
 
     def event(self, ev: Event, *, history: bool = False, own: bool = False) -> list[str]:
         s = self.style
-        stamp = self._stamp(ev.created_at, dated=history)
+        stamp = self._stamp(ev.created_at)
         name = visible(ev.name)
         text = visible(ev.text)
         dim = history
@@ -149,6 +164,8 @@ class Renderer:
 
     def notice(self, key: str, args: dict[str, str | int], wall: float) -> list[str]:
         safe = {k: visible(v) if isinstance(v, str) else v for k, v in args.items()}
+        if key == "history_header":
+            self._day = None  # the batch that follows starts with its own date
         if key == "usage":
             key = f"usage:{safe.get('command', '')}"
         if key in ("gave_up",) and isinstance(safe.get("text"), str):
@@ -160,7 +177,7 @@ class Renderer:
             if key in ("connection_lost", "gave_up", "too_long", "control_chars", "undelivered")
             else st.NOTICE
         )
-        stamp = self._stamp(wall, dated=False)
+        stamp = self._stamp(wall)
         lines: list[str] = []
         for i, part in enumerate(message.split("\n")):
             tag = "--" if i == 0 else ""
@@ -179,9 +196,7 @@ class Renderer:
         if total > len(names):
             shown = tr(self.lang, "users_more", names=shown, more=total - len(names))
         message = tr(self.lang, "users", total=total, names=shown)
-        return self._line(
-            self._stamp(wall, dated=False), "--", message, tag_styled=s.sgr("--", *st.NOTICE)
-        )
+        return self._line(self._stamp(wall), "--", message, tag_styled=s.sgr("--", *st.NOTICE))
 
     def plain(self, key: str, **args: object) -> str:
         """A catalog message for the shell (prompts, errors), unstyled."""

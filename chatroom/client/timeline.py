@@ -3,8 +3,8 @@
 The ``Timeline`` turns incoming events into display outputs: the live stream in
 id order exactly once (``stream.EventStream``), earlier events fetched by
 /history (``stream.Scrollback``), which events are history (id <= WELCOME's
-last_id: dimmed and dated), which messages are our own, and the set of names
-online (for tab completion). It also keeps the cumulative ACK: every
+last_id: dimmed; days other than today dated), which messages are our own, and
+the set of names online (for tab completion). It also keeps the cumulative ACK: every
 ``ack_every`` events, or ``ack_delay`` after the first unacknowledged one.
 """
 
