@@ -668,6 +668,20 @@ def test_no_server_clear_message_exit_1() -> None:
 
 
 @pytest.mark.slow
+def test_an_idle_client_notices_the_server_shutting_down_in_seconds(
+    join, server: ServerProcess
+) -> None:  # type: ignore[no-untyped-def]
+    alice = join("alice")
+    alice.expect("alice> ")
+    time.sleep(0.5)
+    assert server.stop() == 0
+    alice.expect("server shutting down")
+    start = time.monotonic()
+    alice.expect("connection lost — retrying…", timeout=8)  # not at the next heartbeat
+    assert time.monotonic() - start < 7
+
+
+@pytest.mark.slow
 def test_server_restart_connection_lost_then_resumed_nothing_lost_or_repeated(
     server_factory,
     clients: list[Client],  # type: ignore[no-untyped-def]

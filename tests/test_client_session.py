@@ -365,6 +365,37 @@ def test_connection_lost_then_reconnected() -> None:
     assert p.Say(SID, 1, "are you there") in sent(out)  # resent at once
 
 
+def test_an_idle_client_checks_the_path_soon_after_an_announcement() -> None:
+    # The server's "server shutting down" is an announcement: with nothing else
+    # to say, an idle client would only notice at its next heartbeat (15-20 s).
+    s = new_session(history=0, lost_after=4.0)
+    login(s, last_id=0)
+    out = s.receive(ev(1, "announce", "", "server shutting down"), 2.0)
+    assert [e.event.kind for e in shown(out)] == ["announce"]
+    out = run(s, 2.0, 3.0)
+    assert [f for f in sent(out) if isinstance(f, p.Ping)], "a PING about 1 s later"
+    out = run(s, 3.01, 7.5)  # the server is gone: nothing answers
+    assert notices(out) == ["connection_lost"]
+
+
+def test_a_server_still_there_after_an_announcement_costs_one_ping() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.receive(ev(1, "announce", "", "lunch at noon"), 2.0)
+    pings = [f for f in sent(run(s, 2.0, 3.0)) if isinstance(f, p.Ping)]
+    assert len(pings) == 1
+    s.receive(p.encode(p.Pong(1)), 3.05)
+    assert not [f for f in sent(run(s, 3.05, 15.0)) if isinstance(f, p.Ping)]
+
+
+def test_a_replayed_announcement_does_not_bring_the_heartbeat_forward() -> None:
+    s = new_session(history=5)
+    login(s, last_id=1)
+    out = s.receive(ev(1, "announce", "", "server shutting down"), 0.1)
+    assert shown(out)[0].history
+    assert not [f for f in sent(run(s, 0.1, 10.0)) if isinstance(f, p.Ping)]
+
+
 def test_nosession_logs_in_again_with_resume_and_resends_same_seq() -> None:
     s = new_session(history=0, window=4)
     login(s, last_id=10)

@@ -4,7 +4,8 @@ Pure bookkeeping for the session (times are passed in):
 
 * a heartbeat PING every ~idle_timeout/3, jittered down to a quarter (15-20 s
   for the default 60 s), keeps the session alive on the server and, since PONG
-  carries the newest event id, notices a lost tail;
+  carries the newest event id, notices a lost tail; the session brings it
+  forward after an announcement (the server's shutdown notice is one);
 * when anything that calls for an answer (LOGIN, SAY, PULL, PING, WHO) has gone
   unanswered for ``probe_after``, PINGs probe the path (backing off to
   ``probe_max``); after ``lost_after`` the user is told the connection is lost;
@@ -50,6 +51,10 @@ class Liveness:
     def schedule_ping(self, now: float, idle_timeout: float, rng: random.Random) -> None:
         fraction = 0.25 + rng.random() * (1 / 3 - 0.25)
         self.next_ping = now + idle_timeout * fraction
+
+    def check_soon(self, at: float) -> None:
+        """Bring the next heartbeat forward to ``at`` (if it is later)."""
+        self.next_ping = min(self.next_ping, at)
 
     def ping_sent_at(self, now: float, *, probe: bool) -> None:
         """Record a PING: only a lone heartbeat gives an unambiguous RTT sample."""

@@ -35,6 +35,7 @@ from chatroom.client.effects import (
     NoAnswer,
     Notice,
     Output,
+    ShowEvent,
     Transmit,
 )
 from chatroom.client.liveness import Liveness
@@ -80,6 +81,10 @@ class SessionConfig:
     bye_timeout: float = 1.0
     bye_interval: float = 0.25
     nosession_grace: float = 1.0
+    #: After a live announcement (how the server says it is shutting down), the
+    #: next heartbeat is due this soon: an idle client notices the server gone
+    #: in ~5 s rather than at its next heartbeat, 15-20 s away.
+    announce_check: float = 1.0
 
 
 @dataclass(slots=True)
@@ -176,7 +181,10 @@ class ClientSession:
         out = self._heard(now)
         match frame:
             case p.EventFrame(event=ev):
-                out += view.event(ev, now, self.outbox.stored_as_event)
+                shown = view.event(ev, now, self.outbox.stored_as_event)
+                if any(_live_announcement(o) for o in shown):
+                    self.live.check_soon(now + self.config.announce_check)
+                out += shown
             case p.Acked(seq=seq, id=id_):
                 out += self._on_acked(seq, id_, now)
             case p.Pong(last_id=last):
@@ -461,3 +469,7 @@ class ClientSession:
             out.append(Notice("undelivered", {"count": len(self.outbox.drain())}))
         self.state = State.DONE
         return [*out, Finished()]
+
+
+def _live_announcement(out: Output) -> bool:
+    return isinstance(out, ShowEvent) and out.event.kind == "announce" and not out.history
