@@ -553,3 +553,19 @@ def test_every_event_kind_is_shown(kind: EventKind) -> None:
     login(s, last_id=0)
     out = s.receive(ev(1, kind, "" if kind == "announce" else "bob", "text"), 0.0)
     assert [e.event.kind for e in shown(out)] == [kind]
+
+
+def test_a_queued_line_is_not_given_up_before_it_was_ever_sent() -> None:
+    """Found in CI: 300 lines typed at once behind a window of one; under 20% loss
+    the last ones were abandoned 60 s after they were *typed*, never having left."""
+    from chatroom.client.outbox import Outbox
+
+    box = Outbox(window=1, give_up_after=60.0)
+    first, second = box.add("one", 0.0), box.add("two", 0.0)
+    send, gave_up = box.due(0.0)
+    assert send == [first] and gave_up == []
+    box.acked(first.seq, 59.0)
+    send, gave_up = box.due(61.0)  # typed 61 s ago, but first sent only now
+    assert send == [second] and gave_up == []
+    send, gave_up = box.due(61.0 + 60.0)
+    assert gave_up == [second]  # 60 s of trying: now it is given up

@@ -21,6 +21,9 @@ class Outgoing:
     seq: int
     text: str
     created: float
+    #: When it first left: giving up counts from here, not from ``created``, since
+    #: a line queued behind others (a paste, a slow path) has not been tried yet.
+    first_sent: float | None = None
     sent_at: float | None = None
     tries: int = 0
     deadline: float = 0.0
@@ -87,7 +90,11 @@ class Outbox:
 
     def due(self, now: float) -> tuple[list[Outgoing], list[Outgoing]]:
         """(to transmit now, given up). Transmitting is recorded here."""
-        gave_up = [o for o in self.items.values() if now >= o.created + self.give_up_after]
+        gave_up = [
+            o
+            for o in self.items.values()
+            if o.first_sent is not None and now >= o.first_sent + self.give_up_after
+        ]
         for o in gave_up:
             del self.items[o.seq]
         send: list[Outgoing] = []
@@ -111,6 +118,8 @@ class Outbox:
         return send, gave_up
 
     def _record(self, o: Outgoing, now: float, rto: float) -> None:
+        if o.first_sent is None:
+            o.first_sent = now
         o.sent_at = now
         o.tries += 1
         o.rto = rto
@@ -143,7 +152,11 @@ class Outbox:
                 o.rto = self.rtt.rto / 2  # due() doubles it back
 
     def deadline(self) -> float | None:
-        times = [o.created + self.give_up_after for o in self.items.values()]
+        times = [
+            o.first_sent + self.give_up_after
+            for o in self.items.values()
+            if o.first_sent is not None
+        ]
         times += [o.deadline for o in self.items.values() if o.sent_at is not None]
         if self._blocked and self.pacer is not None:
             times.append(self.pacer.ready_at())
