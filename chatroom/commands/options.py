@@ -27,9 +27,9 @@ def host_option(default: str = "127.0.0.1") -> Callable[[F], F]:
     """``--host``: the address to bind (server) or reach (client)."""
 
     def deco(func: F) -> F:
-        return click.option(
-            "--host", default=default, show_default=True, help="Server address."
-        )(func)
+        return click.option("--host", default=default, show_default=True, help="Server address.")(
+            func
+        )
 
     return deco
 

@@ -97,8 +97,9 @@ def serve(
 ) -> None:
     """Run the chat server.
 
-    Lines typed at the server's terminal are broadcast as announcements.
-    Ctrl-C (or SIGTERM) tells everyone and stops cleanly.
+    Lines typed at the server's terminal are broadcast as announcements, and so
+    is `chatroom announce TEXT --port PORT` from another terminal of the same
+    user. Ctrl-C (or SIGTERM) tells everyone and stops cleanly.
     """
     from storage.config import resolve_url
     from storage.store import EventStore, StorageError
