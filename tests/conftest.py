@@ -5,13 +5,16 @@ Every receive has a timeout and every process started here is reaped at teardown
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +24,11 @@ import pytest
 
 LISTEN_RE = re.compile(rb"listening on udp://([0-9.]+):(\d+)")
 RECV_TIMEOUT = 3.0
+#: Servers started by the tests put their control sockets here, not in the user's
+#: runtime directory; removed when the test session ends (servers killed with
+#: SIGKILL on purpose cannot remove their own).
+RUNTIME_DIR = tempfile.mkdtemp(prefix="cr-run-")
+atexit.register(shutil.rmtree, RUNTIME_DIR, True)
 
 
 @dataclass
@@ -62,7 +70,7 @@ def start_server(db: Path, *args: str, env: dict[str, str] | None = None) -> Ser
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "XDG_RUNTIME_DIR": RUNTIME_DIR, **(env or {})},
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 20
