@@ -19,6 +19,14 @@ must not share a room), and alternates rounds of:
   concurrency, one line in flight per sender.
 - ``v2, one sender`` / ``classic, one sender``: one client sends (one line in flight
   in the whole room), nine receive: latency without queueing.
+- ``v2 server, lean clients`` (0% loss only): the v2 server's capacity. 10 lean but
+  protocol-correct v2 clients (bench/v2load.py ``LeanV2Fleet``: cookie login, SAY
+  with up to 16 unacknowledged lines per sender like the classic row, a cumulative
+  ACK every 8 events, no ordering or rendering) on a third server with the same
+  settings; rounds right after the classic ones. The real client's state machine
+  costs more CPU per message than the server, so on 2 shared cores the ``v2`` row
+  measures the client fleet; this row is what the dialect's server sustains when
+  its clients are not the bottleneck, and the issue's target is judged on it.
 - ``v2, window 8`` (10% loss only; a diagnostic, not the product): the v2 clients
   with 8 unacknowledged lines each instead of 1, on a third server and proxy: how
   much of v2's figure under loss is the window.
@@ -33,9 +41,11 @@ Group ``v2.loss<P>``; ``extra_info["dialects"][<row>]`` holds, per row: messages
 per message of the server and of the clients (this process), the CPU share each
 used, the proxy's and the whole machine's, lost and duplicated deliveries, message
 datagrams sent (SAY retransmissions) and PULLs. ``ratio`` is the median per-round
-v2 / classic messages/s; ``server_cpu_ratio`` is classic's server CPU per message /
-v2's, at the load of these rounds (a server that is not saturated wakes for fewer
-messages at a time and commits smaller batches: ``server_msgs_per_wakeup``).
+v2 / classic messages/s (``lean_ratio``: the lean row's, same rounds);
+``server_cpu_ratio`` is classic's server CPU per message / v2's
+(``lean_server_cpu_ratio``: / the lean row's), at the load of these rounds (a
+server that is not saturated wakes for fewer messages at a time and commits smaller
+batches: ``server_msgs_per_wakeup``).
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from bench.chatrig import (
 )
 from bench.conftest import QUICK
 from bench.fanout import Relay, percentile
+from bench.v2load import LeanV2Fleet
 from chatroom.client.session import SessionConfig
 
 Benchmark = Any  # pytest-benchmark's fixture has no public type
@@ -69,6 +80,9 @@ CLASSIC_WINDOW = 16
 #: each (``SessionConfig.window``; the product keeps 1, for typed order).
 WIDE_WINDOW = 8
 WIDE_ROW = "v2, window 8"
+#: The v2 server's capacity (0% loss): lean v2 clients, 16 lines in flight each.
+LEAN_ROW = "v2 server, lean clients"
+LEAN_WINDOW = 16
 SERVER_ARGS = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
 #: Lines per sender in a loaded round; in a one-sender round. Rounds last about a
 #: second at 0% loss; at 10% loss the v2 room runs at a few hundred lines/s.
@@ -137,6 +151,12 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
         cl = stack.enter_context(ClassicFleet(CLIENTS, (proxy_cl or srv_cl).addr))
         v2.login()
         cl.login()
+        lean: LeanV2Fleet | None = None
+        srv_lean: Relay | None = None
+        if not loss:  # the server's capacity, with clients that cost little
+            srv_lean = stack.enter_context(serve(tmp_path / "lean.db", *SERVER_ARGS))
+            lean = stack.enter_context(LeanV2Fleet(CLIENTS, srv_lean.addr))
+            lean.login()
         wide: V2Fleet | None = None
         srv_w8: Relay | None = None
         proxy_w8: Relay | None = None
@@ -156,11 +176,15 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
         if not QUICK:  # warm both up: imports, caches, the SQLite files
             v2.round(per_sender // 4)
             cl.round(per_sender // 4, CLASSIC_WINDOW)
+            if lean is not None:
+                lean.round(per_sender // 4, LEAN_WINDOW)
         turn = iter(range(1_000_000))
 
         def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
             sender = next(turn) % CLIENTS
             measure("classic", srv_cl, proxy_cl, lambda: cl.round(per_sender, CLASSIC_WINDOW))
+            if lean is not None and srv_lean is not None:
+                measure(LEAN_ROW, srv_lean, None, lambda: lean.round(per_sender, LEAN_WINDOW))
             if not loss:
                 measure("classic, window 1", srv_cl, proxy_cl, lambda: cl.round(per_sender, 1))
             if not (QUICK and loss):  # each lossy v2 round ends with a 1-3 s tail
@@ -174,11 +198,11 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
             measure("v2", srv_v2, proxy_v2, lambda: v2.round(per_sender))
 
         benchmark.pedantic(timed, setup=setup, rounds=ROUNDS[loss], iterations=1)
-        for srv in (srv_v2, srv_cl):
+        for srv in (srv_v2, srv_cl, *([srv_lean] if srv_lean else [])):
             assert srv.proc.poll() is None, srv.banner.decode(errors="replace")
 
     # Correctness, in quick mode too: the v2 clients showed every line exactly once.
-    for row in ("v2", "v2, one sender", WIDE_ROW):
+    for row in ("v2", "v2, one sender", WIDE_ROW, LEAN_ROW):
         for r in results.get(row, []):
             assert r.delivered == r.expected, (row, r.delivered, r.expected)
             assert r.duplicates == 0, (row, r.duplicates)
@@ -189,13 +213,31 @@ def test_dialects(benchmark: Benchmark, tmp_path: Path, loss: int) -> None:
     dialects = {row: summary(rounds) for row, rounds in results.items()}
     for row, info in dialects.items():
         info["senders"] = 1 if "one sender" in row else CLIENTS
-        info["window"] = {"classic": CLASSIC_WINDOW, WIDE_ROW: WIDE_WINDOW}.get(row, 1)
+        info["window"] = {
+            "classic": CLASSIC_WINDOW,
+            WIDE_ROW: WIDE_WINDOW,
+            LEAN_ROW: LEAN_WINDOW,
+        }.get(row, 1)
     ratios = [
         v.messages_per_s / c.messages_per_s
         for v, c in zip(results["v2"], results["classic"], strict=True)
         if c.messages_per_s > 0
     ]
     v2_cpu = dialects["v2"]["server_us_per_msg"]
+    if LEAN_ROW in results:
+        lean_ratios = [
+            v.messages_per_s / c.messages_per_s
+            for v, c in zip(results[LEAN_ROW], results["classic"], strict=True)
+            if c.messages_per_s > 0
+        ]
+        lean_cpu = dialects[LEAN_ROW]["server_us_per_msg"]
+        benchmark.extra_info.update(
+            lean_ratio=round(statistics.median(lean_ratios), 3) if lean_ratios else float("nan"),
+            rounds_lean_ratio=[round(x, 3) for x in lean_ratios],
+            lean_server_cpu_ratio=round(dialects["classic"]["server_us_per_msg"] / lean_cpu, 3)
+            if lean_cpu
+            else float("nan"),
+        )
     benchmark.extra_info.update(
         impl="v2",
         loss=loss,

@@ -1,0 +1,244 @@
+"""A lean v2 load generator: the v2 server's capacity, not our client's (issue 4).
+
+bench/chatrig.py ``V2Fleet`` runs the real client state machine, which costs more
+CPU per message than the server does; on 2 shared cores that fleet, not the server,
+limits the v2 figure. ``LeanV2Fleet`` speaks the same protocol with no client-side
+work beyond what the protocol requires, all clients in one epoll loop:
+
+- login as docs/protocol.md says: ``LOGIN`` padded to 256 bytes, the server's
+  ``COOKIE``, ``LOGIN`` again with the cookie, ``WELCOME`` (retried every 0.5 s);
+- ``SAY sid seq text`` with up to ``window`` unacknowledged lines per sender; a
+  line leaves flight on its ``ACKED`` or on its own ``EV``, whichever comes first;
+- every ``EV`` is taken once by id (a server retransmission is ignored), and a
+  cumulative ``ACK sid upto`` goes out every 8 events (the real client's
+  ``ack_every``) and when the loop is idle (the real client's 200 ms ack delay,
+  shortened: nothing is owed when a round ends);
+- no ordering, no rendering, no PULLs (at 0% loss on loopback nothing is missing).
+
+With a window above 1 the server may store a sender's lines out of typed order,
+but only if one is lost and retried; at 0% loss, where this generator is used,
+the order is the typed one, and a load generator does not care.
+
+Texts and latency as in bench/chatrig.py: ``m <sender> <k> <t_ns>``, latency = the
+kernel's arrival stamp of the EV minus ``t_ns``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+from dataclasses import dataclass, field
+
+from bench.chatrig import Address, Deliveries, RoundStats, message_text, parse_text, stamped_socket
+from bench.fanout import _stamp
+from chatroom.protocol.codec import encode_client, parse_server
+from chatroom.protocol.frames import Cookie, Login, Refused, Welcome
+
+ACK_EVERY = 8
+
+
+@dataclass(eq=False)
+class LeanClient:
+    index: int
+    name: str
+    sock: socket.socket
+    nonce: str
+    sid: str = ""
+    say_prefix: bytes = b""
+    ack_prefix: bytes = b""
+    seq: int = 0
+    inflight: set[int] = field(default_factory=set)
+    backlog: int = 0
+    upto: int = 0  # highest id below which every event arrived
+    above: set[int] = field(default_factory=set)  # ids above a gap
+    unacked: int = 0
+
+
+class LeanV2Fleet:
+    def __init__(self, n: int, target: Address, *, prefix: str = "l") -> None:
+        self.target = target
+        self._ep = select.epoll()
+        self.clients: list[LeanClient] = []
+        self._by_fd: dict[int, LeanClient] = {}
+        self.deliveries = Deliveries(n)
+        self.sends = 0
+        self.errors = 0
+        try:
+            for i in range(n):
+                c = LeanClient(i, f"{prefix}{i:02d}", stamped_socket(), f"n{i}")
+                self.clients.append(c)
+                self._by_fd[c.sock.fileno()] = c
+                self._ep.register(c.sock.fileno(), select.EPOLLIN)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._ep.close()
+        for c in self.clients:
+            c.sock.close()
+
+    def __enter__(self) -> LeanV2Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _recv(self, c: LeanClient) -> list[tuple[bytes, int]]:
+        rows = []
+        while True:
+            try:
+                data, anc, _flags, _addr = c.sock.recvmsg(2048, 64)
+            except (BlockingIOError, InterruptedError):
+                return rows
+            except OSError:
+                continue
+            rows.append((data, _stamp(anc)))
+
+    # -------------------------------------------------------------- login
+
+    def login(self, timeout: float = 30.0) -> None:
+        cookies: dict[int, str | None] = {c.index: None for c in self.clients}
+        pending = {c.index for c in self.clients}
+        end = time.monotonic() + timeout
+        while pending and time.monotonic() < end:
+            for i in pending:
+                c = self.clients[i]
+                frame = Login(c.nonce, c.name, None, cookies[i])
+                c.sock.sendto(encode_client(frame), self.target)
+            stop = time.monotonic() + 0.5
+            while pending and time.monotonic() < stop:
+                for fd, _ in self._ep.poll(max(0.0, stop - time.monotonic())):
+                    c = self._by_fd[fd]
+                    for data, _ in self._recv(c):
+                        f = parse_server(data)
+                        if isinstance(f, Cookie) and f.nonce == c.nonce:
+                            cookies[c.index] = f.cookie
+                            c.sock.sendto(
+                                encode_client(Login(c.nonce, c.name, None, f.cookie)), self.target
+                            )
+                        elif isinstance(f, Welcome) and f.nonce == c.nonce:
+                            c.sid = f.sid
+                            c.upto = f.last_id
+                            c.say_prefix = f"v2 SAY {f.sid} ".encode()
+                            c.ack_prefix = f"v2 ACK {f.sid} ".encode()
+                            pending.discard(c.index)
+                        elif isinstance(f, Refused):
+                            raise RuntimeError(f"{c.name}: login refused: {f}")
+                        elif c.sid:
+                            self._handle(c, data, 0)
+        if pending:
+            raise RuntimeError(f"lean login did not complete: {sorted(pending)}")
+        self.settle()
+
+    def settle(self, quiet: float = 0.3) -> None:
+        """Take (and ack) whatever arrives until ``quiet`` seconds pass without input."""
+        while self._ep.poll(quiet):
+            for c in self.clients:
+                for data, stamp in self._recv(c):
+                    self._handle(c, data, stamp)
+            self._ack_all()
+        self._ack_all()
+
+    # -------------------------------------------------------------- the hot path
+
+    def _handle(self, c: LeanClient, data: bytes, stamp: int) -> None:
+        if data.startswith(b"v2 EV "):
+            parts = data.split(b" ", 6)
+            if len(parts) != 7:
+                self.errors += 1
+                return
+            ev = int(parts[2])
+            if ev <= c.upto or ev in c.above:
+                return  # a retransmission: already taken
+            if ev == c.upto + 1:
+                c.upto = ev
+                above = c.above
+                while c.upto + 1 in above:
+                    c.upto += 1
+                    above.discard(c.upto)
+            else:
+                c.above.add(ev)
+            c.unacked += 1
+            if c.unacked >= ACK_EVERY:
+                self._ack(c)
+            if parts[4] != b"message":
+                return
+            parsed = parse_text(parts[6])
+            if parsed is None:
+                return
+            sender, k, sent = parsed
+            if sender == c.index:
+                c.inflight.discard(k)  # its own EV: the line is stored
+            else:
+                self.deliveries.add(c.index, sender, k, sent, stamp or time.time_ns())
+        elif data.startswith(b"v2 ACKED "):
+            c.inflight.discard(int(data.split(b" ", 3)[2]))
+        elif data.startswith(b"v2 ERR "):
+            self.errors += 1
+
+    def _ack(self, c: LeanClient) -> None:
+        c.unacked = 0
+        with contextlib.suppress(OSError):
+            c.sock.sendto(c.ack_prefix + str(c.upto).encode(), self.target)
+
+    def _ack_all(self) -> None:
+        for c in self.clients:
+            if c.unacked:
+                self._ack(c)
+
+    def _feed(self, c: LeanClient, window: int) -> None:
+        while c.backlog and len(c.inflight) < window:
+            c.backlog -= 1
+            c.seq += 1
+            c.inflight.add(c.seq)
+            self.sends += 1
+            line = c.say_prefix + f"{c.seq} {message_text(c.index, c.seq)}".encode()
+            with contextlib.suppress(OSError):
+                c.sock.sendto(line, self.target)
+
+    def round(self, per_sender: int, window: int, timeout: float = 120.0) -> RoundStats:
+        """Every client sends ``per_sender`` lines, ``window`` unacknowledged at most,
+        until every other client has every line."""
+        n = len(self.clients)
+        rec = self.deliveries = Deliveries(n)
+        self.sends = 0
+        expected = per_sender * n * (n - 1)
+        rec.first_send_ns = time.time_ns()
+        for c in self.clients:
+            c.backlog = per_sender
+            c.inflight.clear()
+            self._feed(c, window)
+        stored_ns = 0
+        end = time.monotonic() + timeout
+        poll, by_fd, recv, handle = self._ep.poll, self._by_fd, self._recv, self._handle
+        while rec.count < expected and time.monotonic() < end:
+            events = poll(0.02)
+            if not events:
+                self._ack_all()  # the idle ack: the tail of a round
+                continue
+            for fd, _ in events:
+                c = by_fd[fd]
+                for data, stamp in recv(c):
+                    handle(c, data, stamp)
+                self._feed(c, window)
+            if not stored_ns and all(not c.backlog and not c.inflight for c in self.clients):
+                stored_ns = time.time_ns()
+        for c in self.clients:
+            c.backlog = 0
+        stats = RoundStats(
+            "v2 lean",
+            n,
+            per_sender * n,
+            expected,
+            rec.count,
+            rec.duplicates,
+            (rec.last_arrival_ns - rec.first_send_ns) / 1e9,
+            sorted(rec.latencies_ns),
+            sends=self.sends,
+            stored_seconds=(stored_ns - rec.first_send_ns) / 1e9 if stored_ns else 0.0,
+        )
+        self.settle(quiet=0.1)
+        return stats
