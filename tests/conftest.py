@@ -29,6 +29,8 @@ RECV_TIMEOUT = 3.0
 #: SIGKILL on purpose cannot remove their own).
 RUNTIME_DIR = tempfile.mkdtemp(prefix="cr-run-")
 atexit.register(shutil.rmtree, RUNTIME_DIR, True)
+# Every command a test runs (serve, announce, join) then agrees on where it is.
+os.environ["XDG_RUNTIME_DIR"] = RUNTIME_DIR
 
 
 @dataclass
