@@ -69,7 +69,11 @@ def _chat(clients: list[Headless], per_client: int, timeout: float) -> None:
     total = per_client * len(clients)
     for c in clients:
         assert c.wait_until(lambda c=c: len(c.texts()) >= total, timeout), (
-            c.name, len(c.texts()), total, c.notices[-5:])
+            c.name,
+            len(c.texts()),
+            total,
+            c.notices[-5:],
+        )
 
 
 def _check_exactly_once(clients: list[Headless], per_client: int) -> None:
@@ -79,9 +83,25 @@ def _check_exactly_once(clients: list[Headless], per_client: int) -> None:
         assert ids == sorted(ids) and len(ids) == len(set(ids)), "order / duplicates"
         said = c.texts()
         for other in names:
-            assert [t for n, t in said if n == other] == [
-                f"{other}-{i}" for i in range(per_client)
-            ]
+            assert [t for n, t in said if n == other] == [f"{other}-{i}" for i in range(per_client)]
+
+
+def _three_chat_300_each(
+    server_factory: Callable[..., ServerProcess],
+    clients: Callable[..., Headless],
+    proxies: Callable[..., LossyProxy],
+    impairment: Impairment,
+    seed: int,
+) -> LossyProxy:
+    """Three clients behind a proxy impairing both ways say 300 lines each: every
+    client shows every line once, in order, and exactly 900 rows are stored."""
+    srv = server_factory(*FAST)
+    proxy = proxies(srv.addr, up=impairment, down=impairment, seed=seed)
+    group = [clients(proxy.address, n, seed=i) for i, n in enumerate(("alice", "bob", "carol"))]
+    _chat(group, 300, 240)
+    _check_exactly_once(group, 300)
+    assert len(_message_rows(srv.db)) == 900
+    return proxy
 
 
 def test_lossless_baseline(
@@ -100,12 +120,7 @@ def test_twenty_percent_loss_each_way(
     clients: Callable[..., Headless],
     proxies: Callable[..., LossyProxy],
 ) -> None:
-    srv = server_factory(*FAST)
-    proxy = proxies(srv.addr, up=Impairment(drop=0.2), down=Impairment(drop=0.2), seed=20)
-    group = [clients(proxy.address, n, seed=i) for i, n in enumerate(("alice", "bob", "carol"))]
-    _chat(group, 300, 240)
-    _check_exactly_once(group, 300)
-    assert len(_message_rows(srv.db)) == 900
+    proxy = _three_chat_300_each(server_factory, clients, proxies, Impairment(drop=0.2), seed=20)
     assert proxy.counts["dropped"] > 100
 
 
@@ -115,13 +130,8 @@ def test_duplication_reordering_and_jitter(
     clients: Callable[..., Headless],
     proxies: Callable[..., LossyProxy],
 ) -> None:
-    srv = server_factory(*FAST)
     imp = Impairment(duplicate=0.1, delay=0.005, jitter=0.03)
-    proxy = proxies(srv.addr, up=imp, down=imp, seed=10)
-    group = [clients(proxy.address, n, seed=i) for i, n in enumerate(("alice", "bob", "carol"))]
-    _chat(group, 300, 240)
-    _check_exactly_once(group, 300)
-    assert len(_message_rows(srv.db)) == 900
+    proxy = _three_chat_300_each(server_factory, clients, proxies, imp, seed=10)
     assert proxy.counts["duplicated"] > 50
 
 
@@ -142,8 +152,7 @@ def test_lost_acks_store_once_and_retries_get_the_same_id(
             return ("ev", frame.event.text)
         return None
 
-    proxy = proxies(srv.addr, down=Impairment(drop_first_key=proof_of_storage,
-                                              drop_first_count=3))
+    proxy = proxies(srv.addr, down=Impairment(drop_first_key=proof_of_storage, drop_first_count=3))
     alice = clients(proxy.address, "alice")
     bob = clients(srv.addr, "bob")
     for i in range(10):
@@ -192,7 +201,9 @@ def test_blackout_recovers_without_evictions(
 def _spawn(server: tuple[str, int], name: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.headless", server[0], str(server[1]), name],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
         cwd=Path(__file__).parent.parent,
     )
     assert proc.stdout is not None
@@ -210,9 +221,7 @@ def test_killed_client_is_evicted_and_name_reusable(
     try:
         proc.kill()
         proc.wait(5)
-        assert watcher.wait_until(
-            lambda: ("alice", "") in watcher.texts("timeout"), 2 + 3
-        )
+        assert watcher.wait_until(lambda: ("alice", "") in watcher.texts("timeout"), 2 + 3)
         again = clients(srv.addr, "alice")
         assert again.logged_in.is_set()
     finally:

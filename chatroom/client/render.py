@@ -31,6 +31,14 @@ from chatroom.client.width import display_width, pad_left, wrap
 from chatroom.events import Event
 from chatroom.sanitize import visible
 
+#: How each kind of notice is tagged and coloured in the name column.
+_NOTICE_STYLE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "join": ("-->", st.JOIN),
+    "quit": ("<--", st.LEAVE),
+    "timeout": ("<--", st.TIMEOUT),
+    "announce": ("***", st.ANNOUNCE),
+}
+
 #: Columns of the name column (longer names push their text right).
 NAME_COLUMNS = 10
 #: Below this many columns for the text, do not wrap ourselves.
@@ -120,45 +128,11 @@ class Renderer:
             case "message":
                 styled = s.name(ev.name, name, own=own, dim=dim)
                 return self._line(stamp, name, text, tag_styled=styled, dim=dim)
-            case "join":
-                body = tr(self.lang, "join", name=name)
+            case "join" | "quit" | "timeout" | "announce":
+                tag, codes = _NOTICE_STYLE[ev.kind]
+                body = tr(self.lang, ev.kind, name=name, text=text)
                 return self._line(
-                    stamp,
-                    "-->",
-                    body,
-                    tag_styled=s.sgr("-->", *st.JOIN),
-                    text_codes=st.JOIN,
-                    dim=dim,
-                )
-            case "quit":
-                body = tr(self.lang, "quit", name=name)
-                return self._line(
-                    stamp,
-                    "<--",
-                    body,
-                    tag_styled=s.sgr("<--", *st.LEAVE),
-                    text_codes=st.LEAVE,
-                    dim=dim,
-                )
-            case "timeout":
-                body = tr(self.lang, "timeout", name=name)
-                return self._line(
-                    stamp,
-                    "<--",
-                    body,
-                    tag_styled=s.sgr("<--", *st.TIMEOUT),
-                    text_codes=st.TIMEOUT,
-                    dim=dim,
-                )
-            case "announce":
-                body = tr(self.lang, "announce", text=text)
-                return self._line(
-                    stamp,
-                    "***",
-                    body,
-                    tag_styled=s.sgr("***", *st.ANNOUNCE),
-                    text_codes=st.ANNOUNCE,
-                    dim=dim,
+                    stamp, tag, body, tag_styled=s.sgr(tag, *codes), text_codes=codes, dim=dim
                 )
         return []
 
