@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import Result, fmt_rate, fmt_time, pyplot, table
+from bench.v2load import ACK_EVERY
 
 V2_TARGET = 0.70  # issue 4: v2 at 0% loss >= 70% of the classic dialect's messages/s
 FLOOD_TARGET_US = 200_000  # issue 5: the others' p99 under 200 ms during a flood
@@ -107,7 +108,8 @@ def _v2_findings(by_loss: dict[int, dict[str, Any]]) -> list[str]:
                 f"(bench/v2load.py: the cookie login, `SAY sid seq text` with up to "
                 f"{lean['window']} unacknowledged lines per sender like the classic row's "
                 f"{cl['window']} in flight, a line leaving flight on its ACKED or its own EV, "
-                f"a cumulative ACK every 8 events as the real client sends, no ordering or "
+                f"a cumulative ACK every {ACK_EVERY} events as the real client sends, no "
+                f"ordering or "
                 f"rendering) move {fmt_rate(lean['msgs_per_s'])} messages/s against "
                 f"classic's {fmt_rate(cl['msgs_per_s'])}, each of their rounds right after a "
                 f"classic one on a server with the same settings: **{pct(lean_ratio)}** of "
@@ -172,9 +174,10 @@ def _v2_findings(by_loss: dict[int, dict[str, Any]]) -> list[str]:
             f"**The server's part.** In these rounds it spent {us(v2['server_us_per_msg'])} "
             f"of CPU per v2 message against {us(cl['server_us_per_msg'])} per classic one "
             f"(classic / v2: {pct(cpu_ratio)}). Per message a v2 server receives the SAY and, "
-            f"from its 10 sessions, about 1.25 ACKs (each client acks every 8 events), and "
-            f"sends 11 datagrams (every session gets the EV, its sender too, plus the "
-            f"ACKED); a classic server receives one datagram and sends 9."
+            f"from its 10 sessions, about {10 / ACK_EVERY:.2g} ACKs (each client acks every "
+            f"{ACK_EVERY} events), and sends 10 datagrams (the EV to the 9 other sessions, "
+            f"and the ACKED, which carries the event's time and is the sender's copy of it); "
+            f"a classic server receives one datagram and sends 9."
         )
         if "server_msgs_per_wakeup" in v2:
             server += (
@@ -379,9 +382,9 @@ def render_v2(results: list[Result], img_dir: Path) -> list[str]:
         "- `classic, window 1`: the same clients with the v2 client's concurrency.",
         "- `v2 server, lean clients` (0% loss): the v2 server's capacity, on a third "
         "server with the same settings: 10 lean v2 clients (bench/v2load.py; cookie login, "
-        "up to 16 unacknowledged lines per sender, an ACK every 8 events, no ordering or "
-        "rendering), rounds right after the classic ones. The issue's target is judged "
-        "on this row.",
+        f"up to 16 unacknowledged lines per sender, an ACK every {ACK_EVERY} events, no "
+        "ordering or rendering), rounds right after the classic ones. The issue's target "
+        "is judged on this row.",
         "- `… one sender`: one line in flight in the room, nine receivers: latency "
         "without queueing.",
         "",

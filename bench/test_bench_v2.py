@@ -22,11 +22,12 @@ must not share a room), and alternates rounds of:
 - ``v2 server, lean clients`` (0% loss only): the v2 server's capacity. 10 lean but
   protocol-correct v2 clients (bench/v2load.py ``LeanV2Fleet``: cookie login, SAY
   with up to 16 unacknowledged lines per sender like the classic row, a cumulative
-  ACK every 8 events, no ordering or rendering) on a third server with the same
-  settings; rounds right after the classic ones. The real client's state machine
-  costs more CPU per message than the server, so on 2 shared cores the ``v2`` row
-  measures the client fleet; this row is what the dialect's server sustains when
-  its clients are not the bottleneck, and the issue's target is judged on it.
+  ACK every 16 events as the real client sends, no ordering or rendering) on a
+  third server with the same settings; rounds right after the classic ones. The
+  real client's state machine costs more CPU per message than the server, so on 2
+  shared cores the ``v2`` row measures the client fleet; this row is what the
+  dialect's server sustains when its clients are not the bottleneck, and the
+  issue's target is judged on it.
 - ``v2, window 8`` (10% loss only; a diagnostic, not the product): the v2 clients
   with 8 unacknowledged lines each instead of 1, on a third server and proxy: how
   much of v2's figure under loss is the window.

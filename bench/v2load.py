@@ -8,9 +8,11 @@ work beyond what the protocol requires, all clients in one epoll loop:
 - login as docs/protocol.md says: ``LOGIN`` padded to 256 bytes, the server's
   ``COOKIE``, ``LOGIN`` again with the cookie, ``WELCOME`` (retried every 0.5 s);
 - ``SAY sid seq text`` with up to ``window`` unacknowledged lines per sender; a
-  line leaves flight on its ``ACKED`` or on its own ``EV``, whichever comes first;
-- every ``EV`` is taken once by id (a server retransmission is ignored), and a
-  cumulative ``ACK sid upto`` goes out every 8 events (the real client's
+  line leaves flight on its ``ACKED`` (or on its own ``EV``, should the server
+  retransmit one before the ACKED arrives);
+- every ``EV``, and the ``ACKED seq id ts`` that is a sender's copy of its own
+  line, is taken once by id (a server retransmission is ignored), and a cumulative
+  ``ACK sid upto`` goes out every ``ACK_EVERY`` events (the real client's
   ``ack_every``) and when the loop is idle (the real client's 200 ms ack delay,
   shortened: nothing is owed when a round ends);
 - no ordering, no rendering, no PULLs (at 0% loss on loopback nothing is missing).
@@ -33,10 +35,12 @@ from dataclasses import dataclass, field
 
 from bench.chatrig import Address, Deliveries, RoundStats, message_text, parse_text, stamped_socket
 from bench.fanout import _stamp
+from chatroom.client.session import SessionConfig
 from chatroom.protocol.codec import encode_client, parse_server
 from chatroom.protocol.frames import Cookie, Login, Refused, Welcome
 
-ACK_EVERY = 8
+#: The real client's cadence (its ``SessionConfig.ack_every``).
+ACK_EVERY = SessionConfig().ack_every
 
 
 @dataclass(eq=False)
@@ -150,20 +154,8 @@ class LeanV2Fleet:
             if len(parts) != 7:
                 self.errors += 1
                 return
-            ev = int(parts[2])
-            if ev <= c.upto or ev in c.above:
+            if not self._take(c, int(parts[2])):
                 return  # a retransmission: already taken
-            if ev == c.upto + 1:
-                c.upto = ev
-                above = c.above
-                while c.upto + 1 in above:
-                    c.upto += 1
-                    above.discard(c.upto)
-            else:
-                c.above.add(ev)
-            c.unacked += 1
-            if c.unacked >= ACK_EVERY:
-                self._ack(c)
             if parts[4] != b"message":
                 return
             parsed = parse_text(parts[6])
@@ -175,9 +167,29 @@ class LeanV2Fleet:
             else:
                 self.deliveries.add(c.index, sender, k, sent, stamp or time.time_ns())
         elif data.startswith(b"v2 ACKED "):
-            c.inflight.discard(int(data.split(b" ", 3)[2]))
+            parts = data.split(b" ")
+            c.inflight.discard(int(parts[2]))
+            if len(parts) == 5:  # with its time: our copy of the event (no EV comes)
+                self._take(c, int(parts[3]))
         elif data.startswith(b"v2 ERR "):
             self.errors += 1
+
+    def _take(self, c: LeanClient, ev: int) -> bool:
+        """Count event ``ev`` in the cumulative ACK; False if it was already taken."""
+        if ev <= c.upto or ev in c.above:
+            return False
+        if ev == c.upto + 1:
+            c.upto = ev
+            above = c.above
+            while c.upto + 1 in above:
+                c.upto += 1
+                above.discard(c.upto)
+        else:
+            c.above.add(ev)
+        c.unacked += 1
+        if c.unacked >= ACK_EVERY:
+            self._ack(c)
+        return True
 
     def _ack(self, c: LeanClient) -> None:
         c.unacked = 0

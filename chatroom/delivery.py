@@ -11,6 +11,14 @@ retransmitted events, exponential back-off on each expiry).
 The clamp is [0.2 s, 4 s] rather than RFC 6298's 1 s minimum: on a LAN or
 loopback a chat line should not wait a full second for its retransmission, and
 our client acknowledges within 0.2 s anyway (that delay is part of every sample).
+
+The window is 256 events. It bounds memory and a dead client's cost, not the pace
+(the per-session rate limit paces senders). It was 64 until the benchmark of ten
+busy senders (bench/test_bench_v2.py, 160 lines in flight in the room) showed
+every session held nearly all the time: each event then went out once per
+session from the catch-up path instead of once in the fan-out, and waited for an
+ACK round trip. At 256 that room fans out live; a session's state stays a few
+kilobytes, and a retransmission burst is still ``BURST`` events.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Final
 
 from chatroom.rtt import RttEstimator
 
-WINDOW: Final = 64
+WINDOW: Final = 256  # see the module docstring
 RTO_INITIAL: Final = 1.0
 RTO_MIN: Final = 0.2
 RTO_MAX: Final = 4.0

@@ -9,23 +9,45 @@ map after a server restart.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from chatroom.events import Event
 
 
 class Ring:
-    """The last ``size`` events, ids contiguous and ascending."""
+    """The last ``size`` events, ids contiguous and ascending, each with its wire
+    frame encoded at most once.
 
-    def __init__(self, size: int, recent: Iterable[Event] = ()) -> None:
+    The frame cache is what keeps a held session's catch-up, a retransmission and
+    a PULL as cheap as the live fan-out: under load every session that falls
+    behind its window is sent each event separately, and encoding the same event
+    once per session cost more than the send (docs/benchmarks.md, v2 profile).
+    """
+
+    def __init__(
+        self, size: int, recent: Iterable[Event] = (), *, encode: Callable[[Event], bytes]
+    ) -> None:
         self._events: deque[Event] = deque(recent, maxlen=size)
+        self._frames: deque[bytes | None] = deque((None for _ in self._events), maxlen=size)
+        self._encode = encode
 
     def append(self, event: Event) -> None:
         self._events.append(event)
+        self._frames.append(None)
 
-    @property
-    def oldest(self) -> int | None:
-        return self._events[0].id if self._events else None
+    def frame(self, event_id: int) -> bytes | None:
+        """The encoded frame of ``event_id`` (encoded on first use), or None when
+        the ring no longer (or not yet) holds it."""
+        events = self._events
+        if not events:
+            return None
+        index = event_id - events[0].id
+        if not 0 <= index < len(events):
+            return None
+        data = self._frames[index]
+        if data is None:
+            data = self._frames[index] = self._encode(events[index])
+        return data
 
     def get(self, event_id: int) -> Event | None:
         events = self._events
@@ -34,14 +56,19 @@ class Ring:
         index = event_id - events[0].id  # contiguous ids: O(1) by arithmetic
         return events[index] if 0 <= index < len(events) else None
 
-    def page(self, after: int, limit: int) -> list[Event]:
-        """Events with id > after, at most ``limit`` (the caller checks ``oldest``)."""
+    @property
+    def oldest(self) -> int | None:
+        return self._events[0].id if self._events else None
+
+    def frames(self, after: int, limit: int) -> list[bytes]:
+        """Encoded frames of the events with id > after, at most ``limit`` (the
+        caller checks ``oldest``)."""
         events = self._events
         if not events:
             return []
-        start = max(0, after + 1 - events[0].id)
-        stop = min(len(events), start + limit)
-        return [events[i] for i in range(start, stop)]
+        first = max(events[0].id, after + 1)
+        stop = min(events[-1].id, first + limit - 1)
+        return [f for i in range(first, stop + 1) if (f := self.frame(i)) is not None]
 
     def session_name(self, sid: str) -> str | None:
         """The name the session ``sid`` last used, if the ring remembers it (joins

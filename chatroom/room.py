@@ -101,10 +101,10 @@ class Room(RoomState):
             outbox: Outbox = user.session.outbox
             if outbox.deadline is not None and now >= outbox.deadline:
                 for event_id in outbox.expired(now):
-                    event = self._ring.get(event_id)
-                    if event is not None:
+                    frame = self._ring.frame(event_id)
+                    if frame is not None:
                         self.stats["retransmits"] += 1
-                        effects.append(Send(p.encode(p.EventFrame(event)), (user.address,)))
+                        effects.append(Send(frame, (user.address,)))
         if now < self._next_idle_check:
             return effects
         self._next_idle_check = now + 1.0
@@ -312,7 +312,9 @@ class Room(RoomState):
         seqs = user.session.seqs
         if seq in seqs:  # a retry: same answer, nothing stored twice
             self.stats["retries"] += 1
-            return [Send(p.encode(p.Acked(seq, seqs[seq])), (addr,))]
+            event = self._ring.get(seqs[seq])
+            ts = event.created_at if event is not None else None
+            return [Send(p.encode(p.Acked(seq, seqs[seq], ts)), (addr,))]
         if p.bad_text_char(text) is not None:
             self.stats["drop.badtext"] += 1
             return [
@@ -331,12 +333,12 @@ class Room(RoomState):
             err = p.Error("slowdown", f"rate limit {self.config.rate} messages/s")
             return self._reply_error(addr, self._now, p.encode(err))
         effects = self._publish(
-            "message", user.name, text, exclude=None, session=user.session.sid, seq=seq
+            "message", user.name, text, exclude=None, session=user.session.sid, seq=seq, sender=user
         )
         seqs[seq] = self._last_id
         if len(seqs) > SEQ_MEMORY:
             del seqs[next(iter(seqs))]
-        effects.append(Send(p.encode(p.Acked(seq, self._last_id)), (addr,)))
+        effects.append(Send(p.encode(p.Acked(seq, self._last_id, self._wall)), (addr,)))
         return effects
 
     def _acked(self, user: User, upto: int) -> list[Effect]:
@@ -344,12 +346,21 @@ class Room(RoomState):
         if not outbox.ack(upto, self._now):
             return []
         effects: list[Effect] = []
+        addr = (user.address,)
+        sid = user.session.sid
+        ring = self._ring
         for event_id in outbox.catch_up(self._last_id):  # a held session catches up
-            event = self._ring.get(event_id)
+            event = ring.get(event_id)
             if event is None:
                 break
             outbox.pushed(event_id, self._now)
-            effects.append(Send(p.encode(p.EventFrame(event)), (user.address,)))
+            if event.seq is not None and event.session == sid:
+                continue  # its own message: its ACKED was its copy (see _publish)
+            frame = ring.frame(event_id)
+            assert frame is not None  # the ring holds event_id
+            effects.append(Send(frame, addr))
+        if effects:
+            self.stats["catchups"] += len(effects)
         return effects
 
     def _pull(self, after: int, limit: int, addr: Address) -> list[Effect]:
@@ -358,8 +369,8 @@ class Room(RoomState):
             return []
         if after + 1 < oldest:
             return [Send(p.encode(p.Gone(oldest)), (addr,))]
-        page = self._ring.page(after, min(limit, MAX_PULL))
-        return [Send(p.encode(p.EventFrame(e)), (addr,)) for e in page]
+        frames = self._ring.frames(after, min(limit, MAX_PULL))
+        return [Send(frame, (addr,)) for frame in frames]
 
     def _bad(self, frame: p.BadFrame, addr: Address, now: float) -> list[Effect]:
         self.stats[f"drop.{frame.reason}"] += 1

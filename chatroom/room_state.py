@@ -117,7 +117,7 @@ class RoomState:
         self.stats: Counter[str] = Counter()
         self._token = token
         self._last_id = last_id
-        self._ring = Ring(self.config.ring_size, recent)
+        self._ring = Ring(self.config.ring_size, recent, encode=lambda e: p.encode(p.EventFrame(e)))
         self._sessions: dict[str, User] = {}
         self._next_idle_check = 0.0
         self._guard = Guard(
@@ -168,9 +168,13 @@ class RoomState:
         exclude: Address | None,
         session: str | None = None,
         seq: int | None = None,
+        sender: User | None = None,
     ) -> list[Effect]:
         """Store a new event and fan it out: classic users other than ``exclude``
-        get the course's line; every v2 session gets the EV frame."""
+        get the course's line; every v2 session gets the EV frame, except the
+        v2 ``sender`` of a message: its ACKED (with the event's time) is its copy,
+        so the event counts as pushed to it (retransmitted as an EV if unacked)
+        without a datagram of its own."""
         self._last_id += 1
         event_id = self._last_id
         event = Event(event_id, kind, name, text, self._wall, session, seq)
@@ -184,7 +188,8 @@ class RoomState:
                 outbox: Outbox = u.session.outbox
                 if outbox.can_push(event_id):  # else held: it catches up on its acks
                     outbox.pushed(event_id, now)
-                    v2.append(u.address)
+                    if u is not sender:
+                        v2.append(u.address)
             elif u.address != exclude:
                 (classic_nl if u.newline else classic).append(u.address)
         effects: list[Effect] = [Store(event)]
@@ -195,7 +200,9 @@ class RoomState:
             if classic_nl:
                 effects.append(Send(plain + b"\n", tuple(classic_nl)))
         if v2:
-            effects.append(Send(p.encode(p.EventFrame(event)), tuple(v2)))
+            frame = self._ring.frame(event_id)
+            assert frame is not None  # appended above
+            effects.append(Send(frame, tuple(v2)))
         return effects
 
     def _check_new_name(self, raw: str) -> tuple[str, str | None]:

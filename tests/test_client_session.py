@@ -182,17 +182,17 @@ def test_pages_of_32_until_caught_up() -> None:
     assert p.Pull(SID, 32, 32) in sent(page + s.tick(0.1))
 
 
-def test_cumulative_ack_every_8_events_or_after_200ms() -> None:
+def test_cumulative_ack_every_16_events_or_after_200ms() -> None:
     s = new_session(history=0)
     login(s, last_id=0)
     out: list[Output] = []
-    for i in range(1, 9):
+    for i in range(1, 17):
         out += s.receive(ev(i), 0.1)
-    assert [f for f in sent(out) if isinstance(f, p.Ack)] == [p.Ack(SID, 8)]
-    out = s.receive(ev(9), 0.2)
+    assert [f for f in sent(out) if isinstance(f, p.Ack)] == [p.Ack(SID, 16)]
+    out = s.receive(ev(17), 0.2)
     assert not [f for f in sent(out) if isinstance(f, p.Ack)]
     assert not [f for f in sent(s.tick(0.3)) if isinstance(f, p.Ack)]
-    assert [f for f in sent(s.tick(0.41)) if isinstance(f, p.Ack)] == [p.Ack(SID, 9)]
+    assert [f for f in sent(s.tick(0.41)) if isinstance(f, p.Ack)] == [p.Ack(SID, 17)]
 
 
 def test_pong_with_newer_id_pulls_the_lost_tail() -> None:
@@ -243,6 +243,36 @@ def test_say_retransmitted_with_backoff_until_acked_then_shown_own() -> None:
     out = s.receive(ev(4, "join", "alice", ""), 4.2) + s.receive(ev(5, name="alice"), 4.2)
     assert [(e.event.id, e.own) for e in shown(out)] == [(4, False), (5, True)]
     assert not [f for f in sent(run(s, 4.2, 10.0)) if isinstance(f, p.Say)]
+
+
+def test_acked_with_time_is_our_copy_of_the_event_in_order_once() -> None:
+    s = new_session(history=0)
+    login(s, last_id=3)
+    s.typed("hello there", 1.0)
+    # The server sends no EV of our own message: ACKED with the time is our copy.
+    out = s.receive(ev(4, "join", "bob", ""), 1.05)
+    out += s.receive(p.encode(p.Acked(1, 5, 1_700_000_005.0)), 1.1)
+    assert [(e.event.id, e.event.name, e.event.text, e.own) for e in shown(out)] == [
+        (4, "bob", "", False),
+        (5, "alice", "hello there", True),
+    ]
+    assert shown(out)[-1].event.created_at == 1_700_000_005.0
+    # A retransmitted EV of it (our ACK was lost) is not shown again; it is acked.
+    again = s.receive(ev(5, name="alice", text="hello there"), 1.2)
+    assert shown(again) == []
+    acks = [f for f in sent(again + run(s, 1.2, 1.5)) if isinstance(f, p.Ack)]
+    assert acks and acks[-1] == p.Ack(SID, 5)
+
+
+def test_acked_with_time_waits_behind_a_gap() -> None:
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=3)
+    s.typed("hi", 1.0)
+    out = s.receive(p.encode(p.Acked(1, 5, 1_700_000_005.0)), 1.1)
+    assert shown(out) == []  # event 4 is missing: pulled, then both in order
+    assert p.Pull(SID, 3, 1) in sent(run(s, 1.1, 1.3))
+    out = s.receive(ev(4), 1.35)
+    assert [(e.event.id, e.own) for e in shown(out)] == [(4, False), (5, True)]
 
 
 def test_say_given_up_after_a_while_and_user_told() -> None:

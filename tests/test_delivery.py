@@ -17,7 +17,7 @@ def test_window_bounds_unacked_events() -> None:
     assert not box.can_push(11 + WINDOW)
     assert not box.can_push(13)  # never out of sequence
     assert box.ack(20, 0.1)
-    assert list(box.catch_up(last_id=200)) == list(range(11 + WINDOW, 21 + WINDOW))
+    assert list(box.catch_up(last_id=WINDOW + 100)) == list(range(11 + WINDOW, 21 + WINDOW))
 
 
 def test_rto_follows_rfc6298_and_clamps() -> None:
@@ -75,9 +75,43 @@ def test_room_holds_a_silent_client_and_catches_it_up() -> None:
     h = Harness("indexed", idle_timeout=1000.0, rate=None)
     sid = h.v2_login(A, "alice")
     h.send(B, "L bob")
-    for i in range(200):
+    for i in range(WINDOW + 100):
         h.send(B, f"C bob m{i}")
     pushed = _event_ids(h.take(A))
     assert pushed == list(range(2, WINDOW + 1))  # join (1) was taken at login
     h.send(A, f"v2 ACK {sid} 40")
     assert _event_ids(h.take(A)) == list(range(WINDOW + 1, 40 + WINDOW + 1))
+
+
+def test_own_message_is_acked_not_sent_and_resent_as_an_event_if_unacked() -> None:
+    h = Harness("indexed", rate=None)
+    sid = h.v2_login(A, "alice")
+    h.take(A)
+    h.send(A, f"v2 SAY {sid} 1 hello")
+    frames = [p.parse_server(d) for d in h.take(A)]
+    assert frames == [p.Acked(1, 2, 1_700_000_000.0 + h.now)]  # no EV of its own message
+    h.tick(RTO_INITIAL + 0.01)  # never acknowledged: the event is resent as an EV
+    assert _event_ids(h.take(A)) == [1, 2]
+    h.send(A, f"v2 ACK {sid} 2")
+    h.tick(10)
+    assert h.take(A) == []
+
+
+def test_held_session_catches_up_without_its_own_messages() -> None:
+    h = Harness("indexed", idle_timeout=1000.0, rate=None)
+    sid = h.v2_login(A, "alice")
+    h.send(B, "L bob")
+    for i in range(WINDOW):
+        h.send(B, f"C bob m{i}")
+    # alice joined as 1, bob as 2, his lines are 3..WINDOW + 2; the window is full.
+    assert max(_event_ids(h.take(A))) == WINDOW
+    h.send(B, "C bob before")
+    for seq in (1, 2):
+        h.send(A, f"v2 SAY {sid} {seq} mine {seq}")
+    h.send(B, "C bob after")
+    frames = [p.parse_server(d) for d in h.take(A)]
+    assert [f.id for f in frames if isinstance(f, p.Acked)] == [WINDOW + 4, WINDOW + 5]
+    assert _event_ids([p.encode(f) for f in frames if isinstance(f, p.EventFrame)]) == []
+    h.send(A, f"v2 ACK {sid} {WINDOW}")
+    # Caught up with bob's lines, but not alice's two (their ACKEDs were her copies).
+    assert _event_ids(h.take(A)) == [WINDOW + 1, WINDOW + 2, WINDOW + 3, WINDOW + 6]

@@ -35,6 +35,7 @@ SERVER_TABLE: list[tuple[bytes, p.ServerFrame]] = [
     (b"v2 EV 7 1700000000000 announce * tea is ready",
      p.EventFrame(Event(7, "announce", "", "tea is ready", 1700000000.0))),
     (b"v2 ACKED 3 17", p.Acked(3, 17)),
+    (b"v2 ACKED 3 17 1700000000123", p.Acked(3, 17, 1700000000.123)),
     (b"v2 WELCOME n1 abcd 60 12 5/1", p.Welcome("n1", "abcd", 60.0, 12, "5/1")),
     (b"v2 WELCOME n1 abcd 0.5 0 off", p.Welcome("n1", "abcd", 0.5, 0, "off")),
     (b"v2 COOKIE n1 17.00ff", p.Cookie("n1", "17.00ff")),

@@ -293,8 +293,13 @@ def test_v2_ids_are_contiguous_per_session(h: Harness) -> None:
     h.send(A, f"v2 SAY {sid} 1 two")
     h._apply(h.room.announce("three", h.now, 0.0))
     h.send(B, "Q bob")
-    ids = [f.event.id for f in map(p.parse_server, h.take(A)) if isinstance(f, p.EventFrame)]
-    assert ids == list(range(1, 7))
+    frames = [p.parse_server(d) for d in h.take(A)]
+    evs = [f.event.id for f in frames if isinstance(f, p.EventFrame)]
+    acked = [f for f in frames if isinstance(f, p.Acked)]
+    # Our own message comes back as its ACKED, with the event's time, not as an EV:
+    # together they are every id, once.
+    assert [a.id for a in acked] == [4] and acked[0].ts is not None
+    assert sorted([*evs, 4]) == list(range(1, 7)) and 4 not in evs
 
 
 def test_v2_wrong_session_id_is_refused(h: Harness) -> None:
@@ -359,7 +364,8 @@ def test_v2_resume_after_restart_keeps_idempotency() -> None:
     assert welcome.sid == sid
     h.send(A, f"v2 SAY {sid} 1 before restart")  # the retry of an already stored message
     acks = [f for f in map(p.parse_server, h.take(A)) if isinstance(f, p.Acked)]
-    assert acks == [p.Acked(1, events[-1].id)]
+    assert [(a.seq, a.id) for a in acks] == [(1, events[-1].id)]
+    assert acks[0].ts == pytest.approx(events[-1].created_at, abs=0.001)
     assert sum(s.event.kind == "message" for s in h.stored) == 1
 
 

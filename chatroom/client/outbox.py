@@ -125,14 +125,14 @@ class Outbox:
         o.rto = rto
         o.deadline = now + rto
 
-    def acked(self, seq: int, now: float) -> bool:
-        """An ACKED: True if it was ours and new."""
+    def acked(self, seq: int, now: float) -> Outgoing | None:
+        """An ACKED: the message it settles, or None if not ours or not new."""
         o = self.items.pop(seq, None)
         if o is None:
-            return False
+            return None
         if o.tries == 1 and o.sent_at is not None:
             self.rtt.sample(now - o.sent_at)  # Karn: only unambiguous samples
-        return True
+        return o
 
     def stored_as_event(self, text: str) -> bool:
         """Our own message came back as an event before its ACKED (which may be

@@ -65,7 +65,7 @@ class SessionConfig:
     login_rto: float = 0.5
     login_rto_max: float = 2.0
     first_login_timeout: float = 3.0
-    ack_every: int = 8
+    ack_every: int = 16
     ack_delay: float = 0.2
     gap_delay: float = 0.1
     probe_after: float = 1.0
@@ -185,8 +185,8 @@ class ClientSession:
                 if any(_live_announcement(o) for o in shown):
                     self.live.check_soon(now + self.config.announce_check)
                 out += shown
-            case p.Acked(seq=seq, id=id_):
-                out += self._on_acked(seq, id_, now)
+            case p.Acked(seq=seq, id=id_, ts=ts):
+                out += self._on_acked(seq, id_, ts, now)
             case p.Pong(last_id=last):
                 if (rtt := self.live.pong(now)) is not None:
                     self.outbox.rtt.sample(rtt)
@@ -359,12 +359,17 @@ class ClientSession:
         self.live.expect(now)
         return Transmit(p.encode_client(p.Say(self.sid, o.seq, o.text)))
 
-    def _on_acked(self, seq: int, id_: int, now: float) -> list[Output]:
-        if not self.outbox.acked(seq, now):
+    def _on_acked(self, seq: int, id_: int, ts: float | None, now: float) -> list[Output]:
+        sent = self.outbox.acked(seq, now)
+        if sent is None:
             return []  # a duplicate answer
         assert self.view is not None
         self.view.our_message(id_, now)
-        return []
+        if ts is None:
+            return []  # the event comes as an EV (older server) or is pulled
+        # The server's copy of our own message: it sends us no EV for it.
+        ev = Event(id_, "message", self.view.name, sent.text, ts)
+        return self.view.event(ev, now, self.outbox.stored_as_event)
 
     def _who(self, now: float, *, show: bool) -> list[Output]:
         if self.state != State.LIVE or self.view is None:

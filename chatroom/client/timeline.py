@@ -25,7 +25,7 @@ class Timeline:
     history_upto: int
     stream: EventStream
     scrollback: Scrollback
-    ack_every: int = 8
+    ack_every: int = 16
     ack_delay: float = 0.2
     acked: int = 0
     online: set[str] = field(default_factory=set)

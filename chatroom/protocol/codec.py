@@ -128,8 +128,8 @@ def encode(frame: ServerFrame) -> bytes:
             name = e.name or OPERATOR_NAME
             head = f"EV {e.id} {round(e.created_at * 1000)} {e.kind} {name} "
             return V2_PREFIX + head.encode() + _fit(e.text, MAX_DATAGRAM - 3 - len(head.encode()))
-        case Acked(seq=seq, id=id_):
-            body = f"ACKED {seq} {id_}"
+        case Acked(seq=seq, id=id_, ts=ts):
+            body = f"ACKED {seq} {id_}" if ts is None else f"ACKED {seq} {id_} {round(ts * 1000)}"
         case Welcome(nonce=nonce, sid=sid, idle_timeout=t, last_id=last, rate=rate):
             body = f"WELCOME {nonce} {sid} {t:g} {last} {rate}"
         case Cookie(nonce=nonce, cookie=cookie):
@@ -205,8 +205,10 @@ def parse_server(data: bytes) -> ServerFrame | BadFrame:
                 who = "" if name == OPERATOR_NAME else name
                 return EventFrame(Event(int(id_s), k, who, msg, int(ts_s) / 1000))
             case "ACKED":
-                seq_s, id_s = rest.split(" ")
-                return Acked(int(seq_s), int(id_s))
+                seq_s, id_s, *when = rest.split(" ")
+                if len(when) > 1:
+                    raise ValueError(rest)
+                return Acked(int(seq_s), int(id_s), int(when[0]) / 1000 if when else None)
             case "WELCOME":
                 nonce, sid, t, last, rate = rest.split(" ")
                 return Welcome(nonce, sid, float(t), int(last), rate)

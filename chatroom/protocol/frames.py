@@ -173,10 +173,18 @@ class EventFrame:
 
 @dataclass(frozen=True, slots=True)
 class Acked:
-    """``v2 ACKED seq id``: message ``seq`` is stored as event ``id``."""
+    """``v2 ACKED seq id [ts_ms]``: message ``seq`` is stored as event ``id``.
+
+    With ``ts`` (the event's time) it is also the sender's copy of the event: the
+    server does not send the sender an EV of its own message, since the client
+    already has the text; that saves one datagram per message in the fan-out. Without
+    ``ts`` (an older server, or a retry whose event left the server's memory) the
+    client takes the event from an EV or a PULL as for anyone else's.
+    """
 
     seq: int
     id: int
+    ts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
