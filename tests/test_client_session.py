@@ -552,6 +552,15 @@ def test_quit_by_a_person_waits_flush_timeout_at_most() -> None:
     s.receive(ev(1, "message", "alice", "line 0"), 1.0)  # progress, but a person is leaving
     assert p.Bye(SID) not in sent(run(s, 1.0, 1.49))
     assert p.Bye(SID) in sent(run(s, 1.5, 1.6))
+    # Leaving without them: the user is told which lines did not go, word for word.
+    out = run(s, 1.6, 3.0)
+    assert Finished() in out
+    told = [o for o in out if isinstance(o, Notice) and o.key.startswith("undelivered")]
+    assert [(o.key, o.args) for o in told] == [
+        ("undelivered", {"count": 2}),
+        ("undelivered_line", {"text": "line 1"}),
+        ("undelivered_line", {"text": "line 2"}),
+    ]
 
 
 def test_quit_does_not_wait_for_what_others_say() -> None:

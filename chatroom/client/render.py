@@ -148,7 +148,15 @@ class Renderer:
         message = tr(self.lang, key, **safe)
         codes = (
             st.ERROR
-            if key in ("connection_lost", "gave_up", "too_long", "control_chars", "undelivered")
+            if key
+            in (
+                "connection_lost",
+                "gave_up",
+                "too_long",
+                "control_chars",
+                "undelivered",
+                "undelivered_line",
+            )
             else st.NOTICE
         )
         stamp = self._stamp(wall)

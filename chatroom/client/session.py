@@ -471,7 +471,11 @@ class ClientSession:
     def _finish(self) -> list[Output]:
         out: list[Output] = []
         if self.outbox:
-            out.append(Notice("undelivered", {"count": len(self.outbox.drain())}))
+            # Quitting does not wait out the rate limit (a person leaving wants to
+            # leave), so say exactly which lines did not go: they can be sent again.
+            lost = self.outbox.drain()
+            out.append(Notice("undelivered", {"count": len(lost)}))
+            out += [Notice("undelivered_line", {"text": o.text}) for o in lost]
         self.state = State.DONE
         return [*out, Finished()]
 
