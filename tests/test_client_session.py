@@ -162,6 +162,20 @@ def test_gap_pulled_after_short_delay_not_before() -> None:
     assert [e.event.id for e in shown(out)] == [12, 13, 14]
 
 
+def test_hole_pulled_at_once_when_three_later_events_overtook_it() -> None:
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=10)
+    out = s.receive(ev(12), 1.0) + s.receive(ev(13), 1.0)
+    assert not [f for f in sent(out + s.tick(1.0)) if isinstance(f, p.Pull)]
+    out = s.receive(ev(14), 1.01)  # the third past the hole: a loss, not a reordering
+    out += s.tick(1.01)  # the network loop ticks after every read
+    assert [f for f in sent(out) if isinstance(f, p.Pull)] == [p.Pull(SID, 10, 1)]
+    out = s.receive(ev(15), 1.02)  # still waiting on that pull: not asked again
+    assert not [f for f in sent(out + s.tick(1.03)) if isinstance(f, p.Pull)]
+    out = s.receive(ev(11), 1.04)
+    assert [e.event.id for e in shown(out)] == [11, 12, 13, 14, 15]
+
+
 def test_lost_pull_answer_is_pulled_again_with_backoff() -> None:
     s = new_session(history=0, gap_delay=0.1)
     login(s, last_id=10)

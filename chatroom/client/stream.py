@@ -5,7 +5,10 @@ client always knows which ids it lacks. ``EventStream`` holds a reorder buffer,
 releases events strictly in id order, each exactly once, and decides when to
 PULL a missing range: at once for ranges the server told us about (WELCOME,
 a finished page), after ``gap_delay`` for a hole in the live stream (the missing
-datagram may merely be late), and again after a timeout if the answer is lost.
+datagram may merely be late) or as soon as ``REORDER_THRESHOLD`` later events
+have arrived past it (TCP's fast retransmit, RFC 5681: that many overtaking
+datagrams make a loss likelier than a reordering), and again after a timeout if
+the answer is lost.
 
 ``Scrollback`` fetches a range of *earlier* events for ``/history N`` and hands
 them over in one ordered batch once all of them have arrived.
@@ -24,6 +27,8 @@ from chatroom.events import Event
 PAGE: Final = 32
 #: Events buffered ahead of a hole; anything further is dropped and pulled later.
 MAX_BUFFER: Final = 4096
+#: Events past a hole that make it pulled before ``gap_delay`` (a "fast pull").
+REORDER_THRESHOLD: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +76,11 @@ class EventStream:
         self.buffer[event.id] = event
         self.known_high = max(self.known_high, event.id)
         out = self._release()
-        if self.behind and self._gap_since is None:
-            self._gap_since = now
+        if self.behind:
+            if self._gap_since is None:
+                self._gap_since = now
+            if self._pull is None and len(self.buffer) >= REORDER_THRESHOLD:
+                self._gap_since = min(self._gap_since, now - self.gap_delay)  # due now
         return out
 
     def _release(self) -> list[Event]:
