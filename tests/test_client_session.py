@@ -176,6 +176,35 @@ def test_hole_pulled_at_once_when_three_later_events_overtook_it() -> None:
     assert [e.event.id for e in shown(out)] == [11, 12, 13, 14, 15]
 
 
+def _never_busy(s: ClientSession, start: float, stop: float) -> None:
+    """Ticking at the deadline must move it: a deadline at or before now that tick
+    leaves in place is a busy loop in the network process."""
+    now = start
+    while now < stop:
+        s.tick(now)
+        d = s.deadline()
+        assert d is None or d > now, (s.state, now, d)
+        now = round(now + 0.05, 6)
+
+
+def test_no_busy_deadline_while_the_first_login_waits() -> None:
+    s = new_session(history=0, first_login_timeout=30.0)
+    (frame,) = sent(s.login("alice", 0.0))
+    assert isinstance(frame, p.Login)
+    s.typed("too early", 0.1)
+    s.receive(p.encode(p.Cookie(frame.nonce, "1.ab")), 0.2)  # then every WELCOME is lost
+    _never_busy(s, 0.2, 12.0)
+
+
+def test_no_busy_deadline_while_quitting_on_a_dead_path() -> None:
+    s = new_session(history=0, flush_timeout=1.5)
+    login(s, last_id=0)
+    s.typed("into the void", 1.0)  # the path is dead from here on
+    run(s, 1.0, 4.9)
+    s.quit(4.9)
+    _never_busy(s, 4.9, 9.0)
+
+
 def test_lost_pull_answer_is_pulled_again_with_backoff() -> None:
     s = new_session(history=0, gap_delay=0.1)
     login(s, last_id=10)

@@ -226,7 +226,9 @@ class ClientSession:
         return []
 
     def deadline(self) -> float | None:
-        """The latest time ``tick`` must be called."""
+        """The latest time ``tick`` must be called (None: nothing to wait for)."""
+        if self.state in (State.IDLE, State.DONE):
+            return None  # tick does nothing here: a deadline would be a busy loop
         times: list[float] = []
         if self.state in (State.LOGIN, State.RELOGIN) and self._login is not None:
             times.append(self._login.retry_at)
@@ -234,7 +236,8 @@ class ClientSession:
                 times.append(self._login.started + self.config.first_login_timeout)
         if self.state in (State.LIVE, State.CLOSING) and (t := self.outbox.deadline()):
             times.append(t)
-        times += self.live.deadlines(live=self.state == State.LIVE)
+        if self.state in (State.LIVE, State.RELOGIN):  # where tick checks the path
+            times += self.live.deadlines(live=self.state == State.LIVE)
         flushing = self.state == State.CLOSING and self._close_phase == "flush"
         if (self.state == State.LIVE or flushing) and self.view is not None:
             times += self.view.deadlines()
