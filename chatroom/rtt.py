@@ -5,7 +5,13 @@ Shared by both ends: the client times its SAY retries with it, the server
 
 RFC 6298 sets a 1 s minimum RTO for TCP; over UDP on today's networks Linux's
 200 ms floor is the usual choice and keeps a lost message from stalling a
-conversation for a second. The maximum is clamped to 8 s (RFC 6298 allows 60 s),
+conversation for a second. The server keeps that floor (its samples include our
+client's 200 ms ack delay). The client uses 20 ms: what it times (SAY -> ACKED,
+PULL -> EV) is answered without delay, and QUIC (RFC 9002) likewise has no floor
+beyond its timer granularity; on a real path srtt + 4 rttvar is above 20 ms
+anyway, so the floor only matters on a LAN, where 200 ms was most of the
+latency under loss (docs/benchmarks.md). A spurious SAY retry is harmless: the
+server answers it from its (session, seq) map. The maximum is clamped to 8 s (RFC 6298 allows 60 s),
 because the client also probes the path on its own (see session.py) and a user
 waiting longer than that wants to know. Samples follow Karn's rule: only from
 frames that were sent once.

@@ -6,6 +6,7 @@ No sockets, no sleeps: server frames are built with chatroom.protocol and fed to
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -24,6 +25,7 @@ from chatroom.client.effects import (
     Transmit,
 )
 from chatroom.client.session import ClientSession, SessionConfig, State
+from chatroom.client.stream import PULL_BACKOFF_MAX
 from chatroom.events import Event, EventKind
 
 SID = "0123456789abcdef0123456789abcdef"
@@ -205,13 +207,69 @@ def test_no_busy_deadline_while_quitting_on_a_dead_path() -> None:
     _never_busy(s, 4.9, 9.0)
 
 
+def test_every_hole_is_pulled_at_once_and_each_retried_on_its_own() -> None:
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=10)
+    for i in (12, 14, 15, 17):  # holes: 11, 13, 16
+        s.receive(ev(i), 1.0)
+    pulls = [f for f in sent(s.tick(1.0)) if isinstance(f, p.Pull)]
+    assert pulls == [p.Pull(SID, 10, 1), p.Pull(SID, 12, 1), p.Pull(SID, 15, 1)]
+    out = s.receive(ev(13), 1.01) + s.receive(ev(16), 1.01)  # 11's answer is lost
+    assert shown(out) == []
+    again = [f for f in sent(run(s, 1.01, 1.2)) if isinstance(f, p.Pull)]
+    assert again and set(again) == {p.Pull(SID, 10, 1)}  # only the hole still open
+    out = s.receive(ev(11), 1.2)
+    assert [e.event.id for e in shown(out)] == [11, 12, 13, 14, 15, 16, 17]
+
+
+def test_a_resent_event_we_acked_is_acked_again_once_per_burst() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    out: list[Output] = []
+    for i in range(1, 17):
+        out += s.receive(ev(i), 0.1)
+    assert [f for f in sent(out) if isinstance(f, p.Ack)] == [p.Ack(SID, 16)]
+    # The server resends 1..8: our ACK was lost. Ack again at once, not 8 times.
+    out = []
+    for i in range(1, 9):
+        out += s.receive(ev(i), 0.5)
+    assert [f for f in sent(out) if isinstance(f, p.Ack)] == [p.Ack(SID, 16)]
+    later = s.receive(ev(1), 0.6)
+    assert [f for f in sent(later) if isinstance(f, p.Ack)] == [p.Ack(SID, 16)]
+
+
+def test_the_login_round_trip_sets_the_first_timeouts_unless_retried() -> None:
+    s = new_session(history=0)
+    (frame,) = sent(s.login("alice", 0.0))
+    assert isinstance(frame, p.Login)
+    s.receive(p.encode(p.Cookie(frame.nonce, "1.ab")), 0.03)
+    s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 0)), 0.06)
+    assert s.outbox.rtt.srtt == pytest.approx(0.03)
+    assert s.outbox.rtt.rto < 1.0  # not the 1 s of a path never measured
+    slow = new_session(history=0)
+    (frame,) = sent(slow.login("alice", 0.0))
+    assert isinstance(frame, p.Login)
+    assert [f for f in sent(run(slow, 0.0, 0.6)) if isinstance(f, p.Login)]  # retried
+    slow.receive(p.encode(p.Cookie(frame.nonce, "1.ab")), 0.61)  # answer to which one?
+    assert slow.outbox.rtt.srtt is None  # Karn: no sample
+
+
 def test_lost_pull_answer_is_pulled_again_with_backoff() -> None:
     s = new_session(history=0, gap_delay=0.1)
     login(s, last_id=10)
     s.receive(ev(13), 0.0)
-    out = run(s, 0.0, 4.0)
-    pulls = [f for f in sent(out) if isinstance(f, p.Pull)]
-    assert 2 <= len(pulls) <= 4 and all(f == p.Pull(SID, 10, 2) for f in pulls)
+    out: list[tuple[float, list[Output]]] = []
+    t = 0.0
+    while t <= 8.0:
+        out.append((t, s.tick(t)))
+        t = round(t + 0.01, 6)
+    times = [at for at, o in out for f in sent(o) if isinstance(f, p.Pull)]
+    assert all(f == p.Pull(SID, 10, 2) for _, o in out for f in sent(o) if isinstance(f, p.Pull))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # The timeout doubles on each loss, from the path's (short) RTO up to the cap.
+    assert len(times) >= 5 and gaps[1] >= 1.9 * gaps[0] - 0.02
+    assert all(b >= a - 0.02 for a, b in itertools.pairwise(gaps))
+    assert max(gaps) <= PULL_BACKOFF_MAX + 0.02 and gaps[-1] >= PULL_BACKOFF_MAX - 0.02
 
 
 def test_pages_of_32_until_caught_up() -> None:
@@ -279,9 +337,17 @@ def test_say_retransmitted_with_backoff_until_acked_then_shown_own() -> None:
     login(s, last_id=3)
     out = s.typed("hello there", 1.0)
     assert sent(out) == [p.Say(SID, 1, "hello there")]
-    out = run(s, 1.0, 4.05)
-    says = [f for f in sent(out) if isinstance(f, p.Say)]
-    assert 1 <= len(says) <= 3 and all(f == p.Say(SID, 1, "hello there") for f in says)
+    times: list[float] = []
+    t = 1.0
+    while t <= 4.05:
+        says = [f for f in sent(s.tick(t)) if isinstance(f, p.Say)]
+        assert all(f == p.Say(SID, 1, "hello there") for f in says)
+        times += [t] * len(says)
+        t = round(t + 0.01, 6)
+    # The login's 10 ms round trip set the first timeout (20-30 ms); each loss doubles it.
+    gaps = [b - a for a, b in zip([1.0, *times], times, strict=False)]
+    assert 0.02 <= gaps[0] <= 0.05 and len(times) >= 5
+    assert all(b >= 1.9 * a - 0.02 for a, b in itertools.pairwise(gaps))
     assert s.receive(p.encode(p.Acked(1, 5)), 4.1) == []
     out = s.receive(ev(4, "join", "alice", ""), 4.2) + s.receive(ev(5, name="alice"), 4.2)
     assert [(e.event.id, e.own) for e in shown(out)] == [(4, False), (5, True)]
@@ -336,7 +402,7 @@ def test_window_limits_messages_in_flight() -> None:
     for i in range(5):
         out += s.typed(f"m{i}", 0.1)
     assert [f.seq for f in sent(out) if isinstance(f, p.Say)] == [1, 2]
-    out = s.receive(p.encode(p.Acked(1, 1)), 0.2)
+    out = s.receive(p.encode(p.Acked(1, 1)), 0.11)  # before the 2nd one's timeout
     assert [f.seq for f in sent(out) if isinstance(f, p.Say)] == [3]
 
 

@@ -30,6 +30,10 @@ class LoginAttempt:
     rto: float
     rto_max: float
     cookie: str | None = None
+    #: When the current LOGIN last went out, and how often (Karn: a round-trip
+    #: sample only from one sent once).
+    sent_at: float = 0.0
+    sends: int = 1
 
     @classmethod
     def start(
@@ -42,7 +46,14 @@ class LoginAttempt:
         rto: float,
         rto_max: float,
     ) -> LoginAttempt:
-        return cls(name, new_nonce(rng), resume, now, now + rto, rto, rto_max)
+        return cls(name, new_nonce(rng), resume, now, now + rto, rto, rto_max, sent_at=now)
+
+    def rtt_sample(self, now: float) -> float | None:
+        """The round trip of the LOGIN just answered, if it was sent once. The
+        handshake is the first measure of the path the client gets (QUIC seeds its
+        estimator the same way), so its first messages and pulls do not wait out
+        the 1 s initial timeout."""
+        return now - self.sent_at if self.sends == 1 else None
 
     def frame(self) -> bytes:
         return p.encode_client(p.Login(self.nonce, self.name, self.resume, self.cookie))
@@ -53,6 +64,8 @@ class LoginAttempt:
             return False
         self.rto = min(self.rto * 2, self.rto_max)
         self.retry_at = now + self.rto
+        self.sent_at = now
+        self.sends += 1
         return True
 
     def take_cookie(self, cookie: p.Cookie, now: float, rto: float) -> bool:
@@ -62,6 +75,7 @@ class LoginAttempt:
         self.cookie = cookie.cookie
         self.rto = rto
         self.retry_at = now + rto
+        self.sent_at, self.sends = now, 1  # the LOGIN with the cookie goes out now
         return True
 
     def start_over(self, rng: random.Random, now: float) -> None:

@@ -73,7 +73,7 @@ class Pacer:
 class Outbox:
     window: int = 1
     give_up_after: float = 60.0
-    rtt: RttEstimator = field(default_factory=RttEstimator)
+    rtt: RttEstimator = field(default_factory=lambda: RttEstimator(minimum=0.02))
     pacer: Pacer | None = None
     items: dict[int, Outgoing] = field(default_factory=dict)
     next_seq: int = 1

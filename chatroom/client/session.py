@@ -270,15 +270,23 @@ class ClientSession:
         return [Transmit(self._login.frame())]
 
     def _on_cookie(self, ck: p.Cookie, now: float) -> list[Output]:
-        if self._login is None or not self._login.take_cookie(ck, now, self.config.login_rto):
+        login = self._login
+        if login is None:
             return []
+        sample = login.rtt_sample(now)
+        if not login.take_cookie(ck, now, self.config.login_rto):
+            return []
+        if sample is not None:
+            self.outbox.rtt.sample(sample)
         self.live.heard(ends_outage=False)
         self.live.expect(now)
-        return [Transmit(self._login.frame())]
+        return [Transmit(login.frame())]
 
     def _on_welcome(self, w: p.Welcome, now: float) -> list[Output]:
         if self._login is None or w.nonce != self._login.nonce:
             return []  # an answer to an older attempt, or a duplicate
+        if (sample := self._login.rtt_sample(now)) is not None:
+            self.outbox.rtt.sample(sample)
         self._login = None
         self.sid = w.sid
         self.idle_timeout = w.idle_timeout

@@ -29,6 +29,13 @@ PAGE: Final = 32
 MAX_BUFFER: Final = 4096
 #: Events past a hole that make it pulled before ``gap_delay`` (a "fast pull").
 REORDER_THRESHOLD: Final = 3
+#: Most holes pulled at once (one PULL each).
+MAX_HOLES: Final = 8
+#: A hole's PULL is repeated with its timeout doubled, up to this. Every event
+#: after the hole waits on it, and a PULL is one small datagram, so the cap is
+#: low: at 20% loss each way a cap of 8 s (the SAY timer's) stalled a whole
+#: stream for 8 s after four unlucky round trips.
+PULL_BACKOFF_MAX: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +54,22 @@ class _Outstanding:
 @dataclass(slots=True)
 class EventStream:
     """``delivered``: every id <= it has been handed out. ``known_high``: the
-    highest id the server has shown to exist."""
+    highest id the server has shown to exist.
+
+    Each hole is asked for on its own (``_asked``, by the id the PULL starts
+    after), so a lost answer delays only its hole, and holes that open while
+    others are being fetched are asked for at once rather than one round trip
+    at a time: at 10% loss a busy room always has several (the v2 benchmark's
+    head-of-line blocking, docs/benchmarks.md).
+    """
 
     delivered: int
     known_high: int
     gap_delay: float = 0.1
     buffer: dict[int, Event] = field(default_factory=dict)
+    #: When an un-asked hole became due to be pulled after ``gap_delay``.
     _gap_since: float | None = None
-    _pull: _Outstanding | None = None
+    _asked: dict[int, _Outstanding] = field(default_factory=dict)
 
     @property
     def behind(self) -> bool:
@@ -79,7 +94,7 @@ class EventStream:
         if self.behind:
             if self._gap_since is None:
                 self._gap_since = now
-            if self._pull is None and len(self.buffer) >= REORDER_THRESHOLD:
+            if len(self.buffer) >= REORDER_THRESHOLD:
                 self._gap_since = min(self._gap_since, now - self.gap_delay)  # due now
         return out
 
@@ -88,12 +103,16 @@ class EventStream:
         while (ev := self.buffer.pop(self.delivered + 1, None)) is not None:
             out.append(ev)
             self.delivered = ev.id
-        if self._pull is not None and self.delivered >= self._pull.upto:
-            self._pull = None
-            # The page arrived: fetch the next one right away.
-            self._gap_since = float("-inf") if self.behind else None
+        if out and self._asked:
+            done = [after for after, ask in self._asked.items() if ask.upto <= self.delivered]
+            for after in done:
+                del self._asked[after]
+            if done and self.behind:
+                # A page arrived: fetch what follows it right away.
+                self._gap_since = float("-inf")
         if not self.behind:
             self._gap_since = None
+            self._asked.clear()
         return out
 
     def skip_to(self, oldest: int) -> tuple[tuple[int, int] | None, list[Event]]:
@@ -105,7 +124,7 @@ class EventStream:
         self.delivered = oldest - 1
         for key in [k for k in self.buffer if k <= self.delivered]:
             del self.buffer[key]
-        self._pull = None
+        self._asked.clear()
         self.known_high = max(self.known_high, self.delivered)
         self._gap_since = float("-inf") if self.behind else None
         return skipped, self._release()
@@ -115,39 +134,70 @@ class EventStream:
         start again from its newest id."""
         self.delivered = self.known_high = last_id
         self.buffer.clear()
-        self._pull = None
+        self._asked.clear()
         self._gap_since = None
 
-    def pull_due(self, now: float, rto: float) -> PullRequest | None:
-        """A PULL to send now, or None."""
+    def pull_due(self, now: float, rto: float) -> list[PullRequest]:
+        """The PULLs to send now: one per hole that is due (at most ``MAX_HOLES``
+        holes are considered), each for the hole only, not for what the buffer
+        already holds. A hole is due ``gap_delay`` after it opened (or at once,
+        see ``REORDER_THRESHOLD``), and again when its PULL's answer is overdue,
+        with the timeout doubled each time."""
         if not self.behind:
-            self._pull = None
-            return None
-        if self._pull is not None:
-            if now < self._pull.deadline:
-                return None
-            rto = min(self._pull.rto * 2, 8.0)  # the answer was lost: back off
-        elif self._gap_since is None or now < self._gap_since + self.gap_delay:
-            return None
-        # Ask for the hole only, not for what the buffer already holds.
-        end = min(self.buffer, default=self.known_high + 1) - 1
-        limit = min(PAGE, end - self.delivered)
-        self._pull = _Outstanding(self.delivered + limit, now + rto, rto)
-        return PullRequest(self.delivered, limit)
+            self._asked.clear()
+            self._gap_since = None
+            return []
+        fresh_due = self._gap_since is not None and now >= self._gap_since + self.gap_delay
+        overdue = any(now >= ask.deadline for ask in self._asked.values())
+        if not fresh_due and not overdue:
+            return []
+        holes = self._holes()
+        starts = {hole.after for hole in holes}
+        for after in [a for a, ask in self._asked.items() if a not in starts]:
+            # Its hole was partly filled (the rest starts elsewhere) or is gone:
+            # what remains of it is asked for now, as a fresh hole.
+            del self._asked[after]
+            fresh_due = True
+        out: list[PullRequest] = []
+        for hole in holes:
+            ask = self._asked.get(hole.after)
+            if ask is None:
+                if not fresh_due:
+                    continue
+                timeout = rto
+            elif now < ask.deadline:
+                continue
+            else:
+                timeout = min(ask.rto * 2, PULL_BACKOFF_MAX)  # the answer was lost
+            self._asked[hole.after] = _Outstanding(hole.after + hole.limit, now + timeout, timeout)
+            out.append(hole)
+        if fresh_due:
+            self._gap_since = None  # every hole there is now is asked for
+        return out
+
+    def _holes(self) -> list[PullRequest]:
+        holes: list[PullRequest] = []
+        prev = self.delivered
+        for event_id in [*sorted(self.buffer), self.known_high + 1]:
+            if event_id > prev + 1:
+                holes.append(PullRequest(prev, min(PAGE, event_id - 1 - prev)))
+                if len(holes) == MAX_HOLES:
+                    break
+            prev = event_id
+        return holes
 
     def retry_now(self, now: float) -> None:
         """The path came back: re-ask for whatever is outstanding at once."""
-        if self._pull is not None:
-            self._pull.deadline = now
+        for ask in self._asked.values():
+            ask.deadline = now
 
     def deadline(self) -> float | None:
         if not self.behind:
             return None
-        if self._pull is not None:
-            return self._pull.deadline
+        times = [ask.deadline for ask in self._asked.values()]
         if self._gap_since is not None:
-            return self._gap_since + self.gap_delay
-        return None
+            times.append(self._gap_since + self.gap_delay)
+        return min(times) if times else None
 
 
 @dataclass(slots=True)

@@ -32,6 +32,12 @@ class Timeline:
     own_ids: set[int] = field(default_factory=set)
     who_wanted: int = 0
     _ack_due: float | None = None
+    #: A retransmission of an event we already acknowledged arrived: that ACK was
+    #: lost, and until the server has another it keeps resending its oldest
+    #: unacknowledged events (never the newest, which may be the one we lack).
+    _reack: bool = False
+    #: No second re-ACK before this (a retransmission burst is up to 8 events).
+    _reack_after: float = 0.0
 
     @classmethod
     def start(
@@ -66,6 +72,9 @@ class Timeline:
             batch = self.scrollback.add(ev)
             if batch is not None:
                 out += self._show_scrollback(batch)
+        elif self.acked >= ev.id and now >= self._reack_after:
+            self._reack = True
+            self._reack_after = now + self.ack_delay / 4
         return out
 
     def _show(self, ev: Event, claim: Callable[[str], bool]) -> list[Output]:
@@ -135,12 +144,17 @@ class Timeline:
         return None
 
     def pulls_due(self, now: float, rto: float) -> list[PullRequest]:
-        reqs = (self.stream.pull_due(now, rto), self.scrollback.pull_due(now, rto))
-        return [r for r in reqs if r is not None]
+        back = self.scrollback.pull_due(now, rto)
+        return self.stream.pull_due(now, rto) + ([back] if back is not None else [])
 
     def ack_due(self, now: float) -> int | None:
         """The id to acknowledge now, if an ACK is due."""
         delivered = self.stream.delivered
+        if self._reack and delivered >= self.acked:
+            self._reack = False
+            self.acked = delivered
+            self._ack_due = None
+            return delivered
         if delivered <= self.acked:
             self._ack_due = None
             return None
