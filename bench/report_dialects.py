@@ -281,21 +281,22 @@ def _v2_findings(by_loss: dict[int, dict[str, Any]]) -> list[str]:
                 else f"(CPU: server {v2['server_cpu']:.2f}, clients {v2['client_cpu']:.2f} "
                 f"of a core.) "
             )
-            + f"A sender has "
-            f"one line in flight; when its SAY or the ACKED is lost (about 19% of lines at "
-            f"10% each way; {pct(retrans)} of SAYs here were retransmissions) it waits out "
-            f"the retransmission timeout, at least 200 ms, doubling on each further loss. "
-            f"And lines are shown in id order: each receiver misses about one EV in 10, "
-            f"pulls it after the 100 ms gap delay or once 3 later events have overtaken "
-            f"it ({v2['pulls']:,} PULLs for "
-            f"{v2['messages']:,} lines), and everything behind the gap waits for it "
-            f"(head-of-line blocking); a PULL or its answer lost is retried after the same "
-            f"200 ms floor. A round ends when the last receiver has the last line: its "
-            f"senders had all their lines stored at {fmt_rate(v2.get('stored_per_s', 0))}/s, "
-            f"and the last one reached everyone {max(0.0, v2.get('tail_s', 0)):.2g} s later "
-            f"(median of rounds): a receiver that lost the last EVs hears of them only when the "
-            f"server's retransmission timer fires (its RTO, from acks that wait up to the "
-            f"client's 200 ms ack delay, doubles on each expiry up to 4 s).",
+            + f"A sender has one line in flight; when its SAY or the ACKED is lost (about "
+            f"19% of lines at 10% each way; {pct(retrans)} of SAYs here were "
+            f"retransmissions) it waits out the client's retransmission timeout: the path's "
+            f"RTO from RFC 6298, seeded by the login's round trip, at least 20 ms on this "
+            f"loopback, doubling on each further loss. Lines are shown in id order: each "
+            f"receiver misses about one EV in 10 and everything behind that hole waits for "
+            f"it (head-of-line blocking), so holes are pulled fast: after the 100 ms gap "
+            f"delay, or as soon as 3 later events have overtaken one, every hole at once, "
+            f"each re-asked on its own timer when its answer is lost "
+            f"({v2['pulls']:,} PULLs for {v2['messages']:,} lines). A round ends when the "
+            f"last receiver has the last line: its senders had all their lines stored at "
+            f"{fmt_rate(v2.get('stored_per_s', 0))}/s, and the last one reached everyone "
+            f"{max(0.0, v2.get('tail_s', 0)):.2g} s later (median of rounds): a receiver "
+            f"that lost the very last EVs has no later event to reveal the hole, and hears "
+            f"of them when the server's retransmission timer fires (its RTO, from acks that "
+            f"wait up to the client's 200 ms ack delay, has a 200 ms floor).",
             "",
         ]
         wide = d.get("v2, window 8")
