@@ -51,6 +51,11 @@ class Outbox:
     rto: float = RTO_INITIAL
     #: When the oldest unacked event is due for retransmission (None: nothing due).
     deadline: float | None = None
+    #: When the client was first heard from after its WELCOME (None: not yet).
+    #: Events sent before that cannot give a round-trip sample: a client whose
+    #: WELCOME was lost acknowledges them only once a retried LOGIN gets through,
+    #: and that wait (3.2 s in the simulation) would inflate the timeout for long.
+    heard_at: float | None = None
 
     def can_push(self, event_id: int) -> bool:
         """True when ``event_id`` is the next in sequence and fits the window."""
@@ -67,15 +72,26 @@ class Outbox:
         if upto <= self.acked:
             return False
         sample: float | None = None
-        for event_id in range(self.acked + 1, min(upto, self.sent_upto) + 1):
+        last = min(upto, self.sent_upto)
+        heard = self.heard_at
+        for event_id in range(self.acked + 1, last + 1):
             sent = self.sent_at.pop(event_id, None)
-            if sent is not None:
-                sample = now - sent  # the newest first-transmission sample wins
+            # Only the largest id acknowledged gives a sample (QUIC's rule, RFC
+            # 9002 5.1): an older one acknowledged late because the ACK that
+            # covered it was lost, or was waiting behind a hole, would measure
+            # that wait, not the path (a 3.2 s first sample kept one session's
+            # timeout at 4 s for a whole run in the simulation).
+            if event_id == last and sent is not None and heard is not None and sent >= heard:
+                sample = now - sent
         self.acked = upto
         self.sent_upto = max(self.sent_upto, upto)
         if sample is not None:
             self.estimator.sample(sample)
-            self.rto = self.estimator.rto
+        # Progress proves the path works: the back-off collapses to the estimate
+        # even without a sample (QUIC resets its PTO back-off on any newly
+        # acknowledged data, RFC 9002 6.2.1). Keeping a 4 s back-off after a
+        # lossy burst left a lost last event waiting 4 s for its retransmission.
+        self.rto = self.estimator.rto
         self.deadline = now + self.rto if self.sent_at else None
         return True
 

@@ -188,6 +188,12 @@ class Room(RoomState):
             sess = current.session
             if sess is not None and sess.nonce == frame.nonce and current.name == frame.name:
                 sess.last_seen = now  # the WELCOME was lost: answer the retry the same way
+                if frame.resume is not None:
+                    # ...except for a client that was in the room already: it may
+                    # have been sent newer events meanwhile, and a WELCOME older
+                    # than what it has would read as a reset server (it would
+                    # start over and show them twice). It pulls what it lacks.
+                    sess.base_id = self._last_id
                 return [Send(p.encode(self._welcome(current, frame.nonce)), (addr,))]
         if self.config.validate_addresses:
             key = p.name_key(frame.name)
@@ -260,6 +266,7 @@ class Room(RoomState):
         self._guard.session_opened(addr[0])
         live.session.nonce = frame.nonce
         live.session.last_seen = now
+        live.session.base_id = self._last_id
         self.stats["migrations"] += 1
         return [*effects, Send(p.encode(self._welcome(live, frame.nonce)), (addr,))]
 
@@ -289,6 +296,8 @@ class Room(RoomState):
             return self._reply_error(addr, now, p.encode(err))
         session: Session = user.session
         session.last_seen = now
+        if session.outbox.heard_at is None:
+            session.outbox.heard_at = now
         match frame:
             case p.Say(seq=seq, text=text):
                 return self._say(user, seq, text, addr)
@@ -314,7 +323,11 @@ class Room(RoomState):
             self.stats["retries"] += 1
             event = self._ring.get(seqs[seq])
             ts = event.created_at if event is not None else None
-            return [Send(p.encode(p.Acked(seq, seqs[seq], ts)), (addr,))]
+            answer: list[Effect] = [Send(p.encode(p.Acked(seq, seqs[seq], ts)), (addr,))]
+            frame = self._ring.frame(seqs[seq])
+            if frame is not None and seqs[seq] > user.session.outbox.acked:
+                answer.append(Send(frame, (addr,)))
+            return answer
         if p.bad_text_char(text) is not None:
             self.stats["drop.badtext"] += 1
             return [

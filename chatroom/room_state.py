@@ -62,7 +62,9 @@ class Session:
     sid: str
     nonce: str
     last_seen: float
-    #: The newest event id before this session's own join (what WELCOME said).
+    #: What the latest WELCOME said: the newest event id before the session's
+    #: join, or, after a move to a new address, before that move (the client
+    #: pulls anything newer; an older id would make it start over).
     base_id: int
     outbox: Outbox
     bucket: Bucket | None
@@ -200,8 +202,9 @@ class RoomState:
             if classic_nl:
                 effects.append(Send(plain + b"\n", tuple(classic_nl)))
         if v2:
-            frame = self._ring.frame(event_id)
-            assert frame is not None  # appended above
+            # The ring's copy (encoded once for every later resend), unless the
+            # ring keeps nothing (a ring size of 0).
+            frame = self._ring.frame(event_id) or p.encode(p.EventFrame(event))
             effects.append(Send(frame, tuple(v2)))
         return effects
 

@@ -25,7 +25,7 @@ from chatroom.client.effects import (
     Transmit,
 )
 from chatroom.client.session import ClientSession, SessionConfig, State
-from chatroom.client.stream import PULL_BACKOFF_MAX
+from chatroom.client.stream import PULL_BACKOFF_MAX, EventStream, PullRequest
 from chatroom.events import Event, EventKind
 
 SID = "0123456789abcdef0123456789abcdef"
@@ -210,15 +210,16 @@ def test_no_busy_deadline_while_quitting_on_a_dead_path() -> None:
 def test_every_hole_is_pulled_at_once_and_each_retried_on_its_own() -> None:
     s = new_session(history=0, gap_delay=0.1)
     login(s, last_id=10)
-    for i in (12, 14, 15, 17):  # holes: 11, 13, 16
+    for i in (12, 14, 15, 17):  # holes: 11, 13, 16 (none yet overtaken by 3)
         s.receive(ev(i), 1.0)
-    pulls = [f for f in sent(s.tick(1.0)) if isinstance(f, p.Pull)]
+    assert not [f for f in sent(s.tick(1.05)) if isinstance(f, p.Pull)]
+    pulls = [f for f in sent(s.tick(1.1)) if isinstance(f, p.Pull)]
     assert pulls == [p.Pull(SID, 10, 1), p.Pull(SID, 12, 1), p.Pull(SID, 15, 1)]
-    out = s.receive(ev(13), 1.01) + s.receive(ev(16), 1.01)  # 11's answer is lost
+    out = s.receive(ev(13), 1.11) + s.receive(ev(16), 1.11)  # 11's answer is lost
     assert shown(out) == []
-    again = [f for f in sent(run(s, 1.01, 1.2)) if isinstance(f, p.Pull)]
+    again = [f for f in sent(run(s, 1.11, 1.3)) if isinstance(f, p.Pull)]
     assert again and set(again) == {p.Pull(SID, 10, 1)}  # only the hole still open
-    out = s.receive(ev(11), 1.2)
+    out = s.receive(ev(11), 1.3)
     assert [e.event.id for e in shown(out)] == [11, 12, 13, 14, 15, 16, 17]
 
 
@@ -252,6 +253,49 @@ def test_the_login_round_trip_sets_the_first_timeouts_unless_retried() -> None:
     assert [f for f in sent(run(slow, 0.0, 0.6)) if isinstance(f, p.Login)]  # retried
     slow.receive(p.encode(p.Cookie(frame.nonce, "1.ab")), 0.61)  # answer to which one?
     assert slow.outbox.rtt.srtt is None  # Karn: no sample
+
+
+def test_a_page_arriving_slowly_is_not_asked_for_again() -> None:
+    stream = EventStream(0, 0, gap_delay=0.1)
+    stream.learn_high(64, 0.0, immediate=True)
+    assert stream.pull_due(0.0, rto=1.0) == [PullRequest(0, 32)]
+    for i in range(1, 11):  # the page streams in over a slow link, in order
+        now = 0.05 + i * 0.01
+        stream.receive(Event(i, "message", "bob", "hi", 0.0), now)
+        assert stream.pull_due(now, rto=1.0) == []
+    d = stream.deadline()
+    assert d is not None and d > 0.15
+    assert stream.pull_due(0.5, rto=1.0) == []  # 11..32 are on their way until t=1
+    assert stream.pull_due(1.0, rto=1.0) == [PullRequest(10, 32)]  # overdue: asked again
+
+
+def test_three_events_past_the_newest_hole_pull_it_at_once() -> None:
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=10)
+    for i in (12, 13, 14):  # 11 is missing, and 3 events are past it
+        s.receive(ev(i), 1.0)
+    assert p.Pull(SID, 10, 1) in sent(s.tick(1.0))
+    out = s.receive(ev(16), 1.01)  # a new hole (15): only one event past it
+    assert not [f for f in sent(out + s.tick(1.02)) if isinstance(f, p.Pull) and f.after == 14]
+
+
+def test_a_second_cookie_makes_the_login_untimeable() -> None:
+    s = new_session(history=0)
+    (frame,) = sent(s.login("alice", 0.0))
+    assert isinstance(frame, p.Login)
+    assert [f for f in sent(run(s, 0.0, 0.6)) if isinstance(f, p.Login)]  # retried at 0.5
+    s.receive(p.encode(p.Cookie(frame.nonce, "1.aaaa")), 1.10)  # answers which LOGIN?
+    s.receive(p.encode(p.Cookie(frame.nonce, "0.bbbb")), 1.105)  # the other one's
+    s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 0)), 1.11)
+    assert s.outbox.rtt.srtt is None  # Karn: no 5 ms sample from mismatched answers
+
+
+def test_our_own_event_carries_the_name_as_the_server_stores_it() -> None:
+    s = new_session("Zoe\u0308", history=0)  # typed decomposed; stored in NFC
+    login(s, last_id=0)
+    s.typed("hi", 1.0)
+    out = s.receive(p.encode(p.Acked(1, 1, 1_700_000_001.0)), 1.01)
+    assert [(e.event.name, e.own) for e in shown(out)] == [("Zo\u00eb", True)]
 
 
 def test_lost_pull_answer_is_pulled_again_with_backoff() -> None:

@@ -292,6 +292,27 @@ def test_server_restart_resumes_without_loss_or_repeat() -> None:
     assert all("reconnected" in net.notices[a] for a in net.clients)
 
 
+def test_address_change_shows_nothing_twice() -> None:
+    """Found in review: the WELCOME after a move carried the session's first id,
+    which the client read as a reset server, and it showed its history again."""
+    net = SimNet(make_room(no_rate_limit(), 1), seed=1)
+    sent = chat(net, ["alice", "bob"], 5)
+    settle(net, sent)
+    old, new = ("127.0.0.1", 40000), ("127.0.0.1", 40100)
+    net.clients[new] = net.clients.pop(old)  # the NAT gives alice a new port
+    net.shown[new] = net.shown.pop(old)
+    for k in range(3):
+        for addr, name in ((new, "alice"), (("127.0.0.1", 40001), "bob")):
+            text = f"{name} after the move {k}"
+            sent[name].append(text)
+            net.type(addr, text)
+        net.run(net.now + 1.5)
+    settle(net, sent)
+    check_delivery(net, sent)
+    assert "server_reset" not in net.notices[new]
+    assert net.room.stats["migrations"] == 1
+
+
 def test_acked_then_server_restart_never_stores_twice() -> None:
     """The server stored a message and died before the ACKED got out."""
     config = no_rate_limit()

@@ -21,7 +21,7 @@ def test_window_bounds_unacked_events() -> None:
 
 
 def test_rto_follows_rfc6298_and_clamps() -> None:
-    box = Outbox(0, 0)
+    box = Outbox(0, 0, heard_at=0.0)
     assert box.rto == RTO_INITIAL
     box.pushed(1, 0.0)
     box.ack(1, 0.1)  # first sample: srtt = 0.1, rttvar = 0.05 -> 0.1 + 4*0.05 = 0.3
@@ -46,12 +46,36 @@ def test_expiry_retransmits_oldest_and_backs_off() -> None:
 
 
 def test_karn_no_sample_from_retransmitted_events() -> None:
-    box = Outbox(0, 0)
+    box = Outbox(0, 0, heard_at=0.0)
     box.pushed(1, 0.0)
     box.expired(5.0)
     box.ack(1, 9.0)  # ambiguous: sent at 0 and at 5
     assert box.estimator.srtt is None
     assert box.deadline is None
+
+
+def test_samples_only_from_the_largest_id_and_only_once_the_client_was_heard() -> None:
+    box = Outbox(0, 0)
+    box.pushed(1, 0.0)  # sent before the client was heard from (its WELCOME was lost)
+    box.ack(1, 3.2)
+    assert box.estimator.srtt is None  # that wait is not the path's round trip
+    box.heard_at = 3.2
+    box.pushed(2, 3.3)
+    box.pushed(3, 4.0)
+    box.ack(3, 4.05)  # 2 was acknowledged late, with 3: only 3 is measured
+    assert box.estimator.srtt == pytest.approx(0.05)
+
+
+def test_progress_collapses_the_backoff() -> None:
+    box = Outbox(0, 0, heard_at=0.0)
+    for i in range(1, 4):
+        box.pushed(i, 0.0)
+    for t in (1.0, 3.0, 7.0):
+        box.expired(t)
+    assert box.rto == RTO_MAX
+    box.ack(1, 7.5)  # no sample (retransmitted), but the path works again
+    assert box.rto == RTO_INITIAL
+    assert box.deadline == pytest.approx(7.5 + RTO_INITIAL)
 
 
 def _event_ids(data: list[bytes]) -> list[int]:

@@ -382,7 +382,10 @@ def test_v2_address_change_moves_the_live_session() -> None:
     h.send(moved, f"v2 SAY {sid} 2 from the train")
     assert h.take(moved) == [b"v2 ERR nosession not logged in; log in again"]
     frames = h.login_frames(moved, "alice", "n9", resume=sid)
-    assert next(f for f in frames if isinstance(f, p.Welcome)).sid == sid
+    welcome = next(f for f in frames if isinstance(f, p.Welcome))
+    # The same session, and the newest id now: the client pulls what is newer
+    # (the id of its first join would read as a reset server, history shown twice).
+    assert welcome.sid == sid and welcome.last_id == h.room.last_id
     h.send(moved, f"v2 SAY {sid} 2 from the train")
     h.send(moved, f"v2 SAY {sid} 1 from home")  # an old retry: still the same answer
     acks = [f for f in map(p.parse_server, h.take(moved)) if isinstance(f, p.Acked)]
@@ -390,6 +393,21 @@ def test_v2_address_change_moves_the_live_session() -> None:
     assert h.take(B) == [b"alice : from the train"]  # no leave/join noise
     assert h.room.registry.find_address(A) is None
     assert [s.event.kind for s in h.stored].count("join") == 2
+
+
+def test_retried_say_not_yet_acknowledged_gets_the_event_too() -> None:
+    h = Harness("indexed", rate=None)
+    sid = h.v2_login(A, "alice")
+    h.take(A)
+    h.send(A, f"v2 SAY {sid} 1 hello")
+    h.take(A)  # the ACKED (alice's copy) is lost
+    h.send(A, f"v2 SAY {sid} 1 hello")
+    frames = [p.parse_server(d) for d in h.take(A)]
+    assert [type(f) for f in frames] == [p.Acked, p.EventFrame]
+    h.send(A, f"v2 ACK {sid} 2")
+    h.take(A)
+    h.send(A, f"v2 SAY {sid} 1 hello")  # acknowledged: the ACKED alone
+    assert [type(p.parse_server(d)) for d in h.take(A)] == [p.Acked]
 
 
 def test_texts_over_the_limit_are_refused_for_everyone(h: Harness) -> None:

@@ -34,6 +34,8 @@ class LoginAttempt:
     #: sample only from one sent once).
     sent_at: float = 0.0
     sends: int = 1
+    #: False once a second cookie came: answers can no longer be told apart.
+    timeable: bool = True
 
     @classmethod
     def start(
@@ -53,7 +55,7 @@ class LoginAttempt:
         handshake is the first measure of the path the client gets (QUIC seeds its
         estimator the same way), so its first messages and pulls do not wait out
         the 1 s initial timeout."""
-        return now - self.sent_at if self.sends == 1 else None
+        return now - self.sent_at if self.sends == 1 and self.timeable else None
 
     def frame(self) -> bytes:
         return p.encode_client(p.Login(self.nonce, self.name, self.resume, self.cookie))
@@ -72,6 +74,10 @@ class LoginAttempt:
         """A COOKIE for this attempt: True if the LOGIN should go out again now."""
         if cookie.nonce != self.nonce or cookie.cookie == self.cookie:
             return False
+        if self.cookie is not None:
+            # A second COOKIE answers an earlier LOGIN (retried before the first
+            # came back): which send the next answer belongs to is unknowable.
+            self.timeable = False
         self.cookie = cookie.cookie
         self.rto = rto
         self.retry_at = now + rto

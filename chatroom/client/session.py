@@ -22,6 +22,7 @@ shown, BYE, ``Finished``. docs/client.md has the details.
 from __future__ import annotations
 
 import random
+import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
@@ -273,7 +274,8 @@ class ClientSession:
         login = self._login
         if login is None:
             return []
-        sample = login.rtt_sample(now)
+        # A COOKIE answers the first LOGIN only while none came before it.
+        sample = login.rtt_sample(now) if login.cookie is None else None
         if not login.take_cookie(ck, now, self.config.login_rto):
             return []
         if sample is not None:
@@ -297,7 +299,7 @@ class ClientSession:
         if self.view is None:  # the first login
             cfg = self.config
             self.view = Timeline.start(
-                self.name,
+                unicodedata.normalize("NFC", self.name),  # as the server stores it
                 w.last_id,
                 cfg.history,
                 gap_delay=cfg.gap_delay,

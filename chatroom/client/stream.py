@@ -46,6 +46,9 @@ class PullRequest:
 
 @dataclass(slots=True)
 class _Outstanding:
+    """One PULL in flight: it asked for the ids in (after, upto]."""
+
+    after: int
     upto: int
     deadline: float
     rto: float
@@ -56,11 +59,13 @@ class EventStream:
     """``delivered``: every id <= it has been handed out. ``known_high``: the
     highest id the server has shown to exist.
 
-    Each hole is asked for on its own (``_asked``, by the id the PULL starts
-    after), so a lost answer delays only its hole, and holes that open while
-    others are being fetched are asked for at once rather than one round trip
-    at a time: at 10% loss a busy room always has several (the v2 benchmark's
-    head-of-line blocking, docs/benchmarks.md).
+    Each hole is asked for on its own (``_asked``: the ranges PULLed and not yet
+    answered), so a lost answer delays only its hole, and holes that open while
+    others are being fetched are asked for at once rather than one round trip at
+    a time: at 10% loss a busy room always has several (the v2 benchmark's
+    head-of-line blocking, docs/benchmarks.md). A hole inside a range already
+    asked for waits for that answer (a page arriving over a slow link is not
+    asked for again) until the ask's timeout, which doubles on each expiry.
     """
 
     delivered: int
@@ -69,7 +74,9 @@ class EventStream:
     buffer: dict[int, Event] = field(default_factory=dict)
     #: When an un-asked hole became due to be pulled after ``gap_delay``.
     _gap_since: float | None = None
-    _asked: dict[int, _Outstanding] = field(default_factory=dict)
+    _asked: list[_Outstanding] = field(default_factory=list)
+    #: Events received past the newest hole (None: it has been fast-pulled).
+    _past_newest: int | None = None
 
     @property
     def behind(self) -> bool:
@@ -88,14 +95,19 @@ class EventStream:
             return []  # a duplicate
         if len(self.buffer) >= MAX_BUFFER:
             return []  # too far ahead: it will be pulled when its turn comes
+        if event.id > self.known_high + 1:
+            self._past_newest = 1  # a hole opened just before this event
+        elif event.id > self.known_high and self._past_newest is not None:
+            self._past_newest += 1
         self.buffer[event.id] = event
         self.known_high = max(self.known_high, event.id)
         out = self._release()
         if self.behind:
             if self._gap_since is None:
                 self._gap_since = now
-            if len(self.buffer) >= REORDER_THRESHOLD:
+            if self._past_newest is not None and self._past_newest >= REORDER_THRESHOLD:
                 self._gap_since = min(self._gap_since, now - self.gap_delay)  # due now
+                self._past_newest = None
         return out
 
     def _release(self) -> list[Event]:
@@ -104,12 +116,12 @@ class EventStream:
             out.append(ev)
             self.delivered = ev.id
         if out and self._asked:
-            done = [after for after, ask in self._asked.items() if ask.upto <= self.delivered]
-            for after in done:
-                del self._asked[after]
-            if done and self.behind:
-                # A page arrived: fetch what follows it right away.
-                self._gap_since = float("-inf")
+            done = [ask for ask in self._asked if ask.upto <= self.delivered]
+            if done:
+                self._asked = [ask for ask in self._asked if ask.upto > self.delivered]
+                if self.behind and any(ask.upto - ask.after >= PAGE for ask in done):
+                    # A full page arrived: fetch what follows it right away.
+                    self._gap_since = float("-inf")
         if not self.behind:
             self._gap_since = None
             self._asked.clear()
@@ -141,38 +153,37 @@ class EventStream:
         """The PULLs to send now: one per hole that is due (at most ``MAX_HOLES``
         holes are considered), each for the hole only, not for what the buffer
         already holds. A hole is due ``gap_delay`` after it opened (or at once,
-        see ``REORDER_THRESHOLD``), and again when its PULL's answer is overdue,
-        with the timeout doubled each time."""
+        see ``REORDER_THRESHOLD``) unless a PULL in flight covers it, and again
+        when that PULL's answer is overdue, with the timeout doubled."""
         if not self.behind:
             self._asked.clear()
             self._gap_since = None
             return []
         fresh_due = self._gap_since is not None and now >= self._gap_since + self.gap_delay
-        overdue = any(now >= ask.deadline for ask in self._asked.values())
+        overdue = any(now >= ask.deadline for ask in self._asked)
         if not fresh_due and not overdue:
             return []
-        holes = self._holes()
-        starts = {hole.after for hole in holes}
-        for after in [a for a, ask in self._asked.items() if a not in starts]:
-            # Its hole was partly filled (the rest starts elsewhere) or is gone:
-            # what remains of it is asked for now, as a fresh hole.
-            del self._asked[after]
-            fresh_due = True
         out: list[PullRequest] = []
-        for hole in holes:
-            ask = self._asked.get(hole.after)
-            if ask is None:
+        asked: list[_Outstanding] = []
+        for hole in self._holes():
+            first = hole.after + 1
+            cover = next((a for a in self._asked if a.after < first <= a.upto), None)
+            if cover is None:
                 if not fresh_due:
                     continue
                 timeout = rto
-            elif now < ask.deadline:
+            elif now < cover.deadline:
                 continue
             else:
-                timeout = min(ask.rto * 2, PULL_BACKOFF_MAX)  # the answer was lost
-            self._asked[hole.after] = _Outstanding(hole.after + hole.limit, now + timeout, timeout)
+                timeout = min(cover.rto * 2, PULL_BACKOFF_MAX)  # its answer was lost
+            asked.append(_Outstanding(hole.after, hole.after + hole.limit, now + timeout, timeout))
             out.append(hole)
+        lapsed = [a for a in self._asked if now >= a.deadline]
+        self._asked = [a for a in self._asked if now < a.deadline] + asked
         if fresh_due:
-            self._gap_since = None  # every hole there is now is asked for
+            self._gap_since = None  # every hole considered is asked for
+        elif lapsed and not asked:
+            self._gap_since = now  # lapsed asks of holes past the first MAX_HOLES
         return out
 
     def _holes(self) -> list[PullRequest]:
@@ -188,13 +199,13 @@ class EventStream:
 
     def retry_now(self, now: float) -> None:
         """The path came back: re-ask for whatever is outstanding at once."""
-        for ask in self._asked.values():
+        for ask in self._asked:
             ask.deadline = now
 
     def deadline(self) -> float | None:
         if not self.behind:
             return None
-        times = [ask.deadline for ask in self._asked.values()]
+        times = [ask.deadline for ask in self._asked]
         if self._gap_since is not None:
             times.append(self._gap_since + self.gap_delay)
         return min(times) if times else None
@@ -271,7 +282,7 @@ class Scrollback:
         if first is None:
             return None
         limit = min(PAGE, self.hi - first + 1)
-        self._pull = _Outstanding(first - 1 + limit, now + rto, rto)
+        self._pull = _Outstanding(first - 1, first - 1 + limit, now + rto, rto)
         return PullRequest(first - 1, limit)
 
     def retry_now(self, now: float) -> None:
