@@ -35,26 +35,28 @@ class Ring:
         self._events.append(event)
         self._frames.append(None)
 
-    def frame(self, event_id: int) -> bytes | None:
-        """The encoded frame of ``event_id`` (encoded on first use), or None when
-        the ring no longer (or not yet) holds it."""
+    def _index(self, event_id: int) -> int | None:
+        """Where ``event_id`` sits (contiguous ids: O(1) by arithmetic), if held."""
         events = self._events
         if not events:
             return None
         index = event_id - events[0].id
-        if not 0 <= index < len(events):
+        return index if 0 <= index < len(events) else None
+
+    def frame(self, event_id: int) -> bytes | None:
+        """The encoded frame of ``event_id`` (encoded on first use), or None when
+        the ring no longer (or not yet) holds it."""
+        index = self._index(event_id)
+        if index is None:
             return None
         data = self._frames[index]
         if data is None:
-            data = self._frames[index] = self._encode(events[index])
+            data = self._frames[index] = self._encode(self._events[index])
         return data
 
     def get(self, event_id: int) -> Event | None:
-        events = self._events
-        if not events:
-            return None
-        index = event_id - events[0].id  # contiguous ids: O(1) by arithmetic
-        return events[index] if 0 <= index < len(events) else None
+        index = self._index(event_id)
+        return None if index is None else self._events[index]
 
     @property
     def oldest(self) -> int | None:

@@ -58,13 +58,25 @@ def login(s: ClientSession, last_id: int = 0, now: float = 0.0, idle: float = 60
     return s.receive(p.encode(p.Welcome(frame.nonce, SID, idle, last_id)), now + 0.01)
 
 
-def run(s: ClientSession, start: float, stop: float, step: float = 0.01) -> list[Output]:
-    out: list[Output] = []
+def ticks(
+    s: ClientSession, start: float, stop: float, step: float = 0.01
+) -> list[tuple[float, list[Output]]]:
+    """Tick from ``start`` to ``stop``: (time, outputs) of each tick."""
+    out: list[tuple[float, list[Output]]] = []
     t = start
     while t <= stop:
-        out += s.tick(t)
+        out.append((t, s.tick(t)))
         t = round(t + step, 6)
     return out
+
+
+def run(s: ClientSession, start: float, stop: float, step: float = 0.01) -> list[Output]:
+    return [o for _, outs in ticks(s, start, stop, step) for o in outs]
+
+
+def sent_at(timed: list[tuple[float, list[Output]]], kind: type) -> list[tuple[float, object]]:
+    """(time, frame) of every frame of ``kind`` sent in ``ticks`` output."""
+    return [(t, f) for t, outs in timed for f in sent(outs) if isinstance(f, kind)]
 
 
 # ---------------------------------------------------------------- login
@@ -302,13 +314,9 @@ def test_lost_pull_answer_is_pulled_again_with_backoff() -> None:
     s = new_session(history=0, gap_delay=0.1)
     login(s, last_id=10)
     s.receive(ev(13), 0.0)
-    out: list[tuple[float, list[Output]]] = []
-    t = 0.0
-    while t <= 8.0:
-        out.append((t, s.tick(t)))
-        t = round(t + 0.01, 6)
-    times = [at for at, o in out for f in sent(o) if isinstance(f, p.Pull)]
-    assert all(f == p.Pull(SID, 10, 2) for _, o in out for f in sent(o) if isinstance(f, p.Pull))
+    pulls = sent_at(ticks(s, 0.0, 8.0), p.Pull)
+    times = [at for at, _ in pulls]
+    assert all(f == p.Pull(SID, 10, 2) for _, f in pulls)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # The timeout doubles on each loss, from the path's (short) RTO up to the cap.
     assert len(times) >= 5 and gaps[1] >= 1.9 * gaps[0] - 0.02
@@ -381,13 +389,9 @@ def test_say_retransmitted_with_backoff_until_acked_then_shown_own() -> None:
     login(s, last_id=3)
     out = s.typed("hello there", 1.0)
     assert sent(out) == [p.Say(SID, 1, "hello there")]
-    times: list[float] = []
-    t = 1.0
-    while t <= 4.05:
-        says = [f for f in sent(s.tick(t)) if isinstance(f, p.Say)]
-        assert all(f == p.Say(SID, 1, "hello there") for f in says)
-        times += [t] * len(says)
-        t = round(t + 0.01, 6)
+    says = sent_at(ticks(s, 1.0, 4.05), p.Say)
+    assert all(f == p.Say(SID, 1, "hello there") for _, f in says)
+    times = [at for at, _ in says]
     # The login's 10 ms round trip set the first timeout (20-30 ms); each loss doubles it.
     gaps = [b - a for a, b in zip([1.0, *times], times, strict=False)]
     assert 0.02 <= gaps[0] <= 0.05 and len(times) >= 5
