@@ -13,6 +13,7 @@ Modules: frames.py (the values and limits), codec.py (bytes <-> frames),
 rules.py (names and message text), classic.py (the classic dialect's wording).
 """
 
+from chatroom.events import LOBBY
 from chatroom.protocol.classic import EXIT, OK, classic_event, classic_text
 from chatroom.protocol.codec import encode, encode_client, parse, parse_server
 from chatroom.protocol.frames import (
@@ -21,6 +22,8 @@ from chatroom.protocol.frames import (
     MAX_NAME,
     MAX_TEXT,
     OPERATOR_NAME,
+    PEER_PREFIX,
+    ROOM_PREFIX,
     V2_PREFIX,
     Ack,
     Acked,
@@ -35,28 +38,45 @@ from chatroom.protocol.frames import (
     EventFrame,
     Gone,
     Goodbye,
+    Join,
+    Joined,
     Lang,
+    ListRooms,
     Login,
+    Part,
+    Parted,
     Ping,
     Pong,
     Pull,
     Refused,
+    Rejected,
+    RoomList,
     Say,
     ServerFrame,
     Users,
     Welcome,
     Who,
 )
-from chatroom.protocol.rules import bad_text_char, check_name, name_key, text_too_long
+from chatroom.protocol.rules import (
+    bad_text_char,
+    check_name,
+    check_room,
+    name_key,
+    room_key,
+    text_too_long,
+)
 
 __all__ = [
     "EXIT",
+    "LOBBY",
     "LOGIN_MIN",
     "MAX_DATAGRAM",
     "MAX_NAME",
     "MAX_TEXT",
     "OK",
     "OPERATOR_NAME",
+    "PEER_PREFIX",
+    "ROOM_PREFIX",
     "V2_PREFIX",
     "Ack",
     "Acked",
@@ -71,12 +91,19 @@ __all__ = [
     "EventFrame",
     "Gone",
     "Goodbye",
+    "Join",
+    "Joined",
     "Lang",
+    "ListRooms",
     "Login",
+    "Part",
+    "Parted",
     "Ping",
     "Pong",
     "Pull",
     "Refused",
+    "Rejected",
+    "RoomList",
     "Say",
     "ServerFrame",
     "Users",
@@ -84,6 +111,7 @@ __all__ = [
     "Who",
     "bad_text_char",
     "check_name",
+    "check_room",
     "classic_event",
     "classic_text",
     "encode",
@@ -91,5 +119,6 @@ __all__ = [
     "name_key",
     "parse",
     "parse_server",
+    "room_key",
     "text_too_long",
 ]

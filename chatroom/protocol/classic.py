@@ -16,7 +16,10 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "timeout": "{name} timed out",
         "announce": "[announcement] {text}",
         "taken": "name already taken",
-        "invalid": "invalid name: 1-32 characters, no spaces or control characters",
+        "invalid": (
+            "invalid name: 1-32 characters, no spaces or control characters, "
+            "not starting with # or @"
+        ),
         "reserved": "name reserved for the operator",
         "confusable": "name looks too much like someone who is online",
         "notyou": "ERR not logged in as {name} from this address",
@@ -37,7 +40,7 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "timeout": "{name}超时退出了聊天室",
         "announce": "管理员消息: {text}",
         "taken": "该用户已存在",
-        "invalid": "用户名无效: 1-32 个字符, 不能含空格或控制字符",
+        "invalid": "用户名无效: 1-32 个字符, 不能含空格或控制字符, 不能以 # 或 @ 开头",
         "reserved": "该用户名保留给管理员",
         "confusable": "该用户名与在线用户过于相似",
         "notyou": "ERR 此地址未以 {name} 登录",

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from chatroom.events import EVENT_KINDS, Event, EventKind
+from chatroom.events import EVENT_KINDS, LOBBY, Event, EventKind
 from chatroom.protocol.frames import (
     LOGIN_MIN,
     MAX_DATAGRAM,
     OPERATOR_NAME,
+    PEER_PREFIX,
+    ROOM_PREFIX,
     V2_PREFIX,
     Ack,
     Acked,
@@ -24,11 +26,18 @@ from chatroom.protocol.frames import (
     EventFrame,
     Gone,
     Goodbye,
+    Join,
+    Joined,
+    ListRooms,
     Login,
+    Part,
+    Parted,
     Ping,
     Pong,
     Pull,
     Refused,
+    Rejected,
+    RoomList,
     Say,
     ServerFrame,
     Users,
@@ -82,34 +91,74 @@ def _int(field: str) -> int | None:
     return int(field)
 
 
+def _is_chan(field: str) -> bool:
+    """A conversation name's shape (``#room`` or ``@peer``); its rules are the
+    server's to check."""
+    return len(field) > 1 and field[0] in _CHAN_PREFIXES
+
+
+_CHAN_PREFIXES = ROOM_PREFIX + PEER_PREFIX
+
+
+def _chan(parts: list[str]) -> tuple[str, list[str]]:
+    """The optional conversation field at the head of ``parts`` (LOBBY if absent)."""
+    if parts and _is_chan(parts[0]):
+        return parts[0], parts[1:]
+    return LOBBY, parts
+
+
+_V2_VERBS = frozenset(
+    {"LOGIN", "SAY", "ACK", "PULL", "PING", "WHO", "BYE", "JOIN", "PART", "ROOMS"}
+)
+
+
 def _parse_v2(text: str) -> ClientFrame | BadFrame:
     verb, _, rest = text.partition(" ")
     parts = rest.split(" ")
     try:
         match verb:
-            case "LOGIN" if 2 <= len(parts) <= 5 and parts[0] and parts[1]:
+            case "LOGIN" if 2 <= len(parts) <= 6 and parts[0] and parts[1]:
                 resume = parts[2] if len(parts) > 2 and parts[2] not in ("-", "") else None
                 cookie = parts[3] if len(parts) > 3 and parts[3] not in ("-", "") else None
+                room = parts[4] if len(parts) > 4 and _is_chan(parts[4]) else None
                 size = len(text.encode()) + len(V2_PREFIX)
-                return Login(parts[0], parts[1], resume, cookie, size)
+                return Login(parts[0], parts[1], resume, cookie, room, size)
             case "SAY":
-                sid, seq_s, msg = rest.split(" ", 2)
+                sid, rest2 = rest.split(" ", 1)
+                chan = LOBBY
+                head, _, tail = rest2.partition(" ")
+                if _is_chan(head):
+                    chan, rest2 = head, tail
+                seq_s, msg = rest2.split(" ", 1)
                 seq = _int(seq_s)
                 if seq is not None and sid and msg:
-                    return Say(sid, seq, msg)
-            case "ACK" if len(parts) == 2 and (n := _int(parts[1])) is not None:
-                return Ack(parts[0], n)
-            case "PULL" if len(parts) == 3:
-                after, limit = _int(parts[1]), _int(parts[2])
-                if after is not None and limit is not None:
-                    return Pull(parts[0], after, limit)
+                    return Say(sid, seq, msg, chan)
+            case "ACK" if 2 <= len(parts) <= 3:
+                chan, nums = _chan(parts[1:])
+                if len(nums) == 1 and (n := _int(nums[0])) is not None:
+                    return Ack(parts[0], n, chan)
+            case "PULL" if 3 <= len(parts) <= 4:
+                chan, nums = _chan(parts[1:])
+                if len(nums) == 2:
+                    after, limit = _int(nums[0]), _int(nums[1])
+                    if after is not None and limit is not None:
+                        return Pull(parts[0], after, limit, chan)
             case "PING" if len(parts) == 2 and (n := _int(parts[1])) is not None:
                 return Ping(parts[0], n)
-            case "WHO" if len(parts) == 1 and parts[0]:
-                return Who(parts[0])
+            case "WHO" if 1 <= len(parts) <= 2 and parts[0]:
+                if len(parts) == 1:
+                    return Who(parts[0])
+                if parts[1].startswith(ROOM_PREFIX) and _is_chan(parts[1]):
+                    return Who(parts[0], parts[1])
             case "BYE" if len(parts) == 1 and parts[0]:
                 return Bye(parts[0])
-            case "LOGIN" | "SAY" | "ACK" | "PULL" | "PING" | "WHO" | "BYE":
+            case "JOIN" if len(parts) == 2 and parts[0] and _is_chan(parts[1]):
+                return Join(parts[0], parts[1])
+            case "PART" if len(parts) == 2 and parts[0] and _is_chan(parts[1]):
+                return Part(parts[0], parts[1])
+            case "ROOMS" if len(parts) == 1 and parts[0]:
+                return ListRooms(parts[0])
+            case _ if verb in _V2_VERBS:
                 pass
             case _:
                 return BadFrame("verb", f"unknown v2 verb {verb[:16]!r}", "v2")
@@ -121,27 +170,46 @@ def _parse_v2(text: str) -> ClientFrame | BadFrame:
 # --------------------------------------------------------------------------- encoding
 
 
+def _opt(chan: str) -> str:
+    """The optional conversation field: empty for LOBBY (the frames of the
+    single-room release, byte for byte), else the name and a space."""
+    return "" if chan == LOBBY else chan + " "
+
+
 def encode(frame: ServerFrame) -> bytes:
     """Encode a v2 server frame."""
     match frame:
-        case EventFrame(event=e):
+        case EventFrame(event=e, chan=chan):
             name = e.name or OPERATOR_NAME
-            head = f"EV {e.id} {round(e.created_at * 1000)} {e.kind} {name} "
+            where = _opt(e.room if chan is None else chan)
+            head = f"EV {where}{e.room_seq} {round(e.created_at * 1000)} {e.kind} {name} "
             return V2_PREFIX + head.encode() + _fit(e.text, MAX_DATAGRAM - 3 - len(head.encode()))
-        case Acked(seq=seq, id=id_, ts=ts):
-            body = f"ACKED {seq} {id_}" if ts is None else f"ACKED {seq} {id_} {round(ts * 1000)}"
-        case Welcome(nonce=nonce, sid=sid, idle_timeout=t, last_id=last, rate=rate):
+        case Acked(seq=seq, id=id_, ts=ts, chan=chan):
+            body = f"ACKED {seq} {_opt(chan)}{id_}"
+            if ts is not None:
+                body += f" {round(ts * 1000)}"
+        case Rejected(seq=seq, code=code, text=text):
+            body = f"REJECTED {seq} {code} {text}"
+        case Welcome(nonce=nonce, sid=sid, idle_timeout=t, last_id=last, rate=rate, room=room):
             body = f"WELCOME {nonce} {sid} {t:g} {last} {rate}"
+            if room != LOBBY:
+                body += f" {room}"
         case Cookie(nonce=nonce, cookie=cookie):
             body = f"COOKIE {nonce} {cookie}"
         case Refused(nonce=nonce, code=code, text=text):
             body = f"REFUSED {nonce} {code} {text}"
-        case Pong(last_id=last):
-            body = f"PONG {last}"
-        case Users(total=total, names=names):
-            body = " ".join(("USERS", str(total), *names))
-        case Gone(oldest=oldest):
-            body = f"GONE {oldest}"
+        case Pong(last_id=last, others=others):
+            body = " ".join((f"PONG {last}", *(f"{c}:{n}" for c, n in others)))
+        case Users(total=total, names=names, room=room):
+            body = " ".join((f"USERS {_opt(room)}{total}", *names))
+        case Joined(chan=chan, last_id=last):
+            body = f"JOINED {chan} {last}"
+        case Parted(room=room):
+            body = f"PARTED {room}"
+        case RoomList(total=total, rooms=rooms):
+            body = " ".join((f"ROOMS {total}", *(f"{r}:{n}" for r, n in rooms)))
+        case Gone(oldest=oldest, chan=chan):
+            body = f"GONE {_opt(chan)}{oldest}"
         case Error(code=code, text=text):
             body = f"ERR {code} {text}"
         case Goodbye():
@@ -169,21 +237,36 @@ def encode_client(frame: ClientFrame) -> bytes:
             return f"C {n} {t}".encode()
         case ClassicQuit(name=n):
             return f"Q {n}".encode()
-        case Login(nonce=nonce, name=n, resume=r, cookie=c):
-            raw = V2_PREFIX + f"LOGIN {nonce} {n} {r or '-'} {c or '-'} ".encode()
+        case Login(nonce=nonce, name=n, resume=r, cookie=c, room=room):
+            where = f"{room} " if room is not None and room != LOBBY else ""
+            raw = V2_PREFIX + f"LOGIN {nonce} {n} {r or '-'} {c or '-'} {where}".encode()
             return raw + b"." * max(1, LOGIN_MIN - len(raw))
-        case Say(sid=sid, seq=seq, text=t):
-            return V2_PREFIX + f"SAY {sid} {seq} {t}".encode()
-        case Ack(sid=sid, upto=upto):
-            return V2_PREFIX + f"ACK {sid} {upto}".encode()
-        case Pull(sid=sid, after=after, limit=limit):
-            return V2_PREFIX + f"PULL {sid} {after} {limit}".encode()
+        case Say(sid=sid, seq=seq, text=t, chan=chan):
+            return V2_PREFIX + f"SAY {sid} {_opt(chan)}{seq} {t}".encode()
+        case Ack(sid=sid, upto=upto, chan=chan):
+            return V2_PREFIX + f"ACK {sid} {_opt(chan)}{upto}".encode()
+        case Pull(sid=sid, after=after, limit=limit, chan=chan):
+            return V2_PREFIX + f"PULL {sid} {_opt(chan)}{after} {limit}".encode()
         case Ping(sid=sid, seen=seen):
             return V2_PREFIX + f"PING {sid} {seen}".encode()
-        case Who(sid=sid):
-            return V2_PREFIX + f"WHO {sid}".encode()
+        case Who(sid=sid, room=room):
+            return V2_PREFIX + f"WHO {sid} {_opt(room)}".rstrip().encode()
         case Bye(sid=sid):
             return V2_PREFIX + f"BYE {sid}".encode()
+        case Join(sid=sid, chan=chan):
+            return V2_PREFIX + f"JOIN {sid} {chan}".encode()
+        case Part(sid=sid, room=room):
+            return V2_PREFIX + f"PART {sid} {room}".encode()
+        case ListRooms(sid=sid):
+            return V2_PREFIX + f"ROOMS {sid}".encode()
+
+
+def _pair(field: str) -> tuple[str, int]:
+    """``#room:12`` -> ("#room", 12)."""
+    chan, sep, n = field.rpartition(":")
+    if not sep or not _is_chan(chan):
+        raise ValueError(field)
+    return chan, int(n)
 
 
 def parse_server(data: bytes) -> ServerFrame | BadFrame:
@@ -198,20 +281,31 @@ def parse_server(data: bytes) -> ServerFrame | BadFrame:
     try:
         match verb:
             case "EV":
-                id_s, ts_s, kind, name, msg = rest.split(" ", 4)
+                chan, tail = LOBBY, rest
+                head, _, after = rest.partition(" ")
+                if _is_chan(head):
+                    chan, tail = head, after
+                id_s, ts_s, kind, name, msg = tail.split(" ", 4)
                 if kind not in EVENT_KINDS:
                     raise ValueError(kind)
                 k: EventKind = kind
                 who = "" if name == OPERATOR_NAME else name
-                return EventFrame(Event(int(id_s), k, who, msg, int(ts_s) / 1000))
+                return EventFrame(Event(int(id_s), k, who, msg, int(ts_s) / 1000, room=chan))
             case "ACKED":
-                seq_s, id_s, *when = rest.split(" ")
-                if len(when) > 1:
+                seq_s, *fields = rest.split(" ")
+                chan, fields = _chan(fields)
+                if not 1 <= len(fields) <= 2:
                     raise ValueError(rest)
-                return Acked(int(seq_s), int(id_s), int(when[0]) / 1000 if when else None)
+                ts = int(fields[1]) / 1000 if len(fields) == 2 else None
+                return Acked(int(seq_s), int(fields[0]), ts, chan)
+            case "REJECTED":
+                seq_s, code, msg = rest.split(" ", 2)
+                return Rejected(int(seq_s), code, msg)
             case "WELCOME":
-                nonce, sid, t, last, rate = rest.split(" ")
-                return Welcome(nonce, sid, float(t), int(last), rate)
+                nonce, sid, t, last, rate, *room = rest.split(" ")
+                if len(room) > 1 or (room and not _is_chan(room[0])):
+                    raise ValueError(rest)
+                return Welcome(nonce, sid, float(t), int(last), rate, room[0] if room else LOBBY)
             case "COOKIE":
                 nonce, cookie = rest.split(" ")
                 return Cookie(nonce, cookie)
@@ -219,12 +313,28 @@ def parse_server(data: bytes) -> ServerFrame | BadFrame:
                 nonce, code, msg = rest.split(" ", 2)
                 return Refused(nonce, code, msg)
             case "PONG":
-                return Pong(int(rest))
+                last, *pairs = rest.split(" ")
+                return Pong(int(last), tuple(_pair(x) for x in pairs if x))
             case "USERS":
-                total, *names = rest.split(" ")
-                return Users(int(total), tuple(n for n in names if n))
+                chan, fields = _chan(rest.split(" "))
+                total, *names = fields
+                return Users(int(total), tuple(n for n in names if n), chan)
+            case "JOINED":
+                chan, last = rest.split(" ")
+                if not _is_chan(chan):
+                    raise ValueError(rest)
+                return Joined(chan, int(last))
+            case "PARTED":
+                if not _is_chan(rest):
+                    raise ValueError(rest)
+                return Parted(rest)
+            case "ROOMS":
+                total, *pairs = rest.split(" ")
+                return RoomList(int(total), tuple(_pair(x) for x in pairs if x))
             case "GONE":
-                return Gone(int(rest))
+                chan, fields = _chan(rest.split(" "))
+                (oldest,) = fields
+                return Gone(int(oldest), chan)
             case "ERR":
                 code, _, msg = rest.partition(" ")
                 return Error(code, msg)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from chatroom.events import Event
+from chatroom.events import LOBBY, Event
 
 #: Datagrams longer than this are dropped unread (RFC 9000's safe minimum MTU
 #: payload; our own frames never exceed it). The socket reads one byte more so
@@ -31,6 +31,13 @@ LOGIN_MIN: Final = 256
 OPERATOR_NAME: Final = "*"
 
 Lang = Literal["en", "zh"]
+
+#: What starts a room's name (``#dev``); a direct conversation is named on the
+#: wire by the peer's name after ``@`` (``@bob``). A frame that names no
+#: conversation means LOBBY, so the frames of the single-room release still mean
+#: what they meant.
+ROOM_PREFIX: Final = "#"
+PEER_PREFIX: Final = "@"
 
 # --------------------------------------------------------------------------- errors
 
@@ -78,34 +85,43 @@ class Login:
     name: str
     resume: str | None = None
     cookie: str | None = None
+    #: The room to start in (None: LOBBY): ``... cookie #room padding``.
+    room: str | None = None
     #: Length of the datagram it was parsed from (anti-amplification needs it).
     size: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Say:
-    """``v2 SAY sid seq text``: a message; (sid, seq) makes retries idempotent."""
+    """``v2 SAY sid [chan] seq text``: a message to a room (``#dev``) or a direct
+    message (``@bob``); (sid, seq) makes retries idempotent (``seq`` counts the
+    session's messages, whatever their conversation)."""
 
     sid: str
     seq: int
     text: str
+    chan: str = LOBBY
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """``v2 ACK sid upto``: the client has shown every event with id <= upto."""
+    """``v2 ACK sid [chan] upto``: the client has shown every event of ``chan``
+    with id <= upto."""
 
     sid: str
     upto: int
+    chan: str = LOBBY
 
 
 @dataclass(frozen=True, slots=True)
 class Pull:
-    """``v2 PULL sid after limit``: send events with id > after, at most limit."""
+    """``v2 PULL sid [chan] after limit``: send events of ``chan`` with id > after,
+    at most limit."""
 
     sid: str
     after: int
     limit: int
+    chan: str = LOBBY
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +134,33 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Who:
-    """``v2 WHO sid``: who is online."""
+    """``v2 WHO sid [#room]``: who is in the room."""
+
+    sid: str
+    room: str = LOBBY
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """``v2 JOIN sid chan``: join a room (created if new), or open the direct
+    conversation with a peer (``@bob``: its events are pushed from now on).
+    Answered by JOINED, also when already joined (a retry)."""
+
+    sid: str
+    chan: str
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """``v2 PART sid #room``: leave a room; answered by PARTED (also a retry)."""
+
+    sid: str
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListRooms:
+    """``v2 ROOMS sid``: which rooms exist, with their member counts."""
 
     sid: str
 
@@ -130,21 +172,38 @@ class Bye:
     sid: str
 
 
-ClientFrame = ClassicLogin | ClassicChat | ClassicQuit | Login | Say | Ack | Pull | Ping | Who | Bye
+ClientFrame = (
+    ClassicLogin
+    | ClassicChat
+    | ClassicQuit
+    | Login
+    | Say
+    | Ack
+    | Pull
+    | Ping
+    | Who
+    | Bye
+    | Join
+    | Part
+    | ListRooms
+)
 
 # --------------------------------------------------------------------------- v2 server frames
 
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """``v2 WELCOME nonce sid idle_timeout last_id rate``; ``rate`` is the
-    server's message rate limit ``BURST/PER_SECOND`` or ``off``."""
+    """``v2 WELCOME nonce sid idle_timeout last_id rate [#room]``; ``rate`` is
+    the server's message rate limit ``BURST/PER_SECOND`` or ``off``; ``last_id``
+    is the newest event of ``room`` (the room the session starts in) before it
+    joined."""
 
     nonce: str
     sid: str
     idle_timeout: float
     last_id: int
     rate: str = "off"
+    room: str = LOBBY
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +225,13 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class EventFrame:
-    """``v2 EV id ts_ms kind name text``: one stored event."""
+    """``v2 EV [chan] id ts_ms kind name text``: one stored event; ``id`` is its
+    position in its conversation (``event.room_seq``). ``chan`` is how the
+    conversation is named to the receiver: the room, or ``@peer`` for a direct
+    message (None: the event's room)."""
 
     event: Event
+    chan: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,29 +248,71 @@ class Acked:
     seq: int
     id: int
     ts: float | None = None
+    chan: str = LOBBY
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """``v2 REJECTED seq code text``: message ``seq`` was not stored and will not
+    be: ``offline`` (a direct message to a name that is not online), ``notmember``
+    (a room the session is not in), ``badroom``. The client stops retrying it."""
+
+    seq: int
+    code: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Pong:
-    """``v2 PONG last_id``: the newest event id, so a lost tail is noticed."""
+    """``v2 PONG last_id [chan:last_id ...]``: the newest event id of LOBBY and
+    of each other conversation of the session (as many as fit), so a lost tail
+    is noticed in every one of them."""
 
     last_id: int
+    others: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Users:
-    """``v2 USERS total name...``: who is online (as many names as fit)."""
+    """``v2 USERS [#room] total name...``: who is in the room (as many names as
+    fit)."""
 
     total: int
     names: tuple[str, ...]
+    room: str = LOBBY
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """``v2 JOINED chan last_id``: the session is in ``chan``; ``last_id`` is the
+    newest event there before it joined (older ones are history, pull them)."""
+
+    chan: str
+    last_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Parted:
+    """``v2 PARTED #room``: the session is no longer in the room."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList:
+    """``v2 ROOMS total #room:members ...``: the rooms (as many as fit)."""
+
+    total: int
+    rooms: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Gone:
-    """``v2 GONE oldest``: the pulled range starts before the oldest event the
-    server still keeps in memory; pull from ``oldest`` instead."""
+    """``v2 GONE [chan] oldest``: the pulled range starts before the oldest event
+    of ``chan`` the server still keeps in memory; pull from ``oldest`` instead."""
 
     oldest: int
+    chan: str = LOBBY
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,5 +329,18 @@ class Goodbye:
 
 
 ServerFrame = (
-    Welcome | Cookie | Refused | EventFrame | Acked | Pong | Users | Gone | Error | Goodbye
+    Welcome
+    | Cookie
+    | Refused
+    | EventFrame
+    | Acked
+    | Rejected
+    | Pong
+    | Users
+    | Joined
+    | Parted
+    | RoomList
+    | Gone
+    | Error
+    | Goodbye
 )

@@ -8,7 +8,7 @@ from functools import cache
 from typing import Final
 
 from chatroom.confusables import skeletons
-from chatroom.protocol.frames import MAX_NAME, MAX_TEXT
+from chatroom.protocol.frames import MAX_NAME, MAX_TEXT, PEER_PREFIX, ROOM_PREFIX
 
 _RESERVED: Final = frozenset(
     {
@@ -55,6 +55,8 @@ def check_name(raw: str) -> tuple[str, str | None]:
     name = unicodedata.normalize("NFC", raw)
     if not 1 <= len(name) <= MAX_NAME:
         return raw, "invalid"
+    if name[0] in ROOM_PREFIX + PEER_PREFIX:  # those start rooms and direct conversations
+        return raw, "invalid"
     for ch in name:
         cat = unicodedata.category(ch)
         if ch.isspace() or cat[0] in "CZ" or ch in _BIDI:
@@ -65,6 +67,26 @@ def check_name(raw: str) -> tuple[str, str | None]:
     if key in _RESERVED or key.startswith("管理员") or key.startswith("admin"):
         return raw, "reserved"
     return name, None
+
+
+def check_room(raw: str) -> tuple[str, str | None]:
+    """Normalise a requested room name (``#`` and a name). Returns (room, None)
+    or (raw, ``badroom``). A room follows the name rules for its characters and
+    length (reserved words are a user-name matter: ``#admin`` is a fine room)."""
+    if not raw.startswith(ROOM_PREFIX):
+        return raw, "badroom"
+    body = unicodedata.normalize("NFC", raw[len(ROOM_PREFIX) :])
+    if not 1 <= len(body) <= MAX_NAME:
+        return raw, "badroom"
+    for ch in body:
+        if ch.isspace() or unicodedata.category(ch)[0] in "CZ" or ch in _BIDI or ch == ":":
+            return raw, "badroom"
+    return ROOM_PREFIX + body, None
+
+
+def room_key(room: str) -> str:
+    """A room's canonical form (unique ignoring case and width, like names)."""
+    return ROOM_PREFIX + name_key(room[len(ROOM_PREFIX) :])
 
 
 # What bad_text_char refuses, as one character class: a regex scans in C, where a
