@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 import sys
 
-from chatroom.server import SOCKET_BUFFER
+from chatroom.server.loop import SOCKET_BUFFER
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
         host, port = line.split()
         addrs.append((host, int(port)))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # as chatroom.server.bind_udp
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # as chatroom.server.loop.bind_udp
         sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
     sock.bind(("127.0.0.1", 0))
     print(f"listening on udp://127.0.0.1:{sock.getsockname()[1]}", flush=True)

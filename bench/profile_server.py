@@ -211,10 +211,11 @@ def summarize(
 ROOM_TIMER = """
 import json, sys, timeit
 from chatroom.registry import make_registry
-from chatroom.room import Room, RoomConfig
+from chatroom.server import Hub, ServerConfig
 out = {}
 for n in map(int, sys.argv[1:]):
-    room = Room(make_registry("indexed"), lambda: "ab" * 16, RoomConfig(rate=None, login_rate=None))
+    room = Hub(lambda: make_registry("indexed"), lambda: "ab" * 16,
+               ServerConfig(rate=None, login_rate=None))
     for i in range(n):
         room.handle(b"L r%d" % i, ("127.0.0.1", 41000 + i), 0.0, 0.0)
     room.handle(b"L sender", ("127.0.0.1", 40000), 0.0, 0.0)

@@ -493,7 +493,7 @@ def render_flood(results: list[Result], img_dir: Path) -> list[str]:
                 f"core; the server let {v['flood_shown'] // receivers} of its lines through "
                 f"(the rate limit), and after 50 refused lines within a second muted the "
                 f"flooder's address for 2 s: its datagrams are then dropped before they are "
-                f"parsed (chatroom/guard.py), which is what keeps the server (at "
+                f"parsed (chatroom/server/guard.py), which is what keeps the server (at "
                 f"{v['server_cpu']:.2f} of a core) reading fast enough for everyone else. "
                 f"The kernel dropped {v['kernel_drops']:,} datagrams at the server's "
                 f"receive queue (everyone's alike, while the mute was being earned); "

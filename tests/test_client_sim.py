@@ -21,18 +21,18 @@ from chatroom.client.effects import Finished, Notice, Output, ShowEvent, Transmi
 from chatroom.client.session import ClientSession, SessionConfig, State
 from chatroom.events import Event
 from chatroom.registry import Address, make_registry
-from chatroom.room import Room, RoomConfig, Send, Store
+from chatroom.server import Hub, Send, ServerConfig, Store
 
 SERVER: Address = ("127.0.0.1", 8888)
 WALL0 = 1_700_000_000.0
 
 
 def make_room(
-    config: RoomConfig, seed: int, last_id: int = 0, recent: list[Event] | None = None
-) -> Room:
+    config: ServerConfig, seed: int, last_id: int = 0, recent: list[Event] | None = None
+) -> Hub:
     rng = random.Random(seed)
-    return Room(
-        make_registry("dict"),
+    return Hub(
+        lambda: make_registry("dict"),
         lambda: f"{rng.getrandbits(128):032x}",
         config,
         last_id=last_id,
@@ -42,7 +42,7 @@ def make_room(
 
 @dataclass
 class SimNet:
-    room: Room
+    room: Hub
     seed: int = 1
     loss: float = 0.0
     dup: float = 0.0
@@ -167,8 +167,8 @@ def assert_exactly_once_in_order(net: SimNet, addr: Address) -> None:
     assert len(set(ids)) == len(ids)
 
 
-def no_rate_limit(**kw: object) -> RoomConfig:
-    return RoomConfig(rate=None, **kw)  # type: ignore[arg-type]
+def no_rate_limit(**kw: object) -> ServerConfig:
+    return ServerConfig(rate=None, **kw)  # type: ignore[arg-type]
 
 
 def chat(net: SimNet, names: list[str], count: int) -> dict[str, list[str]]:
@@ -237,7 +237,7 @@ def test_duplication_reordering_and_jitter(seed: int) -> None:
 
 
 def test_rate_limited_server_is_paced_not_refused() -> None:
-    room = make_room(RoomConfig(), 6)  # the default 5/1 limit
+    room = make_room(ServerConfig(), 6)  # the default 5/1 limit
     net = SimNet(room)
     net.join("alice", 41000, history=0)
     net.run(1.0)

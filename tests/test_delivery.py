@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatroom import protocol as p
-from chatroom.delivery import BURST, RTO_INITIAL, RTO_MAX, RTO_MIN, WINDOW, Outbox
+from chatroom.server.delivery import BURST, RTO_INITIAL, RTO_MAX, RTO_MIN, WINDOW, Outbox
 from tests.test_room import A, B, Harness
 
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatroom import protocol as p
-from chatroom.room import Send, Store
+from chatroom.server import Send, Store
 from tests.conftest import ServerProcess, UdpPeer
 from tests.test_room import A, B, Harness
 
@@ -53,7 +53,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 
 def _check_invariants(h: Harness) -> None:
     names = h.room.users()
-    assert len(names) == len(h.room.registry) == len({p.name_key(n) for n in names})
+    assert len(names) == len(h.room.directory.users) == len({p.name_key(n) for n in names})
     ids = [s.event.id for s in h.stored]
     assert ids == list(range(1, len(ids) + 1))  # one contiguous, ascending sequence
 

@@ -12,7 +12,7 @@ import pytest
 
 from chatroom import protocol as p
 from chatroom.registry import REGISTRY_KINDS, Address, make_registry
-from chatroom.room import Effect, Room, RoomConfig, Send, Store
+from chatroom.server import Effect, Hub, Send, ServerConfig, Store
 
 A: Address = ("127.0.0.1", 5001)
 B: Address = ("127.0.0.1", 5002)
@@ -25,10 +25,10 @@ class Harness:
 
     def __init__(self, kind: str, lang: p.Lang = "en", **config: object) -> None:
         counter = itertools.count(1)
-        self.room = Room(
-            make_registry(kind),
+        self.room = Hub(
+            lambda: make_registry(kind),
             lambda: f"{next(counter):032x}",
-            RoomConfig(lang=lang, **config),  # type: ignore[arg-type]
+            ServerConfig(lang=lang, **config),  # type: ignore[arg-type]
         )
         self.now = 100.0
         self.inbox: dict[Address, list[bytes]] = defaultdict(list)
@@ -113,7 +113,7 @@ def test_duplicate_and_case_duplicate_refused(h: Harness) -> None:
     h.send(B, "L ALICE")
     assert h.take(B) == [b"name already taken"]
     assert h.take(A) == []
-    assert len(h.room.registry) == 1
+    assert len(h.room.directory.users) == 1
 
 
 def test_zh_wording_matches_the_course() -> None:
@@ -202,8 +202,19 @@ def test_announcement_reaches_everyone(h: Harness) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\n", b"x" * 1300, b"\xff\xfe", b"L", b"C alice", b"Z alice", b"v2 NOPE", b"v2 SAY",
-     b"C alice \x1b]52;c;aGk=\x07", b"C alice bidi\xe2\x80\xae"],
+    [
+        b"",
+        b"\n",
+        b"x" * 1300,
+        b"\xff\xfe",
+        b"L",
+        b"C alice",
+        b"Z alice",
+        b"v2 NOPE",
+        b"v2 SAY",
+        b"C alice \x1b]52;c;aGk=\x07",
+        b"C alice bidi\xe2\x80\xae",
+    ],
 )
 def test_bad_input_never_raises_and_stores_nothing(h: Harness, data: bytes) -> None:
     h.send(A, "L alice")
@@ -226,7 +237,7 @@ def test_bad_input_from_strangers_is_silent(h: Harness) -> None:
 def test_classic_from_far_address_dropped_by_default(h: Harness) -> None:
     h.send(FAR, "L mallory")
     assert h.take(FAR) == []
-    assert len(h.room.registry) == 0
+    assert len(h.room.directory.users) == 0
     assert h.room.stats["drop.classic_policy"] == 1
 
 
@@ -356,8 +367,12 @@ def test_v2_resume_after_restart_keeps_idempotency() -> None:
     events = [s.event for s in h.stored]
     # A new room, as after a restart, loaded from what was stored.
     counter = itertools.count(100)
-    room = Room(make_registry("indexed"), lambda: f"{next(counter):032x}",
-                last_id=events[-1].id, recent=events)
+    room = Hub(
+        lambda: make_registry("indexed"),
+        lambda: f"{next(counter):032x}",
+        last_id=events[-1].id,
+        recent=events,
+    )
     h.room = room
     frames = h.login_frames(A, "alice", "n2", resume=sid)
     welcome = next(f for f in frames if isinstance(f, p.Welcome))
@@ -391,7 +406,7 @@ def test_v2_address_change_moves_the_live_session() -> None:
     acks = [f for f in map(p.parse_server, h.take(moved)) if isinstance(f, p.Acked)]
     assert [a.seq for a in acks] == [2, 1]
     assert h.take(B) == [b"alice : from the train"]  # no leave/join noise
-    assert h.room.registry.find_address(A) is None
+    assert h.room.directory.users.find_address(A) is None
     assert [s.event.kind for s in h.stored].count("join") == 2
 
 
@@ -430,7 +445,10 @@ def test_texts_over_the_limit_are_refused_for_everyone(h: Harness) -> None:
 
 def test_netcat_user_mistakes_get_an_answer(h: Harness) -> None:
     h.send(A, "L two words\n")
-    assert h.take(A) == [b"invalid name: 1-32 characters, no spaces or control characters\n"]
+    assert h.take(A) == [
+        b"invalid name: 1-32 characters, no spaces or control characters, "
+        b"not starting with # or @\n"
+    ]
     h.send(A, "L carol\n")
     h.take(A)
     h.now += 2
@@ -442,8 +460,13 @@ def _restarted(h: Harness) -> None:
     """Replace the harness's room by a new one loaded from what was stored."""
     events = [s.event for s in h.stored]
     counter = itertools.count(500)
-    h.room = Room(make_registry("indexed"), lambda: f"{next(counter):032x}",
-                  RoomConfig(rate=None), last_id=events[-1].id, recent=events)
+    h.room = Hub(
+        lambda: make_registry("indexed"),
+        lambda: f"{next(counter):032x}",
+        ServerConfig(rate=None),
+        last_id=events[-1].id,
+        recent=events,
+    )
 
 
 def test_resume_after_restart_is_quiet_for_users_who_never_left() -> None:

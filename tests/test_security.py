@@ -7,8 +7,8 @@ import random
 import pytest
 
 from chatroom import protocol as p
-from chatroom.cookies import LIFETIME, ROTATE
 from chatroom.ratelimit import Rate
+from chatroom.server.cookies import LIFETIME, ROTATE
 from tests.test_room import A, B, C, Harness
 
 VICTIM = ("127.0.0.1", 6000)
@@ -167,7 +167,7 @@ def test_max_sessions_per_ip() -> None:
     unlimited = Harness("indexed", max_sessions_per_ip=0, login_rate=None)
     for i in range(40):
         unlimited.v2_login(("127.0.0.1", 9000 + i), f"user{i}")
-    assert len(unlimited.room.registry) == 40
+    assert len(unlimited.room.directory.users) == 40
 
 
 def test_login_rate_per_ip() -> None:

@@ -12,8 +12,8 @@ from chatroom import control
 from chatroom.commands.options import db_option, host_option, port_option
 from chatroom.ratelimit import Rate
 from chatroom.registry import REGISTRY_KINDS, make_registry
-from chatroom.room import DEFAULT_LOGIN_RATE, Room, RoomConfig
-from chatroom.server import Server, bind_udp, console_stream, new_token
+from chatroom.server import DEFAULT_LOGIN_RATE, Hub, ServerConfig
+from chatroom.server.loop import Server, bind_udp, console_stream, new_token
 
 
 class RateType(click.ParamType["Rate | None", object]):
@@ -114,7 +114,7 @@ def serve(
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        config = RoomConfig(
+        config = ServerConfig(
             lang=lang,  # type: ignore[arg-type]
             classic=classic,  # type: ignore[arg-type]
             idle_timeout=idle_timeout,
@@ -122,12 +122,13 @@ def serve(
             login_rate=DEFAULT_LOGIN_RATE if rate_limit is not None else None,
             max_sessions_per_ip=max_sessions_per_ip,
         )
-        room = Room(
-            make_registry(registry),
+        hub = Hub(
+            lambda: make_registry(registry),
             new_token,
             config,
             last_id=store.last_id(),
             recent=store.recent(config.ring_size),
+            heads=store.room_heads(),
         )
         try:
             sock = bind_udp(host, port)
@@ -138,7 +139,7 @@ def serve(
             ctl = control.listen(server_port(sock))
         except (OSError, control.ControlError) as exc:
             raise click.ClickException(f"cannot open the control socket: {exc}") from exc
-        server = Server(room, sock, store, console=console_stream(), control=ctl)
+        server = Server(hub, sock, store, console=console_stream(), control=ctl)
         server.install_signal_handlers()
         bound_host, bound_port = server.address
         click.echo(

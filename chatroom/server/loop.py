@@ -2,7 +2,7 @@
 
 Each turn: wait (selectors) for the UDP socket, the operator console, the signal
 wake-up pipe or the next timer; drain every datagram that is ready (up to a
-batch limit); feed each to the room; commit every stored event of the batch in
+batch limit); feed each to the hub; commit every stored event of the batch in
 one transaction; only then send. One commit per batch instead of per datagram is
 what keeps storage off the hot path (docs/architecture.md), and sending after the
 commit is what makes "a client was shown it" imply "it is on disk".
@@ -20,14 +20,14 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol, TextIO
 
 from chatroom import control
 from chatroom import protocol as p
 from chatroom.events import Event
-from chatroom.room import Effect, Room, Send, Store
+from chatroom.server.effects import Effect, Send, Store
+from chatroom.server.hub import Hub
 
 log = logging.getLogger("chatroom.server")
 
@@ -43,13 +43,6 @@ class EventSink(Protocol):
     """Where the server commits events (storage.store.EventStore, or a test double)."""
 
     def write_batch(self, events: Iterable[Event]) -> None: ...
-
-
-@dataclass(slots=True)
-class Console:
-    """The operator console: each line typed at the server is an announcement."""
-
-    stream: TextIO
 
 
 def new_token() -> str:
@@ -70,11 +63,11 @@ def bind_udp(host: str, port: int) -> socket.socket:
 
 
 class Server:
-    """Runs a Room on a UDP socket until stopped by a signal or ``stop()``."""
+    """Runs a Hub on a UDP socket until stopped by a signal or ``stop()``."""
 
     def __init__(
         self,
-        room: Room,
+        hub: Hub,
         sock: socket.socket,
         sink: EventSink,
         *,
@@ -83,7 +76,7 @@ class Server:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.room = room
+        self.hub = hub
         self.sock = sock
         self.sink = sink
         self.console = console
@@ -140,8 +133,8 @@ class Server:
                 now = self._clock()
                 if now >= next_tick:
                     next_tick = now + TICK
-                    self._apply(self.room.on_timer(now, self._wall()))
-            self._apply(self.room.shutdown(self._clock(), self._wall()))
+                    self._apply(self.hub.on_timer(now, self._wall()))
+            self._apply(self.hub.shutdown(self._clock(), self._wall()))
         finally:
             self._sel.close()
             os.close(self._wake_r)
@@ -158,9 +151,9 @@ class Server:
                 log.debug("recvfrom: %s", exc)
                 continue
             try:
-                effects += self.room.handle(data, addr[:2], self._clock(), self._wall())
+                effects += self.hub.handle(data, addr[:2], self._clock(), self._wall())
             except Exception:  # last resort: one bad datagram never stops the room
-                self.room.stats["errors.internal"] += 1
+                self.hub.stats["errors.internal"] += 1
                 log.exception("internal error handling a datagram from %s", addr)
         self._apply(effects)
 
@@ -173,12 +166,12 @@ class Server:
             return
         if not line.strip():
             return
-        problem = self.room.announcement_problem(line)
+        problem = self.hub.announcement_problem(line)
         if problem is not None:
             print(f"chatroom: not announced: {problem}", flush=True)
             return
-        self._apply(self.room.announce(line, self._clock(), self._wall()))
-        print(f"chatroom: announced to {len(self.room.registry)} user(s)", flush=True)
+        self._apply(self.hub.announce(line, self._clock(), self._wall()))
+        print(f"chatroom: announced to {self.hub.online()} user(s)", flush=True)
 
     def _control_request(self) -> None:
         """One request on the local control socket (``chatroom announce``)."""
@@ -196,13 +189,13 @@ class Server:
                 if verb != "ANNOUNCE":
                     conn.sendall(b"ERR unknown request\n")
                     return
-                problem = self.room.announcement_problem(text)
+                problem = self.hub.announcement_problem(text)
                 if problem is not None:
                     conn.sendall(f"ERR {problem}\n".encode())
                     return
-                effects = self.room.announce(text, self._clock(), self._wall())
+                effects = self.hub.announce(text, self._clock(), self._wall())
                 self._apply(effects)
-                conn.sendall(f"OK {len(self.room.registry)}\n".encode())
+                conn.sendall(f"OK {self.hub.online()}\n".encode())
             except OSError as exc:
                 log.warning("control request failed: %s", exc)
 
@@ -230,9 +223,9 @@ class Server:
                     with contextlib.suppress(OSError):
                         sendto(payload, addr)
                         continue
-                self.room.stats["drop.sendbuf"] += 1
+                self.hub.stats["drop.sendbuf"] += 1
             except OSError as exc:
-                self.room.stats["errors.send"] += 1
+                self.hub.stats["errors.send"] += 1
                 log.debug("sendto %s: %s", addr, exc)
 
     def _wait_writable(self) -> bool:

@@ -1,6 +1,7 @@
-"""Per-session reliable delivery state on the server: window, acks, retransmission.
+"""Reliable delivery of one conversation to one session: window, acks, retransmission.
 
-Pure: times come in as arguments. The room owns one ``Outbox`` per v2 session.
+Pure: times come in as arguments. A v2 session has one ``Outbox`` per
+conversation it is in (ids are the conversation's own positions).
 Events are pushed live while fewer than ``WINDOW`` are unacknowledged; beyond
 that the session is *held* and catches up from the room's ring as acks arrive,
 so a slow or dead client never makes the server queue without bound.
@@ -56,10 +57,17 @@ class Outbox:
     #: WELCOME was lost acknowledges them only once a retried LOGIN gets through,
     #: and that wait (3.2 s in the simulation) would inflate the timeout for long.
     heard_at: float | None = None
+    #: A conversation the client was not told the start of (a direct message out
+    #: of the blue): one event at a time until the client acknowledges one. The
+    #: client starts such a conversation at the first event it sees, so the
+    #: first must be the oldest; a later one overtaking a lost first would make
+    #: the client start past it and never show it.
+    probation: bool = False
 
     def can_push(self, event_id: int) -> bool:
         """True when ``event_id`` is the next in sequence and fits the window."""
-        return event_id == self.sent_upto + 1 and event_id - self.acked <= WINDOW
+        window = 1 if self.probation else WINDOW
+        return event_id == self.sent_upto + 1 and event_id - self.acked <= window
 
     def pushed(self, event_id: int, now: float) -> None:
         self.sent_upto = event_id
@@ -71,6 +79,7 @@ class Outbox:
         """A cumulative ack. Returns True when it advanced (the window opened)."""
         if upto <= self.acked:
             return False
+        self.probation = False
         sample: float | None = None
         last = min(upto, self.sent_upto)
         heard = self.heard_at
@@ -108,5 +117,5 @@ class Outbox:
 
     def catch_up(self, last_id: int) -> range:
         """Ids a held session may be sent now that its window has room."""
-        stop = min(last_id, self.acked + WINDOW)
+        stop = min(last_id, self.acked + (1 if self.probation else WINDOW))
         return range(self.sent_upto + 1, stop + 1)

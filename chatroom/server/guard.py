@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import Final, TypeVar
 
-from chatroom.cookies import CookieJar
 from chatroom.ratelimit import Bucket, Rate
 from chatroom.registry import Address
+from chatroom.server.cookies import CookieJar
 
 #: At most one error reply per address per this many seconds: an off-path
 #: attacker spoofing a victim's address gets at most this trickle sent there.

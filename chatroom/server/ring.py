@@ -1,4 +1,5 @@
-"""The room's memory of recent events: a bounded ring with contiguous ids.
+"""A conversation's memory of recent events: a bounded ring with contiguous ids
+(the conversation's own positions, ``Event.room_seq``).
 
 PULL (history replay, gap filling) and server retransmissions are answered from
 here, so the hot path never reads the database; the ring is loaded from storage
@@ -9,7 +10,7 @@ map after a server restart.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from chatroom.events import Event
 
@@ -40,7 +41,7 @@ class Ring:
         events = self._events
         if not events:
             return None
-        index = event_id - events[0].id
+        index = event_id - events[0].room_seq
         return index if 0 <= index < len(events) else None
 
     def frame(self, event_id: int) -> bytes | None:
@@ -59,8 +60,12 @@ class Ring:
         return None if index is None else self._events[index]
 
     @property
+    def newest(self) -> int | None:
+        return self._events[-1].room_seq if self._events else None
+
+    @property
     def oldest(self) -> int | None:
-        return self._events[0].id if self._events else None
+        return self._events[0].room_seq if self._events else None
 
     def frames(self, after: int, limit: int) -> list[bytes]:
         """Encoded frames of the events with id > after, at most ``limit`` (the
@@ -68,8 +73,8 @@ class Ring:
         events = self._events
         if not events:
             return []
-        first = max(events[0].id, after + 1)
-        stop = min(events[-1].id, first + limit - 1)
+        first = max(events[0].room_seq, after + 1)
+        stop = min(events[-1].room_seq, first + limit - 1)
         return [f for i in range(first, stop + 1) if (f := self.frame(i)) is not None]
 
     def session_name(self, sid: str) -> str | None:
@@ -88,6 +93,22 @@ class Ring:
                 return event.kind == "join"
         return False
 
-    def seqs_of(self, sid: str) -> dict[int, int]:
-        """(seq -> id) of a session's stored messages: its idempotency map."""
-        return {e.seq: e.id for e in self._events if e.session == sid and e.seq is not None}
+    def messages_of(self, sid: str) -> list[Event]:
+        """A session's stored messages: its idempotency map after a restart."""
+        return [e for e in self._events if e.session == sid and e.seq is not None]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._events)
+
+    def grow(self, size: int) -> None:
+        """Keep up to ``size`` events again (a conversation back in use)."""
+        if self._events.maxlen is not None and self._events.maxlen < size:
+            self._events = deque(self._events, maxlen=size)
+            self._frames = deque(self._frames, maxlen=size)
+
+    def shrink(self, size: int) -> None:
+        """Keep only the newest ``size`` events (an idle conversation's memory)."""
+        if self._events.maxlen is not None and self._events.maxlen <= size:
+            return
+        self._events = deque(self._events, maxlen=size)
+        self._frames = deque(self._frames, maxlen=size)

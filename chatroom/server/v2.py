@@ -1,0 +1,427 @@
+"""The v2 dialect: login with a cookie, sessions, and per-conversation delivery.
+
+Every conversation (room or direct) has its own contiguous positions; a session
+receives every event of every conversation it is in from its entry on (its own
+join included; its own messages as ACKED), acknowledges per conversation, and
+pulls holes per conversation. See docs/protocol.md for the grammar.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Final
+
+from chatroom import protocol as p
+from chatroom.events import DM_PREFIX, LOBBY, dm_key
+from chatroom.registry import Address, User
+from chatroom.server.conversation import dm_peer
+from chatroom.server.effects import Effect, Send
+from chatroom.server.membership import Membership
+from chatroom.server.replies import Replies, text_problem
+from chatroom.server.sessions import Session
+
+#: Most events answered to one PULL (the client pages for more).
+MAX_PULL: Final = 32
+#: Bytes of a server frame's fixed part, kept free when filling one with a list.
+_LIST_ROOM: Final = 40
+
+Frame = p.Say | p.Ack | p.Ping | p.Pull | p.Who | p.Bye | p.Join | p.Part | p.ListRooms
+
+
+def _send(frame: p.ServerFrame, addr: Address) -> Send:
+    return Send(p.encode(frame), (addr,))
+
+
+class V2Dialect:
+    def __init__(self, members: Membership, replies: Replies, token: Callable[[], str]) -> None:
+        self.members = members
+        self.replies = replies
+        self._token = token
+
+    # ------------------------------------------------------------------ names
+
+    def key_of(self, user: User, chan: str) -> str | None:
+        """The conversation a frame of ``user`` names, or None if it cannot be one."""
+        if chan.startswith(p.ROOM_PREFIX):
+            room, why = p.check_room(chan)
+            return None if why is not None else p.room_key(room)
+        peer, why = p.check_name(chan[len(p.PEER_PREFIX) :])
+        if why is not None:
+            return None
+        peer_key = p.name_key(peer)
+        return None if peer_key == user.key else dm_key(user.key, peer_key)
+
+    # ------------------------------------------------------------------ login
+
+    def login(self, frame: p.Login, addr: Address, now: float, wall: float) -> list[Effect]:
+        m = self.members
+        current = m.directory.find_address(addr)
+        if current is not None:
+            sess = current.session
+            if sess is not None and sess.nonce == frame.nonce and current.name == frame.name:
+                sess.last_seen = now  # the WELCOME was lost: answer the retry the same way
+                if frame.resume is not None:
+                    # ...except for a client that was in the room already: it may
+                    # have been sent newer events meanwhile, and a WELCOME older
+                    # than what it has would read as a reset server (it would
+                    # start over and show them twice). It pulls what it lacks.
+                    sess.base_id = m.conversations.open(sess.home).last_seq
+                return [_send(self._welcome(sess), addr)]
+        if m.config.validate_addresses:
+            key = p.name_key(frame.name)
+            if frame.cookie is None or not m.guard.cookies.check(
+                frame.cookie, addr, key, frame.nonce, now
+            ):
+                # Unvalidated: the only answer is a small cookie, and only to a
+                # padded request (<= 3x amplification); nothing is kept.
+                if frame.size < p.LOGIN_MIN:
+                    m.stats["drop.short_login"] += 1
+                    return []
+                m.stats["cookies"] += 1
+                cookie = m.guard.cookies.mint(addr, key, frame.nonce, now)
+                return [_send(p.Cookie(frame.nonce, cookie), addr)]
+        moved = self._migrate(frame, addr, current, now, wall)
+        if moved is not None:
+            return moved
+        replacing = current is not None and current.session is not None
+        refusal = m.guard.login_refusal(addr[0], replacing, now)
+        if refusal is not None:
+            return self._refuse(frame, refusal, addr)
+        effects: list[Effect] = []
+        if current is not None:
+            # A new login from an address in use: that client restarted; its old
+            # session ends here rather than lingering until the idle timeout.
+            effects += m.depart(current, "quit", now, wall, exclude=addr)
+        name, why = m.directory.check_new_name(frame.name)
+        home, bad_room = p.check_room(frame.room or LOBBY)
+        why = why or bad_room
+        if why is not None:
+            return [*effects, *self._refuse(frame, why, addr)]
+        return effects + self._open_session(frame, name, p.room_key(home), addr, now, wall)
+
+    def _refuse(self, frame: p.Login, why: str, addr: Address) -> list[Effect]:
+        self.members.stats[f"refused.{why}"] += 1
+        text = p.classic_text(self.members.config.lang, why).decode()
+        return [_send(p.Refused(frame.nonce, why, text), addr)]
+
+    def _open_session(
+        self, frame: p.Login, name: str, home: str, addr: Address, now: float, wall: float
+    ) -> list[Effect]:
+        m = self.members
+        resumed = self._resumable(frame.resume, name)
+        conv = m.conversations.open(home)
+        bucket = m.guard.session_bucket(now)
+        session = Session(resumed or self._token(), frame.nonce, now, home, conv.last_seq, bucket)
+        if resumed is not None:
+            session.resumed = True
+            for c in m.conversations.in_memory():
+                for e in c.ring.messages_of(resumed):
+                    assert e.seq is not None
+                    session.remember(e.seq, c.key, e.room_seq)
+        user = User(name, p.name_key(name), addr, session)
+        m.directory.add(user)
+        m.guard.session_opened(addr[0])
+        # Back after a server restart, having never left: the others were not
+        # told the user left, so they are not told the user joined either.
+        notice = not (resumed is not None and conv.ring.present_at_end(name))
+        if not notice:
+            m.stats["resumed"] += 1
+        base, effects = m.enter(user, conv, now, wall, notice=notice)
+        session.base_id = session.joined_at[home] = base
+        return [_send(self._welcome(session), addr), *effects]
+
+    def _migrate(
+        self, frame: p.Login, addr: Address, current: User | None, now: float, wall: float
+    ) -> list[Effect] | None:
+        """A validated LOGIN resuming a *live* session from a new address: the
+        client's NAT rebinding (or network change). The session moves, with its
+        streams, retransmissions and idempotency map; nobody sees a leave/join."""
+        m = self.members
+        if frame.resume is None:
+            return None
+        live = m.directory.sessions.get(frame.resume)
+        if live is None or live.key != p.name_key(frame.name) or live is current:
+            return None
+        effects: list[Effect] = []
+        if current is not None:  # whoever held the new address is gone from it
+            effects += m.depart(current, "quit", now, wall, exclude=addr)
+        m.guard.session_closed(live.address[0])
+        rooms = [c.members for c in m.conversations_of(live)]
+        m.directory.readdress(live, addr, rooms)
+        m.guard.session_opened(addr[0])
+        sess: Session = live.session
+        sess.nonce = frame.nonce
+        sess.last_seen = now
+        sess.base_id = m.conversations.open(sess.home).last_seq
+        m.stats["migrations"] += 1
+        return [*effects, _send(self._welcome(sess), addr)]
+
+    def _welcome(self, sess: Session) -> p.Welcome:
+        config = self.members.config
+        rate = str(config.rate) if config.rate is not None else "off"
+        return p.Welcome(sess.nonce, sess.sid, config.idle_timeout, sess.base_id, rate, sess.home)
+
+    def _resumable(self, sid: str | None, name: str) -> str | None:
+        """An earlier session id may be taken back (after a server restart) when no
+        live session holds it and it was this name's; it is a 128-bit secret only
+        that client knew."""
+        m = self.members
+        if sid is None or sid in m.directory.sessions or not 16 <= len(sid) <= 64:
+            return None
+        for conv in m.conversations.in_memory():
+            if (held_by := conv.ring.session_name(sid)) is not None:
+                return sid if held_by == name else None
+        return None
+
+    # ------------------------------------------------------------------ session frames
+
+    def handle(self, frame: Frame, addr: Address, now: float, wall: float) -> list[Effect]:
+        m = self.members
+        user = m.directory.find_address(addr)
+        if (
+            user is None
+            or user.session is None
+            or not hmac.compare_digest(user.session.sid.encode(), frame.sid.encode())
+        ):
+            m.stats["drop.nosession"] += 1
+            err = p.Error("nosession", "not logged in; log in again")
+            return self.replies.error(addr, now, p.encode(err))
+        user.session.hear(now)
+        match frame:
+            case p.Say():
+                return self._say(user, frame, addr, now, wall)
+            case p.Ack(upto=upto, chan=chan):
+                return self._acked(user, chan, upto, now)
+            case p.Ping():
+                return [_send(self._pong(user), addr)]
+            case p.Pull(after=after, limit=limit, chan=chan):
+                return self._pull(user, chan, after, limit, addr, now)
+            case p.Who(room=room):
+                return [_send(self._users(user, room), addr)]
+            case p.Bye():
+                return [_send(p.Goodbye(), addr), *m.depart(user, "quit", now, wall, exclude=addr)]
+            case p.Join(chan=chan):
+                return self._join(user, chan, addr, now, wall)
+            case p.Part(room=room):
+                return self._part(user, room, addr, now, wall)
+            case p.ListRooms():
+                return [_send(self._rooms(), addr)]
+        return []  # pragma: no cover - exhaustive
+
+    def _say(
+        self, user: User, frame: p.Say, addr: Address, now: float, wall: float
+    ) -> list[Effect]:
+        m = self.members
+        session: Session = user.session
+        seq, text = frame.seq, frame.text
+        if seq in session.seqs:  # a retry: same answer, nothing stored twice
+            m.stats["retries"] += 1
+            return self._acked_again(user, seq, addr)
+        problem = text_problem(text)
+        if problem is not None:
+            m.stats[f"drop.{problem}"] += 1
+            detail = (
+                "control characters are not allowed"
+                if problem == "badtext"
+                else f"the limit is {p.MAX_TEXT} bytes of UTF-8"
+            )
+            return [_send(p.Error(problem, detail), addr)]
+        key = self.key_of(user, frame.chan)
+        peer: User | None = None
+        if key is None:
+            why = "self" if frame.chan.startswith(p.PEER_PREFIX) else "badroom"
+            return self._reject(seq, why, frame.chan, addr)
+        if key.startswith(DM_PREFIX):
+            peer = m.directory.get(dm_peer(key, user.key))
+            if peer is None or peer.session is None:
+                return self._reject(seq, "offline", frame.chan, addr)
+        elif key not in session.subs:
+            return self._reject(seq, "notmember", frame.chan, addr)
+        bucket = session.bucket
+        if bucket is not None and not bucket.take(now):
+            # Not acknowledged: the client retries later and nothing is lost.
+            m.stats["drop.ratelimited"] += 1
+            if m.guard.over_limit(addr, now):
+                m.stats["mutes"] += 1
+            err = p.Error("slowdown", f"rate limit {m.config.rate} messages/s")
+            return self.replies.error(addr, now, p.encode(err))
+        conv = m.conversations.open(key)
+        if peer is not None:
+            for party in (user, peer):
+                if key not in party.session.subs:
+                    m.open_direct(party, conv, now)
+        effects = m.publish(
+            conv,
+            "message",
+            user.name,
+            text,
+            now,
+            wall,
+            session=session.sid,
+            seq=seq,
+            sender=user,
+            to=None if peer is None else peer.name,
+        )
+        session.remember(seq, key, conv.last_seq)
+        acked = p.Acked(seq, conv.last_seq, wall, conv.label_for(user.key))
+        effects.append(_send(acked, addr))
+        return effects
+
+    def _reject(self, seq: int, why: str, chan: str, addr: Address) -> list[Effect]:
+        self.members.stats[f"rejected.{why}"] += 1
+        text = {
+            "offline": f"{chan[1:]} is not online",
+            "notmember": f"you are not in {chan}",
+            "badroom": f"not a valid room: {chan}",
+            "self": "that is you",
+        }[why]
+        return [_send(p.Rejected(seq, why, text), addr)]
+
+    def _acked_again(self, user: User, seq: int, addr: Address) -> list[Effect]:
+        session: Session = user.session
+        key, pos = session.seqs[seq]
+        conv = self.members.conversations.get(key)
+        if conv is None:
+            return [_send(p.Acked(seq, pos, None), addr)]
+        event = conv.ring.get(pos)
+        ts = event.created_at if event is not None else None
+        answer: list[Effect] = [_send(p.Acked(seq, pos, ts, conv.label_for(user.key)), addr)]
+        outbox = session.subs.get(key)
+        frame = conv.frame(pos, user.key)
+        if frame is not None and outbox is not None and pos > outbox.acked:
+            answer.append(Send(frame, (addr,)))
+        return answer
+
+    def _acked(self, user: User, chan: str, upto: int, now: float) -> list[Effect]:
+        key = self.key_of(user, chan)
+        session: Session = user.session
+        outbox = session.subs.get(key) if key is not None else None
+        conv = self.members.conversations.get(key) if key is not None else None
+        if outbox is None or conv is None or not outbox.ack(min(upto, conv.last_seq), now):
+            return []
+        effects: list[Effect] = []
+        addr = (user.address,)
+        for pos in outbox.catch_up(conv.last_seq):  # a held session catches up
+            event = conv.ring.get(pos)
+            if event is None:
+                break
+            outbox.pushed(pos, now)
+            if event.seq is not None and event.session == session.sid:
+                continue  # its own message: its ACKED was its copy (see fanout.py)
+            frame = conv.frame(pos, user.key)
+            assert frame is not None  # the ring holds pos
+            effects.append(Send(frame, addr))
+        if effects:
+            self.members.stats["catchups"] += len(effects)
+        return effects
+
+    def _pull(
+        self, user: User, chan: str, after: int, limit: int, addr: Address, now: float
+    ) -> list[Effect]:
+        key = self.key_of(user, chan)
+        conv = self.members.conversations.get(key) if key is not None else None
+        if conv is None or key not in user.session.subs:
+            err = p.Error("notmember", f"you are not in {chan}")
+            return self.replies.error(addr, now, p.encode(err))
+        label = conv.label_for(user.key)
+        if after >= conv.last_seq:
+            return []
+        oldest = conv.ring.oldest
+        if oldest is None or after + 1 < oldest:
+            # Not in memory (any more): the client's history starts there.
+            return [_send(p.Gone(oldest or conv.last_seq + 1, label), addr)]
+        frames = conv.frames(after, min(limit, MAX_PULL), user.key)
+        return [Send(frame, (addr,)) for frame in frames]
+
+    def _pong(self, user: User) -> p.Pong:
+        conversations = self.members.conversations
+        others: list[tuple[str, int]] = []
+        size = _LIST_ROOM
+        for key in user.session.subs:
+            conv = conversations.get(key)
+            if key == LOBBY or conv is None:
+                continue
+            label = conv.label_for(user.key)
+            size += len(label.encode()) + 22
+            if size >= p.MAX_DATAGRAM:
+                break
+            others.append((label, conv.last_seq))
+        return p.Pong(conversations.lobby.last_seq, tuple(others))
+
+    def _users(self, user: User, room: str) -> p.Users:
+        key = self.key_of(user, room)
+        conv = self.members.conversations.get(key) if key is not None else None
+        label = key if key is not None else room
+        if conv is None:
+            return p.Users(0, (), label)
+        names: list[str] = []
+        size = _LIST_ROOM + len(label.encode())
+        for u in conv.members:
+            size += len(u.name.encode()) + 1
+            if size < p.MAX_DATAGRAM:
+                names.append(u.name)
+        return p.Users(len(conv.members), tuple(names), label)
+
+    def _rooms(self) -> p.RoomList:
+        rooms = sorted((c.key, len(c.members)) for c in self.members.conversations.rooms())
+        shown: list[tuple[str, int]] = []
+        size = _LIST_ROOM
+        for room, count in rooms:
+            size += len(room.encode()) + 12
+            if size >= p.MAX_DATAGRAM:
+                break
+            shown.append((room, count))
+        return p.RoomList(len(rooms), tuple(shown))
+
+    def _join(self, user: User, chan: str, addr: Address, now: float, wall: float) -> list[Effect]:
+        m = self.members
+        session: Session = user.session
+        key = self.key_of(user, chan)
+        if key is None:
+            err = p.Error("badroom", f"not a valid room or name: {chan}")
+            return self.replies.error(addr, now, p.encode(err))
+        if key in session.subs:  # a retry, or already there
+            conv = m.conversations.open(key)
+            base = session.joined_at.get(key, session.subs[key].acked)
+            return [_send(p.Joined(conv.label_for(user.key), base), addr)]
+        if len(session.subs) >= m.config.max_conversations:
+            err = p.Error("toomany", f"at most {m.config.max_conversations} rooms at once")
+            return self.replies.error(addr, now, p.encode(err))
+        conv = m.conversations.open(key)
+        notice = not (session.resumed and conv.ring.present_at_end(user.name))
+        base, effects = m.enter(user, conv, now, wall, notice=notice)
+        session.joined_at[key] = base
+        return [_send(p.Joined(conv.label_for(user.key), base), addr), *effects]
+
+    def _part(self, user: User, room: str, addr: Address, now: float, wall: float) -> list[Effect]:
+        m = self.members
+        key = self.key_of(user, room)
+        conv = m.conversations.get(key) if key is not None else None
+        label = conv.label_for(user.key) if conv is not None else room
+        done = _send(p.Parted(label), addr)
+        if conv is None or key not in user.session.subs:
+            return [done]
+        return [done, *m.leave(user, conv, "quit", now, wall, exclude=addr)]
+
+    # ------------------------------------------------------------------ time
+
+    def on_timer(self, now: float) -> list[Effect]:
+        """Retransmit what is overdue, in every conversation of every session."""
+        conversations = self.members.conversations
+        effects: list[Effect] = []
+        for user in self.members.directory.sessions.values():
+            for key, outbox in user.session.subs.items():
+                if outbox.deadline is None or now < outbox.deadline:
+                    continue
+                conv = conversations.get(key)
+                for pos in outbox.expired(now):
+                    frame = conv.frame(pos, user.key) if conv is not None else None
+                    if frame is not None:
+                        self.members.stats["retransmits"] += 1
+                        effects.append(Send(frame, (user.address,)))
+        return effects
+
+    def stale(self, now: float) -> list[User]:
+        limit = now - self.members.config.idle_timeout
+        return [u for u in self.members.directory.sessions.values() if u.session.last_seen < limit]
