@@ -21,6 +21,7 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
             "not starting with # or @"
         ),
         "reserved": "name reserved for the operator",
+        "badroom": "invalid room: # and 1-32 characters, no spaces, colons or control characters",
         "confusable": "name looks too much like someone who is online",
         "notyou": "ERR not logged in as {name} from this address",
         "already": "ERR already logged in here as {name} (send Q {name} first)",
@@ -42,6 +43,7 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "taken": "该用户已存在",
         "invalid": "用户名无效: 1-32 个字符, 不能含空格或控制字符, 不能以 # 或 @ 开头",
         "reserved": "该用户名保留给管理员",
+        "badroom": "聊天室名无效: # 加 1-32 个字符, 不能含空格、冒号或控制字符",
         "confusable": "该用户名与在线用户过于相似",
         "notyou": "ERR 此地址未以 {name} 登录",
         "already": "ERR 此地址已以 {name} 登录 (请先发送 Q {name})",
