@@ -1,6 +1,6 @@
 """Schema migrations without an alembic.ini: the Config is built here, pointing at the
-repository's ``alembic/`` directory, and each command runs on our own engine (so the
-SQLite pragmas apply) inside one transaction.
+migration scripts (see :func:`find_alembic_dir`), and each command runs on our own engine
+(so the SQLite pragmas apply) inside one transaction.
 
 ``ensure_schema`` is what ``chatroom serve`` calls: upgrade to head, and refuse (never
 touch) a database whose revision this code does not know.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -27,7 +28,27 @@ if TYPE_CHECKING:
 # Alembic is imported only where a migration or the script directory is needed: it
 # costs ~0.1 s, and `chatroom history` (which only reads) should not pay for it.
 
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+def find_alembic_dir() -> Path:
+    """Where the migration scripts are.
+
+    A wheel (``pip install .``, pipx) ships the repository's top-level ``alembic/`` as
+    ``storage/_alembic`` (see setup.py); a checkout (source tree or editable
+    install) has no such directory, and uses the repository's ``alembic/`` next to
+    ``storage/``. A directory without our env.py and versions/ is never taken: next to
+    an installed ``storage/`` sits the Alembic library itself.
+    """
+    package = resources.files("storage")
+    # Alembic needs real files: a package that is not on the file system (a zip
+    # import) finds nothing, and config() says the migrations are missing.
+    if isinstance(package, Path):
+        for candidate in (package / "_alembic", package.resolve().parent / "alembic"):
+            if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():
+                return candidate
+    return Path(str(package)) / "_alembic"  # where a wheel has them, for the message
+
+
+ALEMBIC_DIR = find_alembic_dir()
 BASE = "base"
 # The newest revision in alembic/versions, as a fast path for readers: a database at
 # this revision needs no look at the scripts. If it goes stale (a new migration added
