@@ -1,29 +1,40 @@
 # The two set-up commands of the README: `make run` and `make test`.
 # Both create .venv on first use and reinstall only when pyproject.toml changes.
+# `make run` installs only what the program needs; `make test` adds the development
+# tools (pytest, ruff, mypy, matplotlib, ...), each with its own stamp.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
 .PHONY: run test lint bench bench-quick clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-run: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e .
+	touch $@
+
+# '.[dev]' includes the runtime, so it also satisfies `make run`.
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/chatroom serve --host 127.0.0.1 --port 8888
 
-lint: $(STAMP)
-	$(BIN)/ruff check chatroom storage bench tests alembic
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check chatroom storage bench tests alembic setup.py
 	$(BIN)/mypy --strict chatroom storage
 
 test: lint
 	$(BIN)/pytest
 	CHATROOM_BENCH_QUICK=1 $(BIN)/pytest bench -q --benchmark-disable -p no:randomly
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.report
 
 clean:

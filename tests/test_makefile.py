@@ -1,0 +1,88 @@
+"""The README's two set-up commands, as make plans them (``make -n``: nothing is
+installed): `make run` installs only the runtime, `make test` the development tools
+too, and neither reinstalls what is already there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    shutil.copy2(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "pyproject.toml").write_text("")
+    past = time.time() - 100
+    os.utime(tmp_path / "pyproject.toml", (past, past))
+    return tmp_path
+
+
+def plan(checkout: Path, target: str) -> list[str]:
+    result = subprocess.run(
+        ["make", "-n", target],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def installs(lines: list[str]) -> list[str]:
+    return [line for line in lines if "pip install" in line]
+
+
+def test_make_run_installs_only_the_runtime(checkout: Path) -> None:
+    lines = plan(checkout, "run")
+    assert any(" -m venv .venv" in line for line in lines)
+    (install,) = installs(lines)
+    assert install.endswith(" -e .")
+    assert "serve" in lines[-1]
+
+
+def test_make_test_installs_the_development_tools(checkout: Path) -> None:
+    lines = plan(checkout, "test")
+    (install,) = installs(lines)
+    assert install.endswith(" -e '.[dev]'")
+    # What it installs includes the runtime: `make run` need not install again.
+    assert any(line.startswith("touch") and ".installed-run" in line for line in lines)
+    assert any("pytest" in line for line in lines)
+
+
+def _fake_venv(checkout: Path, *stamps: str) -> None:
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    (checkout / ".venv" / "bin" / "python").touch()
+    for stamp in stamps:
+        (checkout / ".venv" / stamp).touch()
+
+
+def test_second_run_starts_at_once(checkout: Path) -> None:
+    _fake_venv(checkout, ".installed-run")
+    assert installs(plan(checkout, "run")) == []
+    # The runtime alone is not enough for the tests.
+    assert len(installs(plan(checkout, "test"))) == 1
+
+
+def test_after_make_test_make_run_installs_nothing(checkout: Path) -> None:
+    _fake_venv(checkout, ".installed-dev", ".installed-run")
+    assert installs(plan(checkout, "test")) == []
+    assert installs(plan(checkout, "run")) == []
+
+
+def test_a_changed_pyproject_reinstalls(checkout: Path) -> None:
+    _fake_venv(checkout, ".installed-dev", ".installed-run")
+    future = time.time() + 10  # newer than the stamps
+    os.utime(checkout / "pyproject.toml", (future, future))
+    assert len(installs(plan(checkout, "run"))) == 1
+    assert len(installs(plan(checkout, "test"))) == 1
