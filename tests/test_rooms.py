@@ -379,3 +379,26 @@ def test_classic_lobby_is_byte_for_byte_unchanged_by_rooms(h: Chat) -> None:
     h.send(D, "C dave hi all")
     assert [e[:3] for e in h.events(A)] == [("#lobby", 6, "message")]
     assert [e[:3] for e in h.events(C)] == [("#lobby", 5, "message"), ("#lobby", 6, "message")]
+
+
+def test_joins_and_parts_share_the_message_rate() -> None:
+    """Each is stored and sent to a whole room: a JOIN/PART loop is a flood."""
+    h = Chat("indexed")  # the default 5/1 rate
+    h.login(A, "alice")
+    h.take(A)
+    for _ in range(3):
+        h.join(A, "#spam")
+        h.v2(A, p.Part(h.sids[A], "#spam"))
+    assert p.Error("slowdown", "rate limit 5/1 messages/s") in h.frames(A)
+    assert sum(s.event.room == "#spam" for s in h.stored) == 5
+    h.now += 2  # the bucket refills: the retried PART goes through
+    h.v2(A, p.Part(h.sids[A], "#spam"))
+    assert h.frames(A) == [p.Parted("#spam")]
+    assert [s.event.kind for s in h.stored if s.event.room == "#spam"][-2:] == ["join", "quit"]
+
+
+def test_a_direct_message_to_a_name_nobody_can_have_is_offline(h: Chat) -> None:
+    h.login(A, "alice")
+    h.take(A)
+    h.say(A, 1, "hello?", "@admin")
+    assert h.frames(A) == [p.Rejected(1, "offline", "admin is not online")]

@@ -8,6 +8,7 @@ pulls holes per conversation. See docs/protocol.md for the grammar.
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable
 from typing import Final
@@ -29,6 +30,22 @@ _LIST_ROOM: Final = 40
 Frame = p.Say | p.Ack | p.Ping | p.Pull | p.Who | p.Bye | p.Join | p.Part | p.ListRooms
 
 
+@functools.lru_cache(maxsize=4096)
+def _room_key(chan: str) -> str | None:
+    """``#Dev`` -> ``#dev``; None for an invalid room. Cached: every ACK and PULL
+    names its conversation, and the check normalises Unicode (bounded, so a
+    flood of names only evicts entries)."""
+    room, why = p.check_room(chan)
+    return None if why is not None else p.room_key(room)
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_key(chan: str) -> str:
+    """``@Bob`` -> ``bob``: only normalised, not validated (a name that could
+    not be registered is simply never online)."""
+    return p.name_key(chan[len(p.PEER_PREFIX) :])
+
+
 def _send(frame: p.ServerFrame, addr: Address) -> Send:
     return Send(p.encode(frame), (addr,))
 
@@ -42,14 +59,11 @@ class V2Dialect:
     # ------------------------------------------------------------------ names
 
     def key_of(self, user: User, chan: str) -> str | None:
-        """The conversation a frame of ``user`` names, or None if it cannot be one."""
+        """The conversation a frame of ``user`` names, or None if it cannot be
+        one (an invalid room; a direct conversation with oneself)."""
         if chan.startswith(p.ROOM_PREFIX):
-            room, why = p.check_room(chan)
-            return None if why is not None else p.room_key(room)
-        peer, why = p.check_name(chan[len(p.PEER_PREFIX) :])
-        if why is not None:
-            return None
-        peer_key = p.name_key(peer)
+            return _room_key(chan)
+        peer_key = _peer_key(chan)
         return None if peer_key == user.key else dm_key(user.key, peer_key)
 
     # ------------------------------------------------------------------ login
@@ -238,14 +252,8 @@ class V2Dialect:
                 return self._reject(seq, "offline", frame.chan, addr)
         elif key not in session.subs:
             return self._reject(seq, "notmember", frame.chan, addr)
-        bucket = session.bucket
-        if bucket is not None and not bucket.take(now):
-            # Not acknowledged: the client retries later and nothing is lost.
-            m.stats["drop.ratelimited"] += 1
-            if m.guard.over_limit(addr, now):
-                m.stats["mutes"] += 1
-            err = p.Error("slowdown", f"rate limit {m.config.rate} messages/s")
-            return self.replies.error(addr, now, p.encode(err))
+        if not self._may_store(user, addr, now):
+            return self._slow_down(addr, now)
         conv = m.conversations.open(key)
         if peer is not None:
             for party in (user, peer):
@@ -388,6 +396,8 @@ class V2Dialect:
         if len(session.subs) >= m.config.max_conversations:
             err = p.Error("toomany", f"at most {m.config.max_conversations} rooms at once")
             return self.replies.error(addr, now, p.encode(err))
+        if key[0] != DM_PREFIX and not self._may_store(user, addr, now):
+            return self._slow_down(addr, now)
         conv = m.conversations.open(key)
         notice = not (session.resumed and conv.ring.present_at_end(user.name))
         base, effects = m.enter(user, conv, now, wall, notice=notice)
@@ -402,7 +412,27 @@ class V2Dialect:
         done = _send(p.Parted(label), addr)
         if conv is None or key not in user.session.subs:
             return [done]
+        if conv.is_room and not self._may_store(user, addr, now):
+            return self._slow_down(addr, now)
         return [done, *m.leave(user, conv, "quit", now, wall, exclude=addr)]
+
+    def _may_store(self, user: User, addr: Address, now: float) -> bool:
+        """Whether the session may have one more event stored now: a message, or
+        a join or leave of a room (each is stored and sent to the whole room, so
+        they share the message rate; otherwise JOIN/PART in a loop would be a
+        flood that no limit sees)."""
+        bucket = user.session.bucket
+        if bucket is None or bucket.take(now):
+            return True
+        self.members.stats["drop.ratelimited"] += 1
+        if self.members.guard.over_limit(addr, now):
+            self.members.stats["mutes"] += 1
+        return False
+
+    def _slow_down(self, addr: Address, now: float) -> list[Effect]:
+        """Not done and not acknowledged: the client retries later, nothing is lost."""
+        err = p.Error("slowdown", f"rate limit {self.members.config.rate} messages/s")
+        return self.replies.error(addr, now, p.encode(err))
 
     # ------------------------------------------------------------------ time
 
