@@ -325,6 +325,31 @@ def test_clear_input_moves_up_only_when_needed() -> None:
         ("//path", c.Message("/path")),
         ("/help", c.Help()),
         ("/nope", c.Unknown("/nope")),
+        ("/who #dev", c.WhoCmd("#dev")),
+        ("/who dev", c.WhoCmd("#dev")),
+        ("/who #a #b", c.Usage("/who")),
+        ("/join #dev", c.JoinCmd("#dev")),
+        ("/join dev", c.JoinCmd("#dev")),
+        ("/JOIN  #Dev ", c.JoinCmd("#Dev")),
+        ("/j #dev", c.JoinCmd("#dev")),
+        ("/join", c.Usage("/join")),
+        ("/join #a #b", c.Usage("/join")),
+        ("/part", c.PartCmd(None)),
+        ("/part #dev", c.PartCmd("#dev")),
+        ("/leave dev", c.PartCmd("#dev")),
+        ("/part #a #b", c.Usage("/part")),
+        ("/rooms", c.RoomsCmd()),
+        ("/list", c.RoomsCmd()),
+        ("/rooms x", c.Usage("/rooms")),
+        ("/msg bob hi there", c.DirectCmd("bob", "hi there")),
+        ("/msg @bob hi", c.DirectCmd("bob", "hi")),
+        ("/m bob  /me waves", c.DirectCmd("bob", "/me waves")),
+        ("/msg bob", c.Usage("/msg")),
+        ("/msg", c.Usage("/msg")),
+        ("/reply ok then", c.ReplyCmd("ok then")),
+        ("/r ok", c.ReplyCmd("ok")),
+        ("/reply", c.Usage("/reply")),
+        ("#dev is a room", c.Message("#dev is a room")),
     ],
 )
 def test_parse_line(line: str, expected: object) -> None:
@@ -335,5 +360,14 @@ def test_completion_of_commands_and_names() -> None:
     assert c.complete("/h", []) == ["/help", "/history"]
     assert c.complete("b", ["alice", "Bob", "bobby"]) == ["Bob", "bobby"]
     assert c.complete("z", ["alice"]) == []
+    assert c.complete("/j", []) == ["/join"]
+    assert c.complete("/r", []) == ["/rooms", "/reply"]
+
+
+def test_completion_of_rooms() -> None:
+    known = ["alice", "bob", "#dev", "#Design", "#lobby"]
+    assert c.complete("#d", known) == ["#Design", "#dev"]
+    assert c.complete("#", known) == ["#Design", "#dev", "#lobby"]
+    assert c.complete("", known) == ["alice", "bob"]  # a bare Tab offers people
     message = tr("en", "no_answer", host="h", port=1)
     assert message == "no answer from h:1 — is chatroom serve running?"

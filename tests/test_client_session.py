@@ -13,6 +13,7 @@ import pytest
 
 from chatroom import protocol as p
 from chatroom.client.effects import (
+    CurrentRoom,
     Finished,
     LoggedIn,
     LoginRefused,
@@ -20,7 +21,9 @@ from chatroom.client.effects import (
     Notice,
     OnlineChanged,
     Output,
+    RoomsChanged,
     ShowEvent,
+    ShowRooms,
     ShowUsers,
     Transmit,
 )
@@ -47,8 +50,17 @@ def notices(outs: list[Output]) -> list[str]:
     return [o.key for o in outs if isinstance(o, Notice)]
 
 
-def ev(id_: int, kind: EventKind = "message", name: str = "bob", text: str = "hi") -> bytes:
-    return p.encode(p.EventFrame(Event(id_, kind, name, text, 1_700_000_000.0 + id_)))
+def ev(
+    id_: int,
+    kind: EventKind = "message",
+    name: str = "bob",
+    text: str = "hi",
+    *,
+    chan: str = p.LOBBY,
+    ts: float | None = None,
+) -> bytes:
+    when = 1_700_000_000.0 + id_ if ts is None else ts
+    return p.encode(p.EventFrame(Event(id_, kind, name, text, when, room=chan)))
 
 
 def login(s: ClientSession, last_id: int = 0, now: float = 0.0, idle: float = 60.0) -> list[Output]:
@@ -765,3 +777,444 @@ def test_a_queued_line_is_not_given_up_before_it_was_ever_sent() -> None:
     assert send == [second] and gave_up == []
     send, gave_up = box.due(61.0 + 60.0)
     assert gave_up == [second]  # 60 s of trying: now it is given up
+
+
+# ---------------------------------------------------------------- rooms and direct messages
+
+T0 = 1_700_000_000.0
+
+
+def serve(s: ClientSession, out: list[Output], now: float, last_id: int = 0) -> list[Output]:
+    """Answer the JOINs and PARTs in ``out`` as the server would (JOINED with
+    ``last_id``); return everything the session said, ``out`` included."""
+    result = list(out)
+    for frame in sent(out):
+        if isinstance(frame, p.Join):
+            result += serve(s, s.receive(p.encode(p.Joined(frame.chan, last_id)), now), now)
+        elif isinstance(frame, p.Part):
+            result += serve(s, s.receive(p.encode(p.Parted(frame.room)), now), now)
+    return result
+
+
+def join(s: ClientSession, room: str, now: float, last_id: int = 0) -> list[Output]:
+    return serve(s, s.typed(f"/join {room}", now), now, last_id)
+
+
+def acked(seq: int, id_: int, chan: str = p.LOBBY, ts: float | None = None) -> bytes:
+    return p.encode(p.Acked(seq, id_, T0 + id_ if ts is None else ts, chan))
+
+
+def test_join_makes_the_room_current_and_replays_its_history() -> None:
+    s = new_session(history=5)
+    login(s, last_id=0)
+    out = s.typed("/join #dev", 1.0)
+    assert sent(out) == [p.Join(SID, "#dev")]
+    assert CurrentRoom("#dev") in out and notices(out) == ["now_in"]
+    assert s.current_chan == "#dev"
+    out = s.receive(p.encode(p.Joined("#dev", 40)), 1.05)
+    assert RoomsChanged(("#dev", "#lobby")) in out
+    frames = sent(out)
+    assert p.Pull(SID, 35, 5, "#dev") in frames and p.Who(SID, "#dev") in frames
+    got: list[Output] = []
+    for i in range(36, 41):
+        got += s.receive(ev(i, text=f"old {i}", chan="#dev"), 1.1)
+    got += s.receive(ev(41, "join", "alice", "", chan="#dev"), 1.1)  # our own join
+    assert [(e.event.id, e.history, e.elsewhere) for e in shown(got)] == [
+        (36, True, False),
+        (37, True, False),
+        (38, True, False),
+        (39, True, False),
+        (40, True, False),
+        (41, False, False),
+    ]
+    acks = [f for f in sent(got + run(s, 1.1, 1.5)) if isinstance(f, p.Ack)]
+    assert acks[-1] == p.Ack(SID, 41, "#dev")
+    assert sent(s.typed("hello dev", 2.0)) == [p.Say(SID, 1, "hello dev", "#dev")]
+
+
+def test_what_is_typed_while_joining_waits_for_joined() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.typed("/join #dev", 1.0)
+    assert not [f for f in sent(s.typed("first in dev", 1.01)) if isinstance(f, p.Say)]
+    assert not [f for f in sent(run(s, 1.01, 1.1)) if isinstance(f, p.Say)]
+    out = s.receive(p.encode(p.Joined("#dev", 0)), 1.12)
+    assert p.Say(SID, 1, "first in dev", "#dev") in sent(out)
+
+
+def test_join_is_retried_until_joined_and_a_second_joined_is_harmless() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.typed("/join #dev", 1.0)
+    joins = sent_at(ticks(s, 1.0, 3.0), p.Join)
+    assert len(joins) >= 3 and all(f == p.Join(SID, "#dev") for _, f in joins)
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(joins)]
+    assert all(b >= a - 0.02 for a, b in itertools.pairwise(gaps))  # backing off
+    s.receive(p.encode(p.Joined("#dev", 3)), 3.0)
+    assert not sent_at(ticks(s, 3.0, 6.0), p.Join)
+    assert s.receive(p.encode(p.Joined("#dev", 3)), 6.1) == []
+
+
+def test_events_that_overtake_joined_are_kept_and_others_rooms_ignored() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.typed("/join #dev", 1.0)
+    assert shown(s.receive(ev(6, "join", "alice", "", chan="#dev"), 1.01)) == []
+    out = s.receive(p.encode(p.Joined("#dev", 5)), 1.02)
+    assert [(e.event.id, e.event.room) for e in shown(out)] == [(6, "#dev")]
+    out = s.receive(ev(1, chan="#elsewhere"), 1.1)  # not ours: not shown, not acked
+    assert shown(out) == []
+    later = sent(out + run(s, 1.1, 1.5))
+    assert not [f for f in later if isinstance(f, p.Ack | p.Pull) and f.chan == "#elsewhere"]
+
+
+def test_part_goes_after_our_messages_then_back_to_the_previous_room() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    join(s, "#dev", 1.0)
+    s.receive(ev(1, "join", "alice", "", chan="#dev"), 1.1)
+    assert sent(s.typed("bye dev", 2.0)) == [p.Say(SID, 1, "bye dev", "#dev")]
+    out = s.typed("/part", 2.01)
+    assert CurrentRoom("#lobby") in out and notices(out) == ["now_in"]
+    assert not [f for f in sent(out) if isinstance(f, p.Part)]  # "bye dev" first
+    out = s.receive(acked(1, 2, "#dev"), 2.05)
+    assert [(e.event.text, e.own) for e in shown(out)] == [("bye dev", True)]
+    assert p.Part(SID, "#dev") in sent(out)
+    out = s.receive(p.encode(p.Parted("#dev")), 2.1)
+    assert notices(out) == ["parted"] and RoomsChanged(("#lobby",)) in out
+    assert shown(s.receive(ev(3, chan="#dev"), 2.2)) == []
+    assert sent(s.typed("hello lobby", 2.3)) == [p.Say(SID, 2, "hello lobby")]
+
+
+def test_leaving_the_last_room_keeps_the_session_and_says_how_to_join_one() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    out = s.typed("/part", 1.0)
+    assert CurrentRoom(None) in out and notices(out) == ["no_room"]
+    assert sent(out) == [p.Part(SID, p.LOBBY)]
+    assert notices(s.receive(p.encode(p.Parted(p.LOBBY)), 1.05)) == ["parted"]
+    out = s.typed("anyone?", 1.1)
+    assert sent(out) == [] and notices(out) == ["no_room"]
+    assert notices(s.typed("/part", 1.1)) == ["no_room"]
+    timed = ticks(s, 1.1, 40.0, step=0.1)
+    pings = sent_at(timed, p.Ping)
+    assert pings and all(f == p.Ping(SID, 0) for _, f in pings)  # still connected
+    assert s.state is State.LIVE
+    assert sent(s.typed("/msg bob still here", 40.0)) == [p.Say(SID, 1, "still here", "@bob")]
+    out = join(s, "#lobby", 41.0, last_id=9)
+    assert CurrentRoom(p.LOBBY) in out and s.current == p.LOBBY
+
+
+@pytest.mark.parametrize(
+    ("lines", "current"),
+    [
+        (["/join #dev"], "#dev"),
+        (["/join dev"], "#dev"),  # a bare name gets its #
+        (["/j #dev"], "#dev"),
+        (["/join #dev", "/join #lobby"], "#lobby"),
+        (["/join #dev", "/part"], "#lobby"),
+        (["/join #dev", "/part #lobby"], "#dev"),
+        (["/join #dev", "/part #dev"], "#lobby"),
+        (["/join #dev", "/join #ops", "/part"], "#dev"),  # back to the one before
+        (["/join #dev", "/join #ops", "/join #lobby", "/part"], "#ops"),
+        (["/join #dev", "/part", "/join #dev"], "#dev"),
+        (["/part"], None),
+        (["/part", "/join #dev"], "#dev"),
+        (["/join #dev", "/part #lobby", "/part"], None),
+    ],
+)
+@pytest.mark.parametrize("answered", [True, False])
+def test_the_current_room_and_the_prompt(lines: list[str], current: str, answered: bool) -> None:
+    """Whether or not the server has answered yet, the room typed into changes
+    at once, and the prompt (CurrentRoom) says so."""
+    s = new_session(history=0)
+    login(s, last_id=0)
+    prompt: list[str | None] = []
+    for i, line in enumerate(lines):
+        out = s.typed(line, 1.0 + i)
+        if answered:
+            out = serve(s, out, 1.0 + i)
+        prompt += [o.room for o in out if isinstance(o, CurrentRoom)]
+    assert s.current_chan == current
+    assert (prompt or [p.LOBBY])[-1] == current
+
+
+def test_lines_from_other_rooms_are_marked_and_from_the_current_one_not() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    join(s, "#dev", 1.0)
+    out = s.receive(ev(1), 1.1) + s.receive(ev(1, chan="#dev"), 1.1)
+    assert [(e.event.room, e.elsewhere) for e in shown(out)] == [
+        (p.LOBBY, True),
+        ("#dev", False),
+    ]
+    assert notices(s.typed("/join #lobby", 1.2)) == ["now_in"]  # a switch: no JOIN
+    out = s.receive(ev(2), 1.3) + s.receive(ev(2, chan="#dev"), 1.3)
+    assert [(e.event.room, e.elsewhere) for e in shown(out)] == [
+        (p.LOBBY, False),
+        ("#dev", True),
+    ]
+
+
+def test_direct_messages_both_ways_and_reply() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    out = s.typed("/msg bob psst", 1.0)
+    assert sent(out) == [p.Say(SID, 1, "psst", "@bob")]
+    out = s.receive(acked(1, 1, "@bob"), 1.05)  # our first: the conversation starts
+    (mine,) = shown(out)
+    assert (mine.event.room, mine.event.name, mine.event.text) == ("@bob", "alice", "psst")
+    assert mine.own and mine.elsewhere
+    assert OnlineChanged(("bob",)) in out  # /msg b<Tab>
+    out = s.receive(ev(2, name="bob", text="hey", chan="@bob"), 1.2)
+    (theirs,) = shown(out)
+    assert (theirs.event.room, theirs.own, theirs.event.text) == ("@bob", False, "hey")
+    acks = [f for f in sent(out + run(s, 1.2, 1.5)) if isinstance(f, p.Ack)]
+    assert acks == [p.Ack(SID, 2, "@bob")]
+    assert sent(s.typed("/reply got it", 1.6)) == [p.Say(SID, 2, "got it", "@bob")]
+    # The room is not involved: nothing of it was pulled or acked.
+    later = sent(run(s, 1.6, 3.0))
+    assert not [f for f in later if isinstance(f, p.Pull | p.Ack) and f.chan == p.LOBBY]
+
+
+def test_a_direct_message_out_of_the_blue_whose_first_copy_was_lost() -> None:
+    s = new_session(history=20)
+    login(s, last_id=0)
+    # carol's first message to us (id 7 of our conversation) was lost; the server
+    # sends a new conversation's first event alone and resends it until acked.
+    first = ev(7, name="carol", text="are you there?", chan="@carol")
+    out = s.receive(first, 2.0)
+    assert [(e.event.id, e.event.room, e.history) for e in shown(out)] == [(7, "@carol", False)]
+    out += run(s, 2.0, 2.3)
+    assert [f for f in sent(out) if isinstance(f, p.Ack)] == [p.Ack(SID, 7, "@carol")]
+    assert not [f for f in sent(out) if isinstance(f, p.Pull)]  # no history replay
+    again = s.receive(first, 2.5)  # our ACK was lost: shown once, acked again
+    assert shown(again) == [] and p.Ack(SID, 7, "@carol") in sent(again + s.tick(2.5))
+    out = s.receive(ev(8, name="carol", text="hello?", chan="@carol"), 2.6)
+    assert [e.event.id for e in shown(out)] == [8]
+    assert sent(s.typed("/reply yes", 2.7)) == [p.Say(SID, 1, "yes", "@carol")]
+
+
+def test_our_direct_message_coming_back_before_its_acked_is_ours() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.typed("/msg bob hi bob", 1.0)
+    out = s.receive(ev(4, name="alice", text="hi bob", chan="@bob"), 1.5)  # ACKED lost
+    assert [(e.event.id, e.own) for e in shown(out)] == [(4, True)]
+    assert not s.outbox
+    assert s.receive(acked(1, 4, "@bob"), 1.6) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "key", "args"),
+    [
+        ("/msg bob hi", "offline", "dm_offline", {"name": "bob", "text": "hi"}),
+        ("/msg Bob hi", "offline", "dm_offline", {"name": "Bob", "text": "hi"}),
+        ("hello", "notmember", "not_member", {"room": p.LOBBY, "text": "hello"}),
+        ("/msg bob hi", "self", "dm_self", {}),
+        ("/msg bob hi", "badroom", "rejected", {"reason": "why not", "text": "hi"}),
+    ],
+)
+def test_a_rejected_message_is_not_retried_and_the_user_told(
+    line: str, code: str, key: str, args: dict[str, str]
+) -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.typed(line, 1.0)
+    s.typed("next", 1.0)  # behind it in the window
+    out = s.receive(p.encode(p.Rejected(1, code, "why not")), 1.1)
+    (notice,) = [o for o in out if isinstance(o, Notice)]
+    assert (notice.key, notice.args) == (key, args)
+    assert p.Say(SID, 2, "next") in sent(out)
+    assert not [f for f in sent(run(s, 1.1, 5.0)) if isinstance(f, p.Say) and f.seq == 1]
+    assert s.receive(p.encode(p.Rejected(1, code, "why not")), 5.1) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("/msg alice hi", "dm_self"),
+        ("/msg ALICE hi", "dm_self"),
+        ("/msg b\u200bob hi", "bad_name"),
+        ("/reply hi", "no_reply"),
+        ("/msg", "usage"),
+        ("/msg bob", "usage"),
+        ("/reply", "usage"),
+        ("/join", "usage"),
+        ("/join #a b", "usage"),
+        ("/join #", "bad_room"),
+        ("/join #a:b", "bad_room"),
+        ("/part #nowhere", "not_in_room"),
+        ("/who #a b", "usage"),
+        ("/rooms now", "usage"),
+    ],
+)
+def test_rooms_and_direct_commands_refused_locally(line: str, key: str) -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    out = s.typed(line, 1.0)
+    assert notices(out) == [key] and sent(out) == []
+
+
+def test_who_in_a_room_and_the_rooms() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    assert sent(s.typed("/who", 0.1)) == [p.Who(SID)]
+    out = s.receive(p.encode(p.Users(2, ("alice", "bob"))), 0.2)
+    assert ShowUsers(2, ("alice", "bob")) in out and OnlineChanged(("alice", "bob")) in out
+    assert sent(s.typed("/who #dev", 0.3)) == [p.Who(SID, "#dev")]  # not one of ours
+    out = s.receive(p.encode(p.Users(3, ("carol", "dan", "erin"), "#dev")), 0.4)
+    assert out == [ShowUsers(3, ("carol", "dan", "erin"), "#dev")]  # completion unchanged
+    assert sent(s.typed("/rooms", 0.5)) == [p.ListRooms(SID)]
+    out = s.receive(p.encode(p.RoomList(2, (("#dev", 3), (p.LOBBY, 2)))), 0.6)
+    assert ShowRooms(2, (("#dev", 3), (p.LOBBY, 2))) in out
+    assert RoomsChanged(("#dev", p.LOBBY)) in out  # /join #d<Tab>
+    again = s.receive(p.encode(p.RoomList(2, (("#dev", 3), (p.LOBBY, 2)))), 0.7)
+    assert not [o for o in again if isinstance(o, ShowRooms)]  # a duplicate answer
+
+
+def test_gaps_pulls_acks_and_gone_are_per_conversation() -> None:
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=10)
+    join(s, "#dev", 0.5, last_id=20)
+    s.receive(ev(12), 1.0)  # the lobby lacks 11
+    s.receive(ev(23, chan="#dev"), 1.0)  # #dev lacks 21 and 22
+    assert not [f for f in sent(s.tick(1.05)) if isinstance(f, p.Pull)]
+    pulls = [f for f in sent(s.tick(1.11)) if isinstance(f, p.Pull)]
+    assert pulls == [p.Pull(SID, 10, 1), p.Pull(SID, 20, 2, "#dev")]
+    out = s.receive(ev(21, "join", "alice", "", chan="#dev"), 1.12)
+    out += s.receive(ev(22, chan="#dev"), 1.12) + s.receive(ev(11), 1.12)
+    assert [(e.event.room, e.event.id) for e in shown(out)] == [
+        ("#dev", 21),
+        ("#dev", 22),
+        ("#dev", 23),
+        (p.LOBBY, 11),
+        (p.LOBBY, 12),
+    ]
+    acks = [f for f in sent(out + run(s, 1.12, 1.5)) if isinstance(f, p.Ack)]
+    assert set(acks) == {p.Ack(SID, 23, "#dev"), p.Ack(SID, 12)}
+    # A PONG tells of newer events in each conversation: each lost tail is pulled.
+    s.receive(p.encode(p.Pong(12, (("#dev", 25), ("@bob", 3)))), 2.0)
+    pulls = [f for f in sent(run(s, 2.0, 2.2)) if isinstance(f, p.Pull)]
+    assert set(pulls) == {p.Pull(SID, 23, 2, "#dev")}  # no conversation with bob: nothing
+    out = s.receive(p.encode(p.Gone(25, "#dev")), 2.3)
+    assert "unavailable" in notices(out)
+    assert {f for f in sent(run(s, 2.3, 2.5)) if isinstance(f, p.Pull)} == {
+        p.Pull(SID, 24, 1, "#dev")
+    }
+
+
+def test_an_announcement_in_every_room_is_shown_once_and_acked_in_each() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    join(s, "#dev", 0.5)
+    join(s, "#ops", 0.6)
+    out: list[Output] = []
+    for chan in (p.LOBBY, "#dev", "#ops"):
+        out += s.receive(ev(1, "announce", "", "restart at 5", chan=chan, ts=T0), 1.0)
+    (once,) = shown(out)
+    assert once.event.text == "restart at 5" and not once.elsewhere  # not one room's
+    acks = [f for f in sent(out + run(s, 1.0, 1.3)) if isinstance(f, p.Ack)]
+    assert set(acks) == {p.Ack(SID, 1), p.Ack(SID, 1, "#dev"), p.Ack(SID, 1, "#ops")}
+    # Another one, or the same words later, are new announcements.
+    out = s.receive(ev(2, "announce", "", "restart at 5", chan="#dev", ts=T0 + 60), 2.0)
+    out += s.receive(ev(2, "announce", "", "restart at 6", ts=T0), 2.0)
+    assert len(shown(out)) == 2
+
+
+def test_logging_in_again_joins_every_conversation_again() -> None:
+    s = new_session(history=0, window=4)
+    login(s, last_id=10)
+    s.receive(ev(11, "join", "alice", ""), 0.1)
+    assert sent(s.typed("to lobby", 0.2)) == [p.Say(SID, 1, "to lobby")]  # never acked
+    join(s, "#dev", 0.3, last_id=20)
+    s.receive(ev(21, "join", "alice", "", chan="#dev"), 0.4)
+    s.receive(ev(3, name="bob", chan="@bob"), 0.5)
+    s.typed("to dev", 5.0)
+    s.typed("/msg bob to bob", 5.0)
+    (frame,) = sent(s.receive(p.encode(p.Error("nosession", "x")), 5.1))
+    assert isinstance(frame, p.Login)
+    assert (frame.resume, frame.room) == (SID, "#dev")  # the current room
+    new_sid = "f" * 32
+    welcome = p.Welcome(frame.nonce, new_sid, 60, 21, "off", "#dev")
+    out = s.receive(p.encode(welcome), 5.3)
+    assert "reconnected" in notices(out)
+    frames = sent(out)
+    assert {f for f in frames if isinstance(f, p.Join)} == {
+        p.Join(new_sid, p.LOBBY),
+        p.Join(new_sid, "@bob"),
+    }
+    # The login room and direct messages need no JOIN: resent at once. "to lobby"
+    # must not reach the lobby before we are in it again (it would be refused).
+    assert [f for f in frames if isinstance(f, p.Say)] == [
+        p.Say(new_sid, 2, "to dev", "#dev"),
+        p.Say(new_sid, 3, "to bob", "@bob"),
+    ]
+    later = sent(run(s, 5.3, 5.6)) + sent(s.receive(p.encode(p.Joined("@bob", 3)), 5.6))
+    assert not [f for f in later if isinstance(f, p.Say) and f.seq == 1]
+    out = s.receive(p.encode(p.Joined(p.LOBBY, 12)), 5.7)
+    assert p.Say(new_sid, 1, "to lobby") in sent(out)
+    assert "server_reset" not in notices(out)
+    assert p.Pull(new_sid, 11, 1) in sent(out)  # the lobby's newer event 12
+    # A server whose history is shorter than what we showed: said, and followed.
+    (frame,) = sent(s.receive(p.encode(p.Error("nosession", "x")), 8.0))
+    assert isinstance(frame, p.Login)
+    s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 21, "off", "#dev")), 8.1)
+    out = s.receive(p.encode(p.Joined(p.LOBBY, 0)), 8.2)
+    assert notices(out) == ["server_reset"]
+    assert [e.event.id for e in shown(s.receive(ev(1), 8.3))] == [1]
+
+
+def test_logging_in_again_after_leaving_every_room_leaves_the_login_room() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    serve(s, s.typed("/part", 1.0), 1.0)
+    (frame,) = sent(s.receive(p.encode(p.Error("nosession", "x")), 5.0))
+    assert isinstance(frame, p.Login) and frame.room is None  # the lobby, by default
+    out = s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 3)), 5.1)
+    assert p.Part(SID, p.LOBBY) in sent(out)
+    assert shown(s.receive(ev(4), 5.2)) == []
+
+
+def test_starting_in_another_room() -> None:
+    s = ClientSession("alice", random.Random(7), SessionConfig(history=3), start_room="#dev")
+    (frame,) = sent(s.login("alice", 0.0))
+    assert isinstance(frame, p.Login) and frame.room == "#dev"
+    out = s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 10, "off", "#dev")), 0.01)
+    assert p.Pull(SID, 7, 3, "#dev") in sent(out) and p.Who(SID, "#dev") in sent(out)
+    assert s.current_chan == "#dev"
+    assert sent(s.typed("hi", 0.1)) == [p.Say(SID, 1, "hi", "#dev")]
+    assert p.Ping(SID, 0) in sent(run(s, 0.1, 25.0, step=0.5))  # the lobby's: none seen
+
+
+def test_quit_waits_for_our_messages_in_every_conversation() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    join(s, "#dev", 0.5, last_id=4)
+    s.typed("/msg bob bye bob", 1.0)
+    s.typed("bye dev", 1.0)
+    assert sent(s.quit(1.1)) == []
+    out = s.receive(acked(1, 1, "@bob"), 1.2)
+    assert p.Bye(SID) not in sent(out)  # "bye dev" is not stored yet
+    # Stored as #dev's 6 (an ACKED without the event's time): not shown yet.
+    out = s.receive(p.encode(p.Acked(2, 6, None, "#dev")), 1.3)
+    assert p.Bye(SID) not in sent(out)
+    out = s.receive(ev(5, "join", "alice", "", chan="#dev"), 1.4)
+    assert p.Bye(SID) not in sent(out)
+    out = s.receive(ev(6, name="alice", text="bye dev", chan="#dev"), 1.4)
+    assert [(e.event.text, e.own) for e in shown(out)] == [("bye dev", True)]
+    assert p.Bye(SID) in sent(out)
+
+
+def test_a_message_to_a_long_named_room_still_fits_every_frame() -> None:
+    name, room = "\U0001d49c" * 32, "#" + "\U0001d4b3" * 32  # 4 bytes a character
+    s = new_session(name, history=0)
+    login(s, last_id=0)
+    join(s, room, 0.5)
+    limit = s.max_text_bytes(room)
+    assert limit < p.MAX_TEXT and s.max_text_bytes() == p.MAX_TEXT
+    assert notices(s.typed("x" * (limit + 1), 1.0)) == ["too_long"]
+    (frame,) = [o for o in s.typed("x" * limit, 1.0) if isinstance(o, Transmit)]
+    assert len(frame.payload) <= p.MAX_DATAGRAM
+    event = Event(10**18, "message", name, "x" * limit, 9_999_999_999.0, room=room)
+    assert p.encode(p.EventFrame(event)).endswith(b" " + b"x" * limit)

@@ -6,10 +6,23 @@ from dataclasses import dataclass
 from typing import Final
 
 #: The commands, for /help and tab completion (``quit`` also works bare).
-COMMANDS: Final = ("/help", "/who", "/history", "/me", "/quit")
+COMMANDS: Final = (
+    "/help",
+    "/who",
+    "/history",
+    "/me",
+    "/join",
+    "/part",
+    "/rooms",
+    "/msg",
+    "/reply",
+    "/quit",
+)
 #: Events /history shows when no count is given, and the most it will fetch.
 HISTORY_DEFAULT: Final = 10
 HISTORY_MAX: Final = 1000
+#: What starts a room's name (protocol.ROOM_PREFIX; imported lazily elsewhere).
+_ROOM: Final = "#"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +37,48 @@ class Help:
 
 @dataclass(frozen=True, slots=True)
 class WhoCmd:
-    pass
+    """``/who [#room]``: None means the current room."""
+
+    room: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryCmd:
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinCmd:
+    """``/join #room`` (a bare name gets its ``#``)."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartCmd:
+    """``/part [#room]``: None means the current room."""
+
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsCmd:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DirectCmd:
+    """``/msg NAME TEXT``: a direct message."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCmd:
+    """``/reply TEXT``: a direct message to whoever last wrote to us."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +98,31 @@ class Usage:
     command: str
 
 
-Command = Message | Help | WhoCmd | HistoryCmd | QuitCmd | Unknown | Usage
+Command = (
+    Message
+    | Help
+    | WhoCmd
+    | HistoryCmd
+    | JoinCmd
+    | PartCmd
+    | RoomsCmd
+    | DirectCmd
+    | ReplyCmd
+    | QuitCmd
+    | Unknown
+    | Usage
+)
 
 
 def is_quit(line: str) -> bool:
     """``quit`` (the course's word) or ``/quit``."""
     return line.strip() in ("quit", "/quit")
+
+
+def _room_arg(arg: str) -> str:
+    """A room argument as typed: ``dev`` means ``#dev`` (a name cannot start with
+    ``#``, so nothing else is meant)."""
+    return arg if arg.startswith(_ROOM) else _ROOM + arg
 
 
 def parse_line(line: str) -> Command | None:
@@ -68,11 +136,14 @@ def parse_line(line: str) -> Command | None:
         return Message(stripped[1:] if stripped.startswith("//") else stripped)
     word, _, rest = stripped.partition(" ")
     rest = rest.strip()
+    args = rest.split()
     match word.lower():
         case "/help" | "/?":
             return Help()
         case "/who" | "/users" | "/names":
-            return WhoCmd()
+            if len(args) > 1:
+                return Usage("/who")
+            return WhoCmd(_room_arg(args[0]) if args else None)
         case "/me":
             return Message("/me " + rest) if rest else Usage("/me")
         case "/history":
@@ -81,14 +152,30 @@ def parse_line(line: str) -> Command | None:
             if rest.isascii() and rest.isdigit() and 0 < int(rest) <= HISTORY_MAX:
                 return HistoryCmd(int(rest))
             return Usage("/history")
+        case "/join" | "/j":
+            return JoinCmd(_room_arg(args[0])) if len(args) == 1 else Usage("/join")
+        case "/part" | "/leave":
+            if len(args) > 1:
+                return Usage("/part")
+            return PartCmd(_room_arg(args[0]) if args else None)
+        case "/rooms" | "/list":
+            return RoomsCmd() if not args else Usage("/rooms")
+        case "/msg" | "/m" | "/tell":
+            name, _, text = rest.partition(" ")
+            text = text.strip()
+            return DirectCmd(name.removeprefix("@"), text) if name and text else Usage("/msg")
+        case "/reply" | "/r":
+            return ReplyCmd(rest) if rest else Usage("/reply")
         case _:
             return Unknown(word)
 
 
 def complete(text: str, names: list[str]) -> list[str]:
     """Candidates for tab completion of the word ``text``: commands when it starts
-    with ``/``, otherwise the names seen online (case-insensitive prefix)."""
+    with ``/``, rooms (the ``#...`` entries of ``names``) when it starts with
+    ``#``, otherwise the names seen online (case-insensitive prefix)."""
     if text.startswith("/"):
         return [c for c in COMMANDS if c.startswith(text.lower())]
     low = text.casefold()
-    return sorted(n for n in names if n.casefold().startswith(low))
+    rooms = text.startswith(_ROOM)
+    return sorted(n for n in names if n.startswith(_ROOM) == rooms and n.casefold().startswith(low))

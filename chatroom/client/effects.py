@@ -23,11 +23,14 @@ class Transmit:
 class ShowEvent:
     """Display one stored event. ``history``: it happened before we joined (or was
     asked for with /history) and is shown dimmed (a day other than today is dated
-    by a line of its own). ``own``: we sent it."""
+    by a line of its own). ``own``: we sent it. ``elsewhere``: it is not from the
+    current room, so its line names the conversation (``event.room``; a direct
+    message, ``@peer``, is always shown with its own marker)."""
 
     event: Event
     history: bool = False
     own: bool = False
+    elsewhere: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +44,42 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class ShowUsers:
-    """The answer to /who."""
+    """The answer to /who; ``room`` is empty for the current room."""
 
     total: int
     names: tuple[str, ...]
+    room: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowRooms:
+    """The answer to /rooms: (room, members) of as many rooms as the server sent."""
+
+    total: int
+    rooms: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class OnlineChanged:
-    """The set of names known to be online changed (for tab completion)."""
+    """The set of names known to be online changed (for tab completion): the
+    people in our rooms and those we have direct conversations with."""
 
     names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsChanged:
+    """The rooms we know of changed (for tab completion): ours and the last
+    /rooms answer's."""
+
+    rooms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentRoom:
+    """What the user types now goes to ``room`` (None: no room; the prompt says)."""
+
+    room: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +113,10 @@ Output = (
     | ShowEvent
     | Notice
     | ShowUsers
+    | ShowRooms
     | OnlineChanged
+    | RoomsChanged
+    | CurrentRoom
     | LoggedIn
     | LoginRefused
     | NoAnswer

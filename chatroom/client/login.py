@@ -1,6 +1,6 @@
 """One login attempt: nonce, cookie round trip, retries with backoff. Pure.
 
-``LOGIN nonce name resume cookie`` is retried with the *same* nonce, so that a
+``LOGIN nonce name resume cookie [#room]`` is retried with the *same* nonce, so that a
 retry after a lost WELCOME is answered with the same WELCOME rather than
 starting a second session. The server first answers ``COOKIE`` (proof that we
 receive datagrams at our address); the LOGIN is then sent again at once,
@@ -36,6 +36,8 @@ class LoginAttempt:
     sends: int = 1
     #: False once a second cookie came: answers can no longer be told apart.
     timeable: bool = True
+    #: The room to start in (the server's default, #lobby, when it is that).
+    room: str = p.LOBBY
 
     @classmethod
     def start(
@@ -47,8 +49,10 @@ class LoginAttempt:
         resume: str | None,
         rto: float,
         rto_max: float,
+        room: str = p.LOBBY,
     ) -> LoginAttempt:
-        return cls(name, new_nonce(rng), resume, now, now + rto, rto, rto_max, sent_at=now)
+        nonce = new_nonce(rng)
+        return cls(name, nonce, resume, now, now + rto, rto, rto_max, sent_at=now, room=room)
 
     def rtt_sample(self, now: float) -> float | None:
         """The round trip of the LOGIN just answered, if it was sent once. The
@@ -58,7 +62,8 @@ class LoginAttempt:
         return now - self.sent_at if self.sends == 1 and self.timeable else None
 
     def frame(self) -> bytes:
-        return p.encode_client(p.Login(self.nonce, self.name, self.resume, self.cookie))
+        login = p.Login(self.nonce, self.name, self.resume, self.cookie, self.room)
+        return p.encode_client(login)
 
     def retry_due(self, now: float) -> bool:
         """True when the LOGIN should be sent again (the timer backs off)."""

@@ -7,12 +7,19 @@ by a token bucket mirroring the server's advertised rate limit (WELCOME's
 ``BURST/PER_SECOND``; a SAY over the limit is not acknowledged, so pacing
 ourselves saves a retransmission timeout), and retransmitted on the RFC 6298
 timer of chatroom/rtt.py until ACKED or ``give_up_after``. Pure.
+
+One queue for every conversation (the sequence numbers are the session's): each
+message carries its conversation, ``chan`` as the wire names it and ``key`` its
+canonical form. A message may be held back (``due``'s ``held``: its room is still
+being joined), which holds those behind it too, so the typed order stays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chatroom.events import LOBBY
 from chatroom.rtt import RttEstimator
 
 
@@ -28,6 +35,9 @@ class Outgoing:
     tries: int = 0
     deadline: float = 0.0
     rto: float = 0.0
+    #: The conversation: ``#room`` or ``@peer`` as sent, and its canonical key.
+    chan: str = LOBBY
+    key: str = LOBBY
 
 
 @dataclass(slots=True)
@@ -82,14 +92,19 @@ class Outbox:
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, text: str, now: float) -> Outgoing:
-        item = Outgoing(self.next_seq, text, now)
+    def add(self, text: str, now: float, chan: str = LOBBY, key: str = LOBBY) -> Outgoing:
+        item = Outgoing(self.next_seq, text, now, chan=chan, key=key)
         self.items[item.seq] = item
         self.next_seq += 1
         return item
 
-    def due(self, now: float) -> tuple[list[Outgoing], list[Outgoing]]:
-        """(to transmit now, given up). Transmitting is recorded here."""
+    def due(
+        self, now: float, held: Callable[[str], bool] | None = None
+    ) -> tuple[list[Outgoing], list[Outgoing]]:
+        """(to transmit now, given up). Transmitting is recorded here. A message
+        whose conversation key ``held`` says to hold is not transmitted: not yet
+        sent, it waits and so does every message typed after it; in flight, its
+        retransmission waits."""
         gave_up = [
             o
             for o in self.items.values()
@@ -102,11 +117,11 @@ class Outbox:
         self._blocked = False
         for o in self.items.values():  # in seq order: dicts keep insertion order
             if o.sent_at is None:
-                if in_flight >= self.window:
+                if in_flight >= self.window or (held is not None and held(o.key)):
                     break
                 rto = self.rtt.rto
                 in_flight += 1
-            elif now >= o.deadline:
+            elif now >= o.deadline and (held is None or not held(o.key)):
                 rto = self.rtt.backoff(o.rto)
             else:
                 continue
@@ -134,12 +149,21 @@ class Outbox:
             self.rtt.sample(now - o.sent_at)  # Karn: only unambiguous samples
         return o
 
-    def stored_as_event(self, text: str) -> bool:
+    def rejected(self, seq: int) -> Outgoing | None:
+        """A REJECTED: the message it settles (never to be stored), if ours."""
+        return self.items.pop(seq, None)
+
+    def has(self, key: str) -> bool:
+        """Is a message for conversation ``key`` still waiting or in flight?"""
+        return any(o.key == key for o in self.items.values())
+
+    def stored_as_event(self, text: str, key: str = LOBBY) -> bool:
         """Our own message came back as an event before its ACKED (which may be
-        lost): the oldest in-flight message with that text is stored. Only a
-        message of our own session can carry our name while we hold it."""
+        lost): the oldest in-flight message of conversation ``key`` with that
+        text is stored. Only a message of our own session can carry our name
+        while we hold it."""
         for o in self.items.values():
-            if o.sent_at is not None and o.text == text:
+            if o.sent_at is not None and o.text == text and o.key == key:
                 del self.items[o.seq]
                 return True
         return False
@@ -151,13 +175,19 @@ class Outbox:
                 o.deadline = now
                 o.rto = self.rtt.rto / 2  # due() doubles it back
 
-    def deadline(self) -> float | None:
+    def deadline(self, held: Callable[[str], bool] | None = None) -> float | None:
+        """When ``due`` has something to do (a held message waits for an input,
+        not for the clock)."""
         times = [
             o.first_sent + self.give_up_after
             for o in self.items.values()
             if o.first_sent is not None
         ]
-        times += [o.deadline for o in self.items.values() if o.sent_at is not None]
+        times += [
+            o.deadline
+            for o in self.items.values()
+            if o.sent_at is not None and (held is None or not held(o.key))
+        ]
         if self._blocked and self.pacer is not None:
             times.append(self.pacer.ready_at())
         return min(times) if times else None

@@ -5,24 +5,33 @@ Inputs: a datagram from the server (``receive``), a line the user typed
 returns outputs (chatroom/client/effects.py): datagrams to send and things to
 show. Randomness (nonces, heartbeat jitter) comes from the injected
 ``random.Random``. The parts: ``login`` (one attempt, cookie, retries),
-``stream`` (event order, gaps, pulls, /history), ``outbox`` (messages in
-flight), ``liveness`` (heartbeats, probes, connection lost).
+``timeline``/``stream`` (one per conversation: event order, gaps, pulls,
+/history), ``outbox`` (messages in flight, whatever their conversation),
+``rooms`` (JOIN and PART until answered), ``liveness`` (heartbeats, probes,
+connection lost).
 
 A session's life: login (the first one gives up with ``NoAnswer`` after
-``first_login_timeout``); history pulled page by page and shown dimmed; live
-events shown once each in id order, acked cumulatively; messages sent with a
-sequence number and retried until ACKED, shown when their event comes back;
-``ERR nosession`` (the server restarted or evicted us) -> log in again with
-``resume`` = our sid and carry on from the last event shown, resending
-unacked messages under their old seq so that each is stored once; quit ->
-wait briefly until our messages are stored and shown and the history replay is
-shown, BYE, ``Finished``. docs/client.md has the details.
+``first_login_timeout``) into one room (``start_room``, #lobby by default);
+history pulled page by page and shown dimmed; live events shown once each in id
+order, acked cumulatively, each conversation (a room, or the direct messages
+with one peer) on its own; messages sent with a sequence number and retried
+until ACKED, shown when their event comes back; ``/join`` and ``/part`` change
+the rooms, ``/msg`` starts a direct conversation (one someone else starts
+appears out of the blue with its first event); ``ERR nosession`` (the server
+restarted or evicted us) -> log in again with ``resume`` = our sid into the
+current room, JOIN every other conversation again and carry on from the last
+event shown in each, resending unacked messages under their old seq so that
+each is stored once; quit -> wait briefly until our messages are stored and
+shown and the history replays are shown, BYE, ``Finished``. docs/client.md has
+the details.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
@@ -30,18 +39,24 @@ from typing import Final
 from chatroom import protocol as p
 from chatroom.client import commands as c
 from chatroom.client.effects import (
+    CurrentRoom,
     Finished,
     LoggedIn,
     LoginRefused,
     NoAnswer,
     Notice,
+    OnlineChanged,
     Output,
+    RoomsChanged,
     ShowEvent,
+    ShowRooms,
+    ShowUsers,
     Transmit,
 )
 from chatroom.client.liveness import Liveness
 from chatroom.client.login import LoginAttempt
 from chatroom.client.outbox import Outbox, Outgoing, Pacer
+from chatroom.client.rooms import Request, Requests, chan_key, is_direct
 from chatroom.client.stream import PullRequest
 from chatroom.client.timeline import Timeline
 from chatroom.events import Event
@@ -49,6 +64,13 @@ from chatroom.events import Event
 #: Seq digits assumed when checking a message's size: the limit never moves
 #: under the user's feet as the sequence number grows.
 _SEQ_WIDTH: Final = 10**17
+#: The longest event id and time (ms) an EV frame can carry, for the same check.
+_ID_WIDTH: Final = 10**18
+_TS_WIDTH: Final = 10**15
+#: Events kept while they wait for the WELCOME or a JOINED they overtook.
+_STASH_MAX: Final = 256
+#: Announcements remembered to show each once (the operator's reach every room).
+_ANNOUNCED_MAX: Final = 256
 
 
 class State(Enum):
@@ -93,19 +115,46 @@ class ClientSession:
     name: str
     rng: random.Random
     config: SessionConfig = field(default_factory=SessionConfig)
+    #: The room the first login starts in (``chatroom join --room``).
+    start_room: str = p.LOBBY
     state: State = State.IDLE
     sid: str = ""
     idle_timeout: float = 60.0
-    view: Timeline | None = None
+    #: Every conversation we are in, by ``chan_key``: rooms and direct ones.
+    convs: dict[str, Timeline] = field(default_factory=dict)
+    #: The room what the user types goes to: its key and its wire name (None:
+    #: no room; it may still be being joined, and not in ``convs`` yet).
+    current: str | None = None
+    current_chan: str | None = None
     outbox: Outbox = field(default_factory=Outbox)
     live: Liveness = field(default_factory=Liveness)
+    requests: Requests = field(default_factory=Requests)
     _login: LoginAttempt | None = None
+    _welcomed: bool = False
+    #: Our name as the server stores it (NFC).
+    _me: str = ""
     _stash: list[Event] = field(default_factory=list)
     _welcomed_at: float = 0.0
     _close_phase: str = ""
     _close_deadline: float = 0.0
     _bye_at: float = 0.0
     _flush_left: tuple[int, int] = (0, 0)
+    #: /who answers awaited, by room key; /rooms answers awaited.
+    _who_wanted: dict[str, int] = field(default_factory=dict)
+    _rooms_wanted: int = 0
+    #: The direct conversation of the last person who wrote to us (for /reply).
+    _reply_to: str | None = None
+    #: (time in ms, text) of each announcement shown -> the conversation it came in.
+    _announced: dict[tuple[int, str], str] = field(default_factory=dict)
+    #: What tab completion was last given; the rooms the last /rooms listed.
+    _names_sent: tuple[str, ...] = ()
+    _rooms_sent: tuple[str, ...] = ()
+    _listed: tuple[str, ...] = ()
+    _completion_dirty: bool = False
+    _keys: dict[str, str] = field(default_factory=dict)
+    #: Rooms in the order they were last current (key -> wire name): /part of
+    #: the current room goes back to the one before.
+    _recent: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -123,32 +172,47 @@ class ClientSession:
         """Start (or restart, after a refusal) the first login as ``name``."""
         self.name = name
         self.state = State.LOGIN
-        return self._send_login(now, resume=None)
+        return self._send_login(now, resume=None, room=self.start_room)
 
     def typed(self, line: str, now: float) -> list[Output]:
         """A line the user entered."""
+        out: list[Output]
         match c.parse_line(line):
             case None:
                 return []
             case c.Message(text=text):
-                return self._say(text, now)
+                out = self._say(text, now)
             case c.Help():
                 return [Notice("help")]
-            case c.WhoCmd():
-                return self._who(now, show=True)
+            case c.WhoCmd(room=room):
+                out = self._who_cmd(room, now)
             case c.HistoryCmd(count=n):
-                return self._more_history(n, now)
+                out = self._more_history(n, now)
+            case c.JoinCmd(room=room):
+                out = self._join_cmd(room, now)
+            case c.PartCmd(room=room):
+                out = self._part_cmd(room, now)
+            case c.RoomsCmd():
+                out = self._rooms_cmd(now)
+            case c.DirectCmd(name=peer, text=text):
+                out = self._direct(peer, text, now)
+            case c.ReplyCmd(text=text):
+                if self._reply_to is None:
+                    return [Notice("no_reply")]
+                out = self._direct(self._reply_to[len(p.PEER_PREFIX) :], text, now)
             case c.QuitCmd():
                 return self.quit(now)
             case c.Usage(command=cmd):
                 return [Notice("usage", {"command": cmd})]
             case c.Unknown(command=cmd):
                 return [Notice("unknown_command", {"command": cmd})]
-        return []  # pragma: no cover - exhaustive match
+            case _:  # pragma: no cover - exhaustive match
+                return []
+        return out + self._completion()
 
     def quit(self, now: float) -> list[Output]:
         """Leave: wait briefly until our messages are stored and shown and the
-        history replay is shown (``flush_timeout``, renewed while that makes
+        history replays are shown (``flush_timeout``, renewed while that makes
         progress with ``flush_while_progress``), say BYE, then ``Finished``."""
         if self.state in (State.CLOSING, State.DONE):
             return []
@@ -174,28 +238,38 @@ class ClientSession:
                 return self._on_cookie(frame, now)
             case p.Error(code="nosession"):
                 return self._on_nosession(now)
-        view = self.view
-        if self.state == State.LOGIN or view is None:
-            if isinstance(frame, p.EventFrame) and len(self._stash) < 256:
+        if self.state == State.LOGIN:
+            if isinstance(frame, p.EventFrame) and len(self._stash) < _STASH_MAX:
                 self._stash.append(frame.event)  # overtook the WELCOME
             return []
         out = self._heard(now)
         match frame:
             case p.EventFrame(event=ev):
-                shown = view.event(ev, now, self.outbox.stored_as_event)
-                if any(_live_announcement(o) for o in shown):
-                    self.live.check_soon(now + self.config.announce_check)
-                out += shown
-            case p.Acked(seq=seq, id=id_, ts=ts):
-                out += self._on_acked(seq, id_, ts, now)
-            case p.Pong(last_id=last):
+                out += self._on_event(ev, now)
+            case p.Acked(seq=seq, id=id_, ts=ts, chan=chan):
+                out += self._on_acked(seq, id_, ts, chan, now)
+            case p.Rejected(seq=seq, code=code, text=text):
+                out += self._on_rejected(seq, code, text)
+            case p.Pong(last_id=last, others=others):
                 if (rtt := self.live.pong(now)) is not None:
                     self.outbox.rtt.sample(rtt)
-                view.stream.learn_high(last, now)
-            case p.Users(total=total, names=names):
-                out += view.users(total, names)
-            case p.Gone(oldest=oldest):
-                out += view.gone(oldest, self.outbox.stored_as_event)
+                if (lobby := self.convs.get(p.LOBBY)) is not None:
+                    lobby.stream.learn_high(last, now)
+                for chan, newest in others:
+                    if (tl := self.convs.get(self._key(chan))) is not None:
+                        tl.stream.learn_high(newest, now)
+            case p.Users(total=total, names=names, room=room):
+                out += self._on_users(total, names, room)
+            case p.RoomList(total=total, rooms=rooms):
+                out += self._on_rooms(total, rooms)
+            case p.Joined(chan=chan, last_id=last):
+                out += self._on_joined(chan, last, now)
+            case p.Parted(room=room):
+                out += self._on_parted(room)
+            case p.Gone(oldest=oldest, chan=chan):
+                key = self._key(chan)
+                if (tl := self.convs.get(key)) is not None:
+                    out += self._present(key, tl, tl.gone(oldest, self._claim(key)), now)
             case p.Goodbye():
                 if self.state == State.CLOSING:
                     return out + self._finish()
@@ -203,10 +277,10 @@ class ClientSession:
                 pass  # over the rate limit: not acked, so it is simply retried
             case p.Error(code=code, text=text):
                 out.append(Notice("server_error", {"code": code, "text": text}))
-        out += self._ack(now) + self._pump(now)
+        out += self._ack(now) + self._pump(now) + self._requests_due(now)
         if self.state == State.CLOSING and self._close_phase == "flush":
             out += self._flush_step(now)
-        return out
+        return out + self._completion()
 
     def tick(self, now: float) -> list[Output]:
         """Let time pass: retransmissions, pulls, acks, heartbeats, give-ups."""
@@ -235,31 +309,45 @@ class ClientSession:
             times.append(self._login.retry_at)
             if self.state == State.LOGIN:
                 times.append(self._login.started + self.config.first_login_timeout)
-        if self.state in (State.LIVE, State.CLOSING) and (t := self.outbox.deadline()):
+        if self.state in (State.LIVE, State.CLOSING) and (t := self.outbox.deadline(self._hold)):
             times.append(t)
         if self.state in (State.LIVE, State.RELOGIN):  # where tick checks the path
             times += self.live.deadlines(live=self.state == State.LIVE)
         flushing = self.state == State.CLOSING and self._close_phase == "flush"
-        if (self.state == State.LIVE or flushing) and self.view is not None:
-            times += self.view.deadlines()
+        if self.state == State.LIVE or flushing:
+            for tl in self.convs.values():
+                times += tl.deadlines()
+        if self.state == State.LIVE and (t := self.requests.deadline(self._ready)) is not None:
+            times.append(t)
         if self.state == State.CLOSING:
             times.append(self._close_deadline)
             if self._close_phase == "bye":
                 times.append(self._bye_at)
         return min(times) if times else None
 
-    def max_text_bytes(self) -> int:
-        """The longest message text (UTF-8 bytes): the server's limit, which also
-        keeps every SAY and every EV frame within one datagram."""
-        frame = p.encode_client(p.Say(self.sid or "0" * 32, _SEQ_WIDTH, ""))
-        return min(p.MAX_TEXT, p.MAX_DATAGRAM - len(frame))
+    def max_text_bytes(self, chan: str = p.LOBBY) -> int:
+        """The longest message text (UTF-8 bytes) for conversation ``chan``: the
+        server's limit, which also keeps every SAY and every EV frame of it within
+        one datagram (a long room name or name takes room in the EV)."""
+        frame = p.encode_client(p.Say(self.sid or "0" * 32, _SEQ_WIDTH, "", chan))
+        me = self._me or unicodedata.normalize("NFC", self.name)
+        # How the EV names the conversation to those who receive it.
+        where = "" if chan == p.LOBBY else (p.PEER_PREFIX + me if is_direct(chan) else chan) + " "
+        head = f"EV {where}{_ID_WIDTH} {_TS_WIDTH} message {me} ".encode()
+        return min(p.MAX_TEXT, p.MAX_DATAGRAM - len(frame), p.MAX_DATAGRAM - 3 - len(head))
 
     # ------------------------------------------------------------------ login
 
-    def _send_login(self, now: float, *, resume: str | None) -> list[Output]:
+    def _send_login(self, now: float, *, resume: str | None, room: str) -> list[Output]:
         cfg = self.config
         self._login = LoginAttempt.start(
-            self.name, self.rng, now, resume=resume, rto=cfg.login_rto, rto_max=cfg.login_rto_max
+            self.name,
+            self.rng,
+            now,
+            resume=resume,
+            rto=cfg.login_rto,
+            rto_max=cfg.login_rto_max,
+            room=room,
         )
         self.live.expect(now)
         return [Transmit(self._login.frame())]
@@ -295,24 +383,25 @@ class ClientSession:
         self.state = State.LIVE
         self._welcomed_at = now
         self.outbox.pacer = Pacer.from_rate(w.rate, now)
+        key = self._key(w.room)
         out: list[Output] = []
-        if self.view is None:  # the first login
-            cfg = self.config
-            self.view = Timeline.start(
-                unicodedata.normalize("NFC", self.name),  # as the server stores it
-                w.last_id,
-                cfg.history,
-                gap_delay=cfg.gap_delay,
-                ack_every=cfg.ack_every,
-                ack_delay=cfg.ack_delay,
-                now=now,
-            )
+        if not self._welcomed:  # the first login
+            self._welcomed = True
+            self._me = unicodedata.normalize("NFC", self.name)  # as the server stores it
+            self._open(w.room, key, w.last_id, self.config.history, now)
+            self.current, self.current_chan = key, w.room
+            self._recent[key] = w.room
             out.append(LoggedIn(self.name, self.sid))
         else:  # back after ERR nosession: carry on from the last event shown
-            if w.last_id < self.view.stream.delivered:
-                self.view.rebase(w.last_id)
-                out.append(Notice("server_reset"))
-            self.view.stream.learn_high(w.last_id, now, immediate=True)
+            if (tl := self.convs.get(key)) is not None:
+                out += self._resync(tl, w.last_id, now)
+            else:  # we had left every room: the login put us in one, leave it again
+                self.requests.ask(key, w.room, "part")
+            # The new session is in the login room only: join the others again.
+            self.requests.restart()
+            for other, t in self.convs.items():
+                if other != key and other not in self.requests.items:
+                    self.requests.ask(other, t.chan, "join")
             out.append(Notice("reconnected"))
             self.live.lost = False
             self.outbox.resend_now(now)  # same seq: stored once
@@ -320,9 +409,10 @@ class ClientSession:
         self.live.schedule_ping(now, self.idle_timeout, self.rng)
         stash, self._stash = self._stash, []
         for ev in stash:
-            out += self.view.event(ev, now, self.outbox.stored_as_event)
-        out += self._who(now, show=False)  # seeds tab completion
-        return out + self._live_timers(now)
+            out += self._on_event(ev, now)
+        if key in self.convs:
+            out += self._who(key, w.room, now, show=False)  # seeds tab completion
+        return out + self._live_timers(now) + self._completion()
 
     def _on_refused(self, r: p.Refused, now: float) -> list[Output]:
         if self._login is None or r.nonce != self._login.nonce:
@@ -343,68 +433,386 @@ class ClientSession:
         if self.state != State.LIVE or now < self._welcomed_at + self.config.nosession_grace:
             return []  # an answer to a frame sent before our (re)login was processed
         self.state = State.RELOGIN
-        return self._send_login(now, resume=self.sid)
+        return self._send_login(now, resume=self.sid, room=self._login_room())
+
+    def _login_room(self) -> str:
+        """Where to log in again: the current room, else another of ours, else
+        the lobby (left again at once)."""
+        if self.current is not None and (tl := self.convs.get(self.current)) is not None:
+            return tl.chan
+        rooms = [tl.chan for key, tl in self.convs.items() if not is_direct(key)]
+        return rooms[0] if rooms else p.LOBBY
+
+    # ------------------------------------------------------------------ conversations
+
+    def _key(self, chan: str) -> str:
+        key = self._keys.get(chan)
+        if key is None:
+            if len(self._keys) >= 1024:
+                self._keys.clear()
+            key = self._keys[chan] = chan_key(chan)
+        return key
+
+    def _claim(self, key: str) -> _Claim:
+        return _Claim(self.outbox, key)
+
+    def _open(self, chan: str, key: str, last_id: int, history: int, now: float) -> Timeline:
+        cfg = self.config
+        tl = Timeline.start(
+            self._me,
+            last_id,
+            history,
+            gap_delay=cfg.gap_delay,
+            ack_every=cfg.ack_every,
+            ack_delay=cfg.ack_delay,
+            now=now,
+            chan=chan,
+        )
+        self.convs[key] = tl
+        self._completion_dirty = True
+        return tl
+
+    def _resync(self, tl: Timeline, last_id: int, now: float) -> list[Output]:
+        """A WELCOME or JOINED for a conversation we follow: ``last_id`` is the
+        server's newest id there (a smaller one than we showed: a reset server)."""
+        out: list[Output] = []
+        if last_id < tl.stream.delivered:
+            tl.rebase(last_id)
+            out.append(Notice("server_reset"))
+        tl.stream.learn_high(last_id, now, immediate=True)
+        return out
+
+    def _on_event(self, ev: Event, now: float) -> list[Output]:
+        key = self._key(ev.room)
+        tl = self.convs.get(key)
+        if tl is None:
+            if is_direct(key):
+                # Someone wrote to us: the server sends a new conversation's first
+                # event alone until it is acked, so the stream starts just before it.
+                tl = self._open(ev.room, key, ev.id - 1, 0, now)
+            else:
+                if self.requests.wants(key, "join") and len(self._stash) < _STASH_MAX:
+                    self._stash.append(ev)  # overtook the JOINED
+                return []  # a room we left (or never joined)
+        out = self._present(key, tl, tl.event(ev, now, self._claim(key)), now)
+        if any(_live_announcement(o) for o in out):
+            self.live.check_soon(now + self.config.announce_check)
+        return out
+
+    def _present(self, key: str, tl: Timeline, outs: list[Output], now: float) -> list[Output]:
+        """A conversation's outputs as the user sees them: events from elsewhere
+        than the current room marked so, an announcement shown once however many
+        of our rooms it reaches, the last person to write to us noted."""
+        result: list[Output] = []
+        for o in outs:
+            if isinstance(o, ShowEvent):
+                ev = o.event
+                if ev.kind == "announce":
+                    seen = (round(ev.created_at * 1000), ev.text)
+                    first = self._announced.setdefault(seen, key)
+                    if first != key:
+                        continue  # already shown from another room
+                    if len(self._announced) > _ANNOUNCED_MAX:
+                        del self._announced[next(iter(self._announced))]
+                elif key != self.current:
+                    o = dataclasses.replace(o, elsewhere=True)
+                    if ev.kind == "message" and not o.own and not o.history and is_direct(key):
+                        self._reply_to = tl.chan
+            result.append(o)
+        return result
+
+    def _on_joined(self, chan: str, last_id: int, now: float) -> list[Output]:
+        key = self._key(chan)
+        if not self.requests.answered(key, "join"):
+            return []  # the answer to a retry, or to nothing we asked
+        tl = self.convs.get(key)
+        if tl is not None:  # joined again after logging in again
+            return self._resync(tl, last_id, now) + self._pulls(tl, now)
+        history = 0 if is_direct(key) else self.config.history
+        tl = self._open(chan, key, last_id, history, now)
+        out: list[Output] = []
+        if key == self.current and chan != self.current_chan:
+            self.current_chan = self._recent[key] = chan  # as the server spells it
+            out.append(CurrentRoom(chan))
+        waiting = [ev for ev in self._stash if self._key(ev.room) == key]
+        if waiting:
+            self._stash = [ev for ev in self._stash if self._key(ev.room) != key]
+            for ev in waiting:
+                out += self._on_event(ev, now)
+        if not is_direct(key):
+            out += self._who(key, chan, now, show=False)  # seeds tab completion
+        return out + self._pulls(tl, now)
+
+    def _on_parted(self, room: str) -> list[Output]:
+        key = self._key(room)
+        if not self.requests.answered(key, "part"):
+            return []
+        self._who_wanted.pop(key, None)
+        self._stash = [ev for ev in self._stash if self._key(ev.room) != key]
+        self._recent.pop(key, None)
+        if self.convs.pop(key, None) is None:
+            return []
+        self._completion_dirty = True
+        return [Notice("parted", {"room": room})]
+
+    def _on_users(self, total: int, names: tuple[str, ...], room: str) -> list[Output]:
+        key = self._key(room)
+        if (tl := self.convs.get(key)) is not None:
+            tl.users(total, names)
+        wanted = self._who_wanted.get(key, 0)
+        if wanted <= 0:
+            return []
+        if wanted == 1:
+            del self._who_wanted[key]
+        else:
+            self._who_wanted[key] = wanted - 1
+        return [ShowUsers(total, names, "" if key == self.current else room)]
+
+    def _on_rooms(self, total: int, rooms: tuple[tuple[str, int], ...]) -> list[Output]:
+        self._listed = tuple(room for room, _ in rooms)
+        self._completion_dirty = True
+        if self._rooms_wanted <= 0:
+            return []
+        self._rooms_wanted -= 1
+        return [ShowRooms(total, rooms)]
+
+    def _switch(self, key: str | None, chan: str | None) -> list[Output]:
+        """Make ``chan`` (None: no room) the room what is typed goes to."""
+        if key == self.current:
+            return [Notice("now_in", {"room": chan})] if chan is not None else []
+        self.current, self.current_chan = key, chan
+        if key is None or chan is None:
+            return [CurrentRoom(None), Notice("no_room")]
+        self._recent.pop(key, None)
+        self._recent[key] = chan
+        return [CurrentRoom(chan), Notice("now_in", {"room": chan})]
+
+    def _completion(self) -> list[Output]:
+        """What tab completion offers, when it changed: the people in our rooms
+        and our direct conversations; our rooms and the last /rooms listing."""
+        dirty = self._completion_dirty
+        for tl in self.convs.values():
+            if tl.online_changed:
+                tl.online_changed = dirty = True
+        if not dirty:
+            return []
+        self._completion_dirty = False
+        names: set[str] = set()
+        rooms: set[str] = set(self._listed)
+        for key, tl in self.convs.items():
+            tl.online_changed = False
+            if is_direct(key):
+                names.add(tl.chan[len(p.PEER_PREFIX) :])
+            else:
+                names |= tl.online
+                rooms.add(tl.chan)
+        out: list[Output] = []
+        sorted_names = tuple(sorted(names))
+        if sorted_names != self._names_sent:
+            self._names_sent = sorted_names
+            out.append(OnlineChanged(sorted_names))
+        sorted_rooms = tuple(sorted(rooms))
+        if sorted_rooms != self._rooms_sent:
+            self._rooms_sent = sorted_rooms
+            out.append(RoomsChanged(sorted_rooms))
+        return out
 
     # ------------------------------------------------------------------ messages and commands
 
-    def _say(self, text: str, now: float) -> list[Output]:
+    def _say(
+        self, text: str, now: float, chan: str | None = None, key: str | None = None
+    ) -> list[Output]:
         if self.state not in (State.LIVE, State.RELOGIN):
             return [Notice("not_connected")]
+        if chan is None or key is None:
+            if self.current is None or self.current_chan is None:
+                return [Notice("no_room")]
+            chan, key = self.current_chan, self.current
         bad = p.bad_text_char(text)
         if bad is not None:
             return [Notice("control_chars", {"char": f"U+{ord(bad):04X}"})]
-        size, limit = len(text.encode("utf-8")), self.max_text_bytes()
+        size, limit = len(text.encode("utf-8")), self.max_text_bytes(chan)
         if size > limit:
             return [Notice("too_long", {"size": size, "limit": limit})]
-        self.outbox.add(text, now)
+        self.outbox.add(text, now, chan, key)
         return self._pump(now)
+
+    def _direct(self, peer: str, text: str, now: float) -> list[Output]:
+        """/msg NAME TEXT (and /reply): a direct message."""
+        clean, why = p.check_name(peer)
+        if why == "invalid":
+            return [Notice("bad_name", {"name": peer})]
+        if p.name_key(clean) == p.name_key(self._me or self.name):
+            return [Notice("dm_self")]
+        key = self._key(p.PEER_PREFIX + clean)
+        tl = self.convs.get(key)
+        chan = tl.chan if tl is not None else p.PEER_PREFIX + clean
+        return self._say(text, now, chan, key)
 
     def _pump(self, now: float) -> list[Output]:
         """Send what the outbox says is due (new, retransmitted) and report give-ups."""
         if self.state not in (State.LIVE, State.CLOSING):
             return []
-        send, gave_up = self.outbox.due(now)
+        send, gave_up = self.outbox.due(now, self._hold)
         out: list[Output] = [Notice("gave_up", {"text": o.text}) for o in gave_up]
         out += [self._say_frame(o, now) for o in send]
         return out
 
+    @property
+    def _hold(self) -> Callable[[str], bool] | None:
+        """``Outbox.due``'s ``held``: messages to a room wait until the server has
+        us in it (None, the common case: nothing is being joined)."""
+        return self._held if self.requests.items else None
+
+    def _held(self, key: str) -> bool:
+        return not is_direct(key) and self.requests.wants(key, "join")
+
     def _say_frame(self, o: Outgoing, now: float) -> Transmit:
         self.live.expect(now)
-        return Transmit(p.encode_client(p.Say(self.sid, o.seq, o.text)))
+        return Transmit(p.encode_client(p.Say(self.sid, o.seq, o.text, o.chan)))
 
-    def _on_acked(self, seq: int, id_: int, ts: float | None, now: float) -> list[Output]:
+    def _on_acked(
+        self, seq: int, id_: int, ts: float | None, chan: str, now: float
+    ) -> list[Output]:
         sent = self.outbox.acked(seq, now)
         if sent is None:
             return []  # a duplicate answer
-        assert self.view is not None
-        self.view.our_message(id_, now)
+        key = self._key(chan)
+        tl = self.convs.get(key)
+        if tl is None:
+            if not is_direct(key):
+                return []  # a room we are no longer in
+            tl = self._open(chan, key, id_ - 1, 0, now)  # our first message to them
+        tl.our_message(id_, now)
         if ts is None:
             return []  # the event comes as an EV (older server) or is pulled
         # The server's copy of our own message: it sends us no EV for it.
-        ev = Event(id_, "message", self.view.name, sent.text, ts)
-        return self.view.event(ev, now, self.outbox.stored_as_event)
+        ev = Event(id_, "message", tl.name, sent.text, ts, room=tl.chan)
+        return self._present(key, tl, tl.event(ev, now, self._claim(key)), now)
 
-    def _who(self, now: float, *, show: bool) -> list[Output]:
-        if self.state != State.LIVE or self.view is None:
+    def _on_rejected(self, seq: int, code: str, text: str) -> list[Output]:
+        sent = self.outbox.rejected(seq)
+        if sent is None:
+            return []  # a duplicate answer
+        match code:
+            case "offline":
+                peer = sent.chan[len(p.PEER_PREFIX) :]
+                return [Notice("dm_offline", {"name": peer, "text": sent.text})]
+            case "notmember":
+                return [Notice("not_member", {"room": sent.chan, "text": sent.text})]
+            case "self":
+                return [Notice("dm_self")]
+        return [Notice("rejected", {"reason": text, "text": sent.text})]
+
+    def _who(self, key: str, chan: str, now: float, *, show: bool) -> list[Output]:
+        if self.state != State.LIVE:
             return [Notice("not_connected")] if show else []
         if show:
-            self.view.who_wanted += 1
+            self._who_wanted[key] = self._who_wanted.get(key, 0) + 1
             self.live.expect(now)
-        return [Transmit(p.encode_client(p.Who(self.sid)))]
+        return [Transmit(p.encode_client(p.Who(self.sid, chan)))]
+
+    def _who_cmd(self, room: str | None, now: float) -> list[Output]:
+        if room is None:
+            if self.current is None or self.current_chan is None:
+                return [Notice("no_room")]
+            return self._who(self.current, self.current_chan, now, show=True)
+        clean, why = p.check_room(room)
+        if why is not None:
+            return [Notice("bad_room", {"room": room})]
+        key = self._key(clean)
+        tl = self.convs.get(key)
+        return self._who(key, tl.chan if tl is not None else clean, now, show=True)
+
+    def _rooms_cmd(self, now: float) -> list[Output]:
+        if self.state != State.LIVE:
+            return [Notice("not_connected")]
+        self._rooms_wanted += 1
+        self.live.expect(now)
+        return [Transmit(p.encode_client(p.ListRooms(self.sid)))]
+
+    def _join_cmd(self, room: str, now: float) -> list[Output]:
+        if self.state not in (State.LIVE, State.RELOGIN):
+            return [Notice("not_connected")]
+        clean, why = p.check_room(room)
+        if why is not None:
+            return [Notice("bad_room", {"room": room})]
+        key = self._key(clean)
+        tl = self.convs.get(key)
+        if not self._member(key):
+            self.requests.ask(key, clean, "join")
+        chan = tl.chan if tl is not None else clean
+        return self._switch(key, chan) + self._requests_due(now)
+
+    def _part_cmd(self, room: str | None, now: float) -> list[Output]:
+        if self.state not in (State.LIVE, State.RELOGIN):
+            return [Notice("not_connected")]
+        if room is None:
+            if self.current is None or self.current_chan is None:
+                return [Notice("no_room")]
+            key, chan = self.current, self.current_chan
+        else:
+            clean, why = p.check_room(room)
+            if why is not None:
+                return [Notice("bad_room", {"room": room})]
+            key = self._key(clean)
+            tl = self.convs.get(key)
+            chan = tl.chan if tl is not None else clean
+        if not self._member(key):
+            return [Notice("not_in_room", {"room": chan})]
+        self.requests.ask(key, chan, "part")
+        out: list[Output] = []
+        if key == self.current:
+            self._recent.pop(key, None)
+            rooms = [(k, tl.chan) for k, tl in self.convs.items() if not is_direct(k)]
+            rooms += list(self._recent.items())  # the most recently current last
+            back = [(k, chan) for k, chan in rooms if k != key and self._member(k)]
+            new_key, new_chan = back[-1] if back else (None, None)
+            out += self._switch(new_key, new_chan)
+        return out + self._requests_due(now)
+
+    def _member(self, key: str) -> bool:
+        """In ``key`` once what was asked is done (joined, or being joined)."""
+        final = self.requests.final(key)
+        return key in self.convs if final is None else final == "join"
+
+    def _ready(self, key: str, r: Request) -> bool:
+        """A PART goes once our messages to the room have (they are shown then)."""
+        return r.verb == "join" or not self.outbox.has(key)
+
+    def _requests_due(self, now: float) -> list[Output]:
+        if self.state != State.LIVE or not self.requests.items:
+            return []
+        out: list[Output] = []
+        for r in self.requests.due(now, self.outbox.rtt.rto, self._ready):
+            self.live.expect(now)
+            frame = p.Join(self.sid, r.chan) if r.verb == "join" else p.Part(self.sid, r.chan)
+            out.append(Transmit(p.encode_client(frame)))
+        return out
 
     def _more_history(self, count: int, now: float) -> list[Output]:
-        if self.state != State.LIVE or self.view is None:
+        if self.state != State.LIVE:
             return [Notice("not_connected")]
-        refusal = self.view.more_history(count)
+        if self.current is None:
+            return [Notice("no_room")]
+        tl = self.convs.get(self.current)
+        if tl is None:
+            return [Notice("joining", {"room": self.current_chan or ""})]
+        refusal = tl.more_history(count)
         return [refusal] if refusal is not None else self._live_timers(now)
 
     # ------------------------------------------------------------------ timers
 
+    def _pulls(self, tl: Timeline, now: float) -> list[Output]:
+        rto = self.outbox.rtt.rto
+        return [self._pull(r, tl.chan, now) for r in tl.pulls_due(now, rto)]
+
     def _live_timers(self, now: float) -> list[Output]:
-        assert self.view is not None
         out = self._pump(now)
-        out += [self._pull(r, now) for r in self.view.pulls_due(now, self.outbox.rtt.rto)]
+        for tl in self.convs.values():
+            out += self._pulls(tl, now)
         out += self._ack(now)
+        out += self._requests_due(now)
         if now >= self.live.next_ping:
             out.append(self._ping(now, probe=False))
             self.live.schedule_ping(now, self.idle_timeout, self.rng)
@@ -415,8 +823,8 @@ class ClientSession:
     def _closing_timers(self, now: float) -> list[Output]:
         out = self._pump(now)
         if self._close_phase == "flush":
-            assert self.view is not None
-            out += [self._pull(r, now) for r in self.view.pulls_due(now, self.outbox.rtt.rto)]
+            for tl in self.convs.values():
+                out += self._pulls(tl, now)
             out += self._ack(now)
             out += self._flush_step(now)
         elif now >= self._close_deadline:
@@ -427,28 +835,34 @@ class ClientSession:
         return out
 
     def _ack(self, now: float) -> list[Output]:
-        if self.state not in (State.LIVE, State.CLOSING) or self.view is None:
+        if self.state not in (State.LIVE, State.CLOSING):
             return []
-        upto = self.view.ack_due(now)
-        return [] if upto is None else [Transmit(p.encode_client(p.Ack(self.sid, upto)))]
+        out: list[Output] = []
+        for tl in self.convs.values():
+            upto = tl.ack_due(now)
+            if upto is not None:
+                out.append(Transmit(p.encode_client(p.Ack(self.sid, upto, tl.chan))))
+        return out
 
-    def _pull(self, req: PullRequest, now: float) -> Transmit:
+    def _pull(self, req: PullRequest, chan: str, now: float) -> Transmit:
         self.live.expect(now)
-        return Transmit(p.encode_client(p.Pull(self.sid, req.after, req.limit)))
+        return Transmit(p.encode_client(p.Pull(self.sid, req.after, req.limit, chan)))
 
     def _ping(self, now: float, *, probe: bool) -> Transmit:
-        assert self.view is not None
         self.live.ping_sent_at(now, probe=probe)
-        return Transmit(p.encode_client(p.Ping(self.sid, self.view.stream.delivered)))
+        lobby = self.convs.get(p.LOBBY)
+        seen = lobby.stream.delivered if lobby is not None else 0
+        return Transmit(p.encode_client(p.Ping(self.sid, seen)))
 
     def _heard(self, now: float) -> list[Output]:
         """Any valid frame from the server: the path works."""
         if not self.live.heard(ends_outage=self.state == State.LIVE):
             return []
         self.outbox.resend_now(now)
+        self.requests.resend_now(now)
         out = self._pump(now)
-        if self.view is not None:
-            self.view.retry_now(now)
+        for tl in self.convs.values():
+            tl.retry_now(now)
         return [Notice("reconnected"), *out]
 
     def _check_lost(self, now: float) -> list[Output]:
@@ -456,12 +870,13 @@ class ClientSession:
 
     def _unflushed(self) -> tuple[int, int]:
         """(messages not yet stored, events not yet shown) that quitting waits for:
-        ours and the history replay, not what others keep saying meanwhile."""
-        view = self.view
-        assert view is not None
-        stream = view.stream
-        wanted = min(max([view.history_upto, *view.own_ids]), stream.known_high)
-        return len(self.outbox), max(0, wanted - stream.delivered)
+        ours and the history replays, not what others keep saying meanwhile."""
+        events = 0
+        for tl in self.convs.values():
+            stream = tl.stream
+            wanted = min(max([tl.history_upto, *tl.own_ids]), stream.known_high)
+            events += max(0, wanted - stream.delivered)
+        return len(self.outbox), events
 
     def _flush_step(self, now: float) -> list[Output]:
         """While quitting: BYE once nothing is left to wait for, or at the
@@ -491,6 +906,18 @@ class ClientSession:
             out += [Notice("undelivered_line", {"text": o.text}) for o in lost]
         self.state = State.DONE
         return [*out, Finished()]
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """``Timeline.event``'s ``claim``: our in-flight message of one conversation
+    whose event came before (or without) its ACKED."""
+
+    outbox: Outbox
+    key: str
+
+    def __call__(self, text: str) -> bool:
+        return self.outbox.stored_as_event(text, self.key)
 
 
 def _live_announcement(out: Output) -> bool:

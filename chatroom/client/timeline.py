@@ -1,10 +1,13 @@
-"""What the session shows, and what it acknowledges. Pure.
+"""What the session shows of one conversation, and what it acknowledges. Pure.
 
-The ``Timeline`` turns incoming events into display outputs: the live stream in
-id order exactly once (``stream.EventStream``), earlier events fetched by
-/history (``stream.Scrollback``), which events are history (id <= WELCOME's
-last_id: dimmed; days other than today dated), which messages are our own, and
-the set of names online (for tab completion). It also keeps the cumulative ACK: every
+A ``Timeline`` is one conversation: a room (``#lobby``, ``#dev``) or the direct
+messages with one peer (``@bob``), each with its own contiguous event ids. It
+turns incoming events into display outputs: the live stream in id order exactly
+once (``stream.EventStream``), earlier events fetched by /history
+(``stream.Scrollback``), which events are history (id <= the WELCOME's or
+JOINED's last_id: dimmed; days other than today dated), which messages are our
+own, and the set of names in the room (for tab completion: ``online_changed``
+tells the session to send the new set). It also keeps the cumulative ACK: every
 ``ack_every`` events, or ``ack_delay`` after the first unacknowledged one.
 """
 
@@ -13,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chatroom.client.effects import Notice, OnlineChanged, Output, ShowEvent, ShowUsers
+from chatroom.client.effects import Notice, Output, ShowEvent
 from chatroom.client.stream import EventStream, PullRequest, Scrollback
-from chatroom.events import Event
+from chatroom.events import LOBBY, Event
 
 
 @dataclass(slots=True)
@@ -30,7 +33,10 @@ class Timeline:
     acked: int = 0
     online: set[str] = field(default_factory=set)
     own_ids: set[int] = field(default_factory=set)
-    who_wanted: int = 0
+    #: The conversation as the wire names it (``#dev``, ``@bob``).
+    chan: str = LOBBY
+    #: ``online`` changed since the session last looked.
+    online_changed: bool = False
     _ack_due: float | None = None
     #: A retransmission of an event we already acknowledged arrived: that ACK was
     #: lost, and until the server has another it keeps resending its oldest
@@ -50,12 +56,17 @@ class Timeline:
         ack_every: int,
         ack_delay: float,
         now: float,
+        chan: str = LOBBY,
     ) -> Timeline:
-        """After the first WELCOME: replay the last ``history`` events before it."""
+        """After the first WELCOME (or a JOINED): replay the last ``history``
+        events before it. A conversation that starts at an event we were sent
+        starts with ``last_id`` just before it and no history."""
         start = max(0, last_id - max(0, history))
         stream = EventStream(start, start, gap_delay)
         stream.learn_high(last_id, now, immediate=True)
-        return cls(name, last_id, stream, Scrollback(start + 1), ack_every, ack_delay, start)
+        return cls(
+            name, last_id, stream, Scrollback(start + 1), ack_every, ack_delay, start, chan=chan
+        )
 
     # ------------------------------------------------------------------ incoming
 
@@ -84,13 +95,12 @@ class Timeline:
             self.own_ids.add(ev.id)
         out: list[Output] = [ShowEvent(ev, history=history, own=own and ev.kind == "message")]
         if not history and ev.kind in ("join", "quit", "timeout"):
-            before = set(self.online)
-            if ev.kind == "join":
+            if ev.kind == "join" and ev.name not in self.online:
                 self.online.add(ev.name)
-            else:
+                self.online_changed = True
+            elif ev.kind != "join" and ev.name in self.online:
                 self.online.discard(ev.name)
-            if self.online != before:
-                out.append(OnlineChanged(tuple(sorted(self.online))))
+                self.online_changed = True
         return out
 
     def _show_scrollback(self, batch: list[Event]) -> list[Output]:
@@ -114,15 +124,11 @@ class Timeline:
             out += self._show_scrollback(batch) if batch else [Notice("no_earlier")]
         return out
 
-    def users(self, total: int, names: tuple[str, ...]) -> list[Output]:
-        out: list[Output] = []
-        if self.who_wanted > 0:
-            self.who_wanted -= 1
-            out.append(ShowUsers(total, names))
+    def users(self, total: int, names: tuple[str, ...]) -> None:
+        """A USERS answer for this room: who is in it (when it is complete)."""
         if set(names) != self.online and total == len(names):
             self.online = set(names)
-            out.append(OnlineChanged(tuple(sorted(self.online))))
-        return out
+            self.online_changed = True
 
     def our_message(self, event_id: int, now: float) -> None:
         """An ACKED: ``event_id`` is ours (and exists)."""
