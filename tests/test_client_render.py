@@ -10,7 +10,7 @@ import time
 import pytest
 
 from chatroom.client import commands as c
-from chatroom.client.effects import Notice, ShowEvent, ShowUsers
+from chatroom.client.effects import Notice, ShowEvent, ShowRooms, ShowUsers
 from chatroom.client.i18n import CATALOGS, detect_lang, tr
 from chatroom.client.render import Renderer
 from chatroom.client.style import PALETTE, Style, colour_enabled, cursor_enabled, name_colour
@@ -34,8 +34,10 @@ def render(out: object, *, lang: str = "en", colour: bool = False, columns: int 
     return r.render(out, NOON)  # type: ignore[arg-type]
 
 
-def event(kind: EventKind, name: str = "alice", text: str = "", id_: int = 1) -> Event:
-    return Event(id_, kind, name, text, NOON)
+def event(
+    kind: EventKind, name: str = "alice", text: str = "", id_: int = 1, room: str = "#lobby"
+) -> Event:
+    return Event(id_, kind, name, text, NOON, room=room)
 
 
 # ------------------------------------------------------------------ i18n
@@ -122,6 +124,13 @@ def test_no_escape_sequences_without_colour() -> None:
         ShowEvent(event("timeout")),
         Notice("connection_lost"),
         ShowUsers(2, ("alice", "bob")),
+        ShowUsers(2, ("alice", "bob"), "#dev"),
+        ShowRooms(1, (("#dev", 2),)),
+        ShowEvent(event("message", text="dm", room="@bob")),
+        ShowEvent(event("message", text="dm", room="@bob"), own=True),
+        ShowEvent(event("message", text="there", room="#dev"), elsewhere=True),
+        ShowEvent(event("join", room="#dev"), elsewhere=True),
+        Notice("dm_offline", {"name": "bob", "text": "hi"}),
     ]
     for out in outs:
         for line in render(out):
@@ -371,3 +380,117 @@ def test_completion_of_rooms() -> None:
     assert c.complete("", known) == ["alice", "bob"]  # a bare Tab offers people
     message = tr("en", "no_answer", host="h", port=1)
     assert message == "no answer from h:1 — is chatroom serve running?"
+
+
+# ------------------------------------------------------------------ rooms and direct messages
+
+
+@pytest.mark.parametrize(
+    ("out", "line"),
+    [
+        # the current room: as ever
+        (ShowEvent(event("message", "bob", "hi")), "12:01        bob │ hi"),
+        # another room: its name first
+        (
+            ShowEvent(event("message", "bob", "hi", room="#dev"), elsewhere=True),
+            "12:01        bob │ [#dev] hi",
+        ),
+        (
+            ShowEvent(event("message", "bob", "/me waves", room="#dev"), elsewhere=True),
+            "12:01            │ [#dev] * bob waves",
+        ),
+        (
+            ShowEvent(event("join", "bob", room="#dev"), elsewhere=True),
+            "12:01        --> │ [#dev] bob joined",
+        ),
+        (
+            ShowEvent(event("timeout", "bob", room="#dev"), elsewhere=True),
+            "12:01        <-- │ [#dev] bob timed out",
+        ),
+        # direct messages: theirs to us, ours to them
+        (ShowEvent(event("message", "bob", "psst", room="@bob")), "12:01      bob → │ psst"),
+        (
+            ShowEvent(event("message", "alice", "psst", room="@bob"), own=True, elsewhere=True),
+            "12:01      → bob │ psst",
+        ),
+        (
+            ShowEvent(event("message", "bob", "/me waves", room="@bob"), elsewhere=True),
+            "12:01      bob → │ * bob waves",
+        ),
+        (
+            ShowEvent(event("message", "张三", "你好", room="@张三"), elsewhere=True),
+            "12:01     张三 → │ 你好",
+        ),
+    ],
+)
+def test_room_label_and_direct_message_marker(out: ShowEvent, line: str) -> None:
+    assert render(out) == [line]
+
+
+def test_direct_messages_and_room_labels_have_their_colours() -> None:
+    (theirs,) = render(ShowEvent(event("message", "bob", "psst", room="@bob")), colour=True)
+    assert "\x1b[95m→\x1b[0m" in theirs and theirs.endswith("\x1b[95mpsst\x1b[0m")
+    (ours,) = render(
+        ShowEvent(event("message", "alice", "psst", room="@bob"), own=True), colour=True
+    )
+    assert "\x1b[95m→\x1b[0m" in ours and f"38;5;{name_colour('bob')}m" in ours
+    (labelled,) = render(
+        ShowEvent(event("message", "bob", "hi", room="#dev"), elsewhere=True), colour=True
+    )
+    assert "\x1b[94m[#dev]\x1b[0m" in labelled and SGR.sub("", labelled).endswith("[#dev] hi")
+
+
+def test_a_labelled_line_wraps_under_itself() -> None:
+    out = ShowEvent(event("message", "bob", "word " * 30, room="#dev"), elsewhere=True)
+    lines = render(out, columns=60, colour=True)
+    assert len(lines) > 1 and "[#dev]" in lines[0]
+    bar = display_width(SGR.sub("", lines[0]).split("│")[0])
+    assert all(display_width(SGR.sub("", x).split("│")[0]) == bar for x in lines)
+
+
+def test_room_and_peer_names_are_neutralised() -> None:
+    evil = "\x1b[2J"
+    lines = render(ShowEvent(event("message", "bob", "x", room="#" + evil), elsewhere=True))
+    lines += render(ShowEvent(event("message", "a", "x", room="@" + evil), own=True))
+    lines += render(ShowUsers(1, ("bob",), "#" + evil))
+    lines += render(ShowRooms(1, (("#" + evil, 1),)))
+    lines += render(Notice("dm_offline", {"name": evil, "text": evil}))
+    assert "\x1b" not in "".join(lines)
+    r = Renderer("en", Style(False))
+    assert r.prompt("#" + evil, "alice") == "#\\x1b[2J> "
+
+
+@pytest.mark.parametrize(
+    ("lang", "out", "line"),
+    [
+        ("en", ShowUsers(2, ("bob", "carol"), "#dev"), "in #dev (2): bob, carol"),
+        ("zh", ShowUsers(2, ("bob", "carol"), "#dev"), "#dev 中 (2): bob, carol"),
+        ("en", ShowRooms(2, (("#dev", 3), ("#lobby", 5))), "rooms (2): #dev (3), #lobby (5)"),
+        ("en", ShowRooms(3, (("#dev", 3),)), "rooms (3): #dev (3) … and 2 more"),
+        ("zh", ShowRooms(3, (("#dev", 3),)), "房间 (3): #dev (3) … 等 2 个"),
+        ("en", Notice("dm_offline", {"name": "bob", "text": "hi"}), "bob is not online"),
+        ("zh", Notice("dm_offline", {"name": "bob", "text": "hi"}), "bob 不在线"),
+        ("en", Notice("no_room"), "/join #room"),
+        ("zh", Notice("no_room"), "/join #房间"),
+        ("en", Notice("no_reply"), "nobody has written to you yet"),
+        ("en", Notice("now_in", {"room": "#dev"}), "now talking in #dev"),
+        ("en", Notice("parted", {"room": "#dev"}), "you left #dev"),
+        ("en", Notice("usage", {"command": "/msg"}), "usage: /msg NAME TEXT"),
+        ("zh", Notice("usage", {"command": "/join"}), "用法: /join #房间"),
+    ],
+)
+def test_rooms_and_direct_message_wording(lang: str, out: object, line: str) -> None:
+    assert line in render(out, lang=lang)[0]
+
+
+def test_help_lists_the_room_commands_in_both_languages() -> None:
+    for lang in ("en", "zh"):
+        text = "\n".join(render(Notice("help"), lang=lang))
+        for command in c.COMMANDS:
+            assert command in text, (lang, command)
+
+
+def test_prompt_shows_the_current_room() -> None:
+    r = Renderer("en", Style(False))
+    assert r.prompt("#dev", "alice") == "#dev> "
+    assert r.prompt(None, "alice") == "alice> "  # in no room

@@ -44,16 +44,45 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "history_busy": "still fetching the previous /history…",
         "no_earlier": "no earlier events",
         "users": "online ({total}): {names}",
+        "users_in": "in {room} ({total}): {names}",
         "users_more": "{names} … and {more} more",
+        "rooms": "rooms ({total}): {rooms}",
+        "rooms_more": "{rooms} … and {more} more",
+        # rooms and direct messages
+        "usage:/join": "usage: /join #room   (joins it, creating it if new; you then talk there)",
+        "usage:/part": "usage: /part [#room]   (leaves the current room if none is given)",
+        "usage:/who": "usage: /who [#room]   (who is in the current room, or in #room)",
+        "usage:/rooms": "usage: /rooms   (lists the rooms and how many are in each)",
+        "usage:/msg": "usage: /msg NAME TEXT   (a direct message only NAME sees)",
+        "usage:/reply": "usage: /reply TEXT   (answers the last person who wrote to you)",
+        "now_in": "now talking in {room}",
+        "parted": "you left {room}",
+        "no_room": "you are in no room — /join #room to join one (/msg NAME TEXT still works)",
+        "not_in_room": "you are not in {room}",
+        "joining": "still joining {room}…",
+        "bad_room": "not a room name: {room} (# then 1-32 characters, no spaces)",
+        "bad_name": "not a name: {name}",
+        "dm_self": "not sent: that is you",
+        "dm_offline": "{name} is not online — not sent: {text}",
+        "not_member": "not sent: you are not in {room} (/join {room}): {text}",
+        "rejected": "not sent ({reason}): {text}",
+        "no_reply": "nobody has written to you yet — /msg NAME TEXT writes to someone",
         "help": (
             "commands:\n"
-            "  /who            who is online\n"
-            "  /history [N]    show N earlier events (default 10)\n"
+            "  /join #room     join a room (created if new) and talk there\n"
+            "  /part [#room]   leave a room (the current one by default)\n"
+            "  /rooms          the rooms and how many are in each\n"
+            "  /who [#room]    who is in the room\n"
+            "  /msg NAME TEXT  a direct message only NAME sees\n"
+            "  /reply TEXT     answer the last person who wrote to you\n"
+            "  /history [N]    show N earlier events of this room (default 10)\n"
             "  /me ACTION      describe what you do: * you ACTION\n"
             "  /help           this help\n"
             "  /quit or quit   leave (Ctrl-D and Ctrl-C too)\n"
             "  //text          send a line that starts with /\n"
-            "Tab completes commands and the names of people online."
+            "What you type goes to the room in the prompt; lines from your other\n"
+            "rooms show their room, direct messages show → NAME (yours) or NAME →.\n"
+            "Tab completes commands, rooms and the names of people online."
         ),
         # the shell
         "name_prompt": "your name: ",
@@ -87,16 +116,44 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "history_busy": "正在获取上一次 /history…",
         "no_earlier": "没有更早的消息",
         "users": "在线 ({total}): {names}",
+        "users_in": "{room} 中 ({total}): {names}",
         "users_more": "{names} … 等 {more} 人",
+        "rooms": "房间 ({total}): {rooms}",
+        "rooms_more": "{rooms} … 等 {more} 个",
+        "usage:/join": "用法: /join #房间   (加入该房间, 不存在则创建; 之后在其中发言)",
+        "usage:/part": "用法: /part [#房间]   (不指定则离开当前房间)",
+        "usage:/who": "用法: /who [#房间]   (查看当前房间或 #房间 中的用户)",
+        "usage:/rooms": "用法: /rooms   (列出所有房间及其人数)",
+        "usage:/msg": "用法: /msg 名字 文字   (只有该用户能看到的私信)",
+        "usage:/reply": "用法: /reply 文字   (回复最近给你发私信的人)",
+        "now_in": "现在在 {room} 发言",
+        "parted": "你离开了 {room}",
+        "no_room": "你不在任何房间 — 输入 /join #房间 加入一个 (/msg 名字 文字 仍可使用)",
+        "not_in_room": "你不在 {room}",
+        "joining": "正在加入 {room}…",
+        "bad_room": "无效的房间名: {room} (# 加 1-32 个字符, 不能含空格)",
+        "bad_name": "无效的用户名: {name}",
+        "dm_self": "未发送: 不能给自己发私信",
+        "dm_offline": "{name} 不在线 — 未发送: {text}",
+        "not_member": "未发送: 你不在 {room} (/join {room}): {text}",
+        "rejected": "未发送 ({reason}): {text}",
+        "no_reply": "还没有人给你发私信 — 用 /msg 名字 文字 给别人发私信",
         "help": (
             "命令:\n"
-            "  /who            查看在线用户\n"
-            "  /history [N]    显示之前的 N 条消息 (默认 10)\n"
+            "  /join #房间     加入房间 (不存在则创建) 并在其中发言\n"
+            "  /part [#房间]   离开房间 (默认当前房间)\n"
+            "  /rooms          所有房间及其人数\n"
+            "  /who [#房间]    查看房间中的用户\n"
+            "  /msg 名字 文字  发送只有该用户能看到的私信\n"
+            "  /reply 文字     回复最近给你发私信的人\n"
+            "  /history [N]    显示本房间之前的 N 条消息 (默认 10)\n"
             "  /me 动作        描述你的动作: * 你 动作\n"
             "  /help           显示本帮助\n"
             "  /quit 或 quit   退出聊天室 (也可用 Ctrl-D, Ctrl-C)\n"
             "  //文字          发送以 / 开头的一行\n"
-            "Tab 键可补全命令和在线用户名。"
+            "输入的文字发往提示符中的房间; 其他房间的消息前会显示房间名,\n"
+            "私信显示为 → 名字 (你发的) 或 名字 →。\n"
+            "Tab 键可补全命令、房间名和在线用户名。"
         ),
         "name_prompt": "请输入姓名: ",
         "refused": "无法使用该名字: {text}",

@@ -9,6 +9,14 @@ Layout, one event per line (WeeChat-like, so texts line up)::
 
 The name column is right-aligned by display width (CJK names take two columns
 a character) and a long text wraps under itself. Replayed history is dimmed.
+A line from a room other than the current one starts with the room's name
+(``[#dev] hi``); a direct message has an arrow in the name column, ``→ bob``
+for ours to bob and ``bob →`` for bob's to us, and its own colour::
+
+    12:04        bob │ [#dev] the build is green
+    12:05      bob → │ lunch?
+    12:05      → bob │ sure
+
 Every line keeps the ``HH:MM`` column, so history and live lines stay aligned;
 the date is a dimmed line of its own (``── 2025-01-31 ──``) before the first
 event of a day that is not today, and again whenever the day changes (older
@@ -25,10 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatroom.client import style as st
-from chatroom.client.effects import Notice, Output, ShowEvent, ShowUsers
+from chatroom.client.effects import Notice, Output, ShowEvent, ShowRooms, ShowUsers
 from chatroom.client.i18n import Lang, tr
 from chatroom.client.width import display_width, pad_left, wrap
-from chatroom.events import Event
+from chatroom.events import DM_PREFIX, Event
 from chatroom.sanitize import visible
 
 #: How each kind of notice is tagged and coloured in the name column.
@@ -38,6 +46,28 @@ _NOTICE_STYLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "timeout": ("<--", st.TIMEOUT),
     "announce": ("***", st.ANNOUNCE),
 }
+
+#: Notices that report a failure (the rest are informational).
+_ERRORS = frozenset(
+    {
+        "connection_lost",
+        "gave_up",
+        "too_long",
+        "control_chars",
+        "undelivered",
+        "undelivered_line",
+        "dm_offline",
+        "dm_self",
+        "not_member",
+        "rejected",
+        "bad_room",
+        "bad_name",
+    }
+)
+#: Notices that quote one of our messages: shortened to a line.
+_QUOTING = frozenset({"gave_up", "dm_offline", "not_member", "rejected"})
+#: The arrow of a direct message.
+ARROW = "→"
 
 #: Columns of the name column (longer names push their text right).
 NAME_COLUMNS = 10
@@ -60,13 +90,20 @@ class Renderer:
     def render(self, out: Output, wall: float) -> list[str]:
         """The lines (without newlines) to print for one output; [] for none."""
         match out:
-            case ShowEvent(event=ev, history=history, own=own):
-                return self.day_line(ev.created_at, wall) + self.event(ev, history=history, own=own)
+            case ShowEvent(event=ev, history=history, own=own, elsewhere=elsewhere):
+                lines = self.event(ev, history=history, own=own, elsewhere=elsewhere)
+                return self.day_line(ev.created_at, wall) + lines
             case Notice(key=key, args=args):
                 return self.notice(key, args, wall)
-            case ShowUsers(total=total, names=names):
-                return self.users(total, names, wall)
+            case ShowUsers(total=total, names=names, room=room):
+                return self.users(total, names, wall, room=room)
+            case ShowRooms(total=total, rooms=rooms):
+                return self.rooms(total, rooms, wall)
         return []
+
+    def prompt(self, room: str | None, name: str) -> str:
+        """The input prompt: the current room (our name when in none)."""
+        return f"{visible(room if room is not None else name)}> "
 
     # ------------------------------------------------------------------ pieces
 
@@ -92,13 +129,17 @@ class Renderer:
         tag_styled: str | None = None,
         text_codes: tuple[str, ...] = (),
         dim: bool = False,
+        label: str = "",
     ) -> list[str]:
+        """One event or notice: time, tag (right-aligned), text wrapped under
+        itself. ``label`` starts the text in its own style (the room's name)."""
         s = self.style
         head_plain = f"{stamp} {pad_left(tag, NAME_COLUMNS)} │ "
         indent = " " * (display_width(head_plain) - 2) + "│ "
         columns = self.columns()
         room = columns - 1 - display_width(head_plain) if columns > 0 else 0
-        parts = wrap(text, room) if room >= MIN_TEXT_COLUMNS else [text]
+        full = label + text
+        parts = wrap(full, room) if room >= MIN_TEXT_COLUMNS else [full]
         pad = " " * max(0, NAME_COLUMNS - display_width(tag))
         tag_out = tag_styled if tag_styled is not None else tag
         extra = ("2",) if dim else ()
@@ -111,30 +152,68 @@ class Renderer:
             + s.sgr("│", *st.TIME)
             + " "
         )
-        lines = [head + s.sgr(parts[0], *extra, *text_codes)]
+        first = parts[0]
+        if label and first.startswith(label.rstrip()):
+            cut = len(label.rstrip())
+            first_out = s.sgr(first[:cut], *extra, *st.ROOM) + s.sgr(
+                first[cut:], *extra, *text_codes
+            )
+        else:
+            first_out = s.sgr(first, *extra, *text_codes)
+        lines = [head + first_out]
         lines += [s.sgr(indent, *st.TIME) + s.sgr(p, *extra, *text_codes) for p in parts[1:]]
         return lines
 
-    def event(self, ev: Event, *, history: bool = False, own: bool = False) -> list[str]:
+    def event(
+        self, ev: Event, *, history: bool = False, own: bool = False, elsewhere: bool = False
+    ) -> list[str]:
         s = self.style
         stamp = self._stamp(ev.created_at)
         name = visible(ev.name)
         text = visible(ev.text)
         dim = history
+        direct = ev.room.startswith(DM_PREFIX)
+        if direct and ev.kind == "message":
+            return self._direct(ev, stamp, name, text, own=own, dim=dim)
+        label = f"[{visible(ev.room)}] " if elsewhere or direct else ""
         match ev.kind:
             case "message" if text.startswith("/me "):
                 body = tr(self.lang, "action", name=name, text=text[4:])
-                return self._line(stamp, "", body, dim=dim, text_codes=("1",) if own else ())
+                codes: tuple[str, ...] = ("1",) if own else ()
+                return self._line(stamp, "", body, dim=dim, text_codes=codes, label=label)
             case "message":
                 styled = s.name(ev.name, name, own=own, dim=dim)
-                return self._line(stamp, name, text, tag_styled=styled, dim=dim)
+                return self._line(stamp, name, text, tag_styled=styled, dim=dim, label=label)
             case "join" | "quit" | "timeout" | "announce":
                 tag, codes = _NOTICE_STYLE[ev.kind]
                 body = tr(self.lang, ev.kind, name=name, text=text)
                 return self._line(
-                    stamp, tag, body, tag_styled=s.sgr(tag, *codes), text_codes=codes, dim=dim
+                    stamp,
+                    tag,
+                    body,
+                    tag_styled=s.sgr(tag, *codes),
+                    text_codes=codes,
+                    dim=dim,
+                    label=label,
                 )
         return []
+
+    def _direct(
+        self, ev: Event, stamp: str, name: str, text: str, *, own: bool, dim: bool
+    ) -> list[str]:
+        """A direct message: ``→ peer`` (ours) or ``name →`` (theirs), its colour."""
+        s = self.style
+        if own:
+            peer_raw = ev.room[len(DM_PREFIX) :]
+            peer = visible(peer_raw)
+            tag = f"{ARROW} {peer}"
+            styled = s.sgr(ARROW, *st.DIRECT) + " " + s.name(peer_raw, peer, dim=dim)
+        else:
+            tag = f"{name} {ARROW}"
+            styled = s.name(ev.name, name, dim=dim) + " " + s.sgr(ARROW, *st.DIRECT)
+        if text.startswith("/me "):
+            text = tr(self.lang, "action", name=name, text=text[4:])
+        return self._line(stamp, tag, text, tag_styled=styled, text_codes=st.DIRECT, dim=dim)
 
     def notice(self, key: str, args: dict[str, str | int], wall: float) -> list[str]:
         safe = {k: visible(v) if isinstance(v, str) else v for k, v in args.items()}
@@ -142,23 +221,11 @@ class Renderer:
             self._day = None  # the batch that follows starts with its own date
         if key == "usage":
             key = f"usage:{safe.get('command', '')}"
-        if key in ("gave_up",) and isinstance(safe.get("text"), str):
+        if key in _QUOTING and isinstance(safe.get("text"), str):
             text = str(safe["text"])
             safe["text"] = text if len(text) <= 60 else text[:59] + "…"
         message = tr(self.lang, key, **safe)
-        codes = (
-            st.ERROR
-            if key
-            in (
-                "connection_lost",
-                "gave_up",
-                "too_long",
-                "control_chars",
-                "undelivered",
-                "undelivered_line",
-            )
-            else st.NOTICE
-        )
+        codes = st.ERROR if key in _ERRORS else st.NOTICE
         stamp = self._stamp(wall)
         lines: list[str] = []
         for i, part in enumerate(message.split("\n")):
@@ -172,12 +239,27 @@ class Renderer:
             )
         return lines
 
-    def users(self, total: int, names: tuple[str, ...], wall: float) -> list[str]:
+    def users(
+        self, total: int, names: tuple[str, ...], wall: float, *, room: str = ""
+    ) -> list[str]:
+        """/who's answer; ``room`` names a room other than the current one."""
         s = self.style
         shown = ", ".join(visible(n) for n in names)  # plain: the line may wrap
         if total > len(names):
             shown = tr(self.lang, "users_more", names=shown, more=total - len(names))
-        message = tr(self.lang, "users", total=total, names=shown)
+        if room:
+            message = tr(self.lang, "users_in", room=visible(room), total=total, names=shown)
+        else:
+            message = tr(self.lang, "users", total=total, names=shown)
+        return self._line(self._stamp(wall), "--", message, tag_styled=s.sgr("--", *st.NOTICE))
+
+    def rooms(self, total: int, rooms: tuple[tuple[str, int], ...], wall: float) -> list[str]:
+        """/rooms' answer: each room with how many are in it."""
+        s = self.style
+        shown = ", ".join(f"{visible(r)} ({n})" for r, n in rooms)
+        if total > len(rooms):
+            shown = tr(self.lang, "rooms_more", rooms=shown, more=total - len(rooms))
+        message = tr(self.lang, "rooms", total=total, rooms=shown)
         return self._line(self._stamp(wall), "--", message, tag_styled=s.sgr("--", *st.NOTICE))
 
     def plain(self, key: str, **args: object) -> str:

@@ -82,3 +82,6 @@ ANNOUNCE: Final = ("1", "35")
 NOTICE: Final = ("36",)
 ERROR: Final = ("1", "31")
 HISTORY: Final = ("2",)
+#: A direct message's arrow and text; the room's name on a line from another room.
+DIRECT: Final = ("95",)
+ROOM: Final = ("94",)
