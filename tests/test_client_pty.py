@@ -269,19 +269,19 @@ def test_typing_interrupted_by_incoming_message_keeps_the_text(join) -> None:  #
     alice.expect("hello th")  # echoed by readline
     bob.sendline("interruption")
     alice.expect("interruption")
-    alice.expect("alice> hello th")  # the prompt and the typed text are redrawn
+    alice.expect("#lobby> hello th")  # the prompt and the typed text are redrawn
     screen = Vt().feed(alice.output).text()
-    assert screen[-1] == "alice> hello th"
+    assert screen[-1] == "#lobby> hello th"
     assert screen[-2].endswith("bob │ interruption")
     assert not [line for line in screen[:-1] if "hello th" in line], screen
     alice.proc.send("ere bob\r")
     bob.said("hello there bob")  # what the other side receives: the whole line
     alice.said("hello there bob")
-    alice.expect("alice> ")
+    alice.expect("#lobby> ")
     screen = Vt().feed(alice.output).text()
-    assert screen[-1] == "alice>"
+    assert screen[-1] == "#lobby>"
     assert screen[-2].endswith("alice │ hello there bob")
-    assert not [line for line in screen if "alice> hello" in line], "the echo was erased"
+    assert not [line for line in screen if "#lobby> hello" in line], "the echo was erased"
 
 
 def _interrupt_typing(join, typed: str, keys: str = "") -> tuple[Client, list[str]]:  # type: ignore[no-untyped-def]
@@ -311,9 +311,9 @@ def _rows(text: str, columns: int = 120) -> list[str]:
 @pytest.mark.parametrize(
     "typed",
     [
-        "".join(chr(ord("a") + i % 26) for i in range(150)),  # 157 columns: 2 rows
+        "".join(chr(ord("a") + i % 26) for i in range(150)),  # 158 columns: 2 rows
         "".join(chr(0x4E00 + i) for i in range(130)),  # 130 wide characters: 3 rows
-        "x" * 113,  # exactly one full row: the cursor sits on the next one
+        "x" * 112,  # exactly one full row: the cursor sits on the next one
     ],
     ids=["ascii-2-rows", "cjk-3-rows", "exactly-full-row"],
 )
@@ -322,7 +322,7 @@ def test_a_wrapped_half_typed_line_is_cleared_before_an_incoming_message(
     typed: str,
 ) -> None:
     _, screen = _interrupt_typing(join, typed)
-    rows = _rows("alice> " + typed)
+    rows = _rows("#lobby> " + typed)
     assert screen[-len(rows) :] == rows, screen[-6:]
     assert screen[-len(rows) - 1].endswith("bob │ interruption"), screen[-6:]
     above = screen[: -len(rows) - 1]
@@ -330,23 +330,23 @@ def test_a_wrapped_half_typed_line_is_cleared_before_an_incoming_message(
 
 
 def test_a_wrapped_line_with_the_cursor_moved_back_is_cleared_too(join) -> None:  # type: ignore[no-untyped-def]
-    typed = "".join(chr(ord("a") + i % 26) for i in range(250))  # 257 columns: 3 rows
+    typed = "".join(chr(ord("a") + i % 26) for i in range(250))  # 258 columns: 3 rows
     alice, screen = _interrupt_typing(join, typed, keys="\x01\x1bf")  # Home, word right
-    rows = _rows("alice> " + typed)
+    rows = _rows("#lobby> " + typed)
     assert screen[-len(rows) :] == rows, screen[-6:]
     assert screen[-len(rows) - 1].endswith("bob │ interruption"), screen[-6:]
     assert not [line for line in screen[: -len(rows) - 1] if typed[:5] in line]
     alice.proc.send("\r")
     alice.said(typed[:50])  # still one line, sent whole
-    alice.expect("alice> ")
+    alice.expect("#lobby> ")
     screen = Vt().feed(alice.output).text()
-    assert screen[-1] == "alice>"
-    assert not [line for line in screen if line.startswith("alice> a")], "the echo was erased"
+    assert screen[-1] == "#lobby>"
+    assert not [line for line in screen if line.startswith("#lobby> a")], "the echo was erased"
 
 
 @pytest.mark.parametrize(
     "typed",
-    ["x" * 113, "".join(chr(0x4E00 + i) for i in range(57))],  # row full; 1 column left
+    ["x" * 112, "a" + "".join(chr(0x4E00 + i) for i in range(56))],  # row full; 1 column left
     ids=["exactly-full-row", "wide-char-does-not-fit"],
 )
 def test_the_echo_of_a_line_filling_a_row_is_erased(join, typed: str) -> None:  # type: ignore[no-untyped-def]
@@ -356,12 +356,12 @@ def test_the_echo_of_a_line_filling_a_row_is_erased(join, typed: str) -> None:  
     time.sleep(0.2)
     alice.proc.send("\r")
     alice.said(typed[:20])
-    alice.expect("alice> ")
+    alice.expect("#lobby> ")
     time.sleep(0.2)
     alice.proc.expect(pexpect.TIMEOUT, timeout=0.1)
     screen = Vt().feed(alice.output).text()
-    assert screen[-1] == "alice>", screen[-4:]
-    assert not [line for line in screen if line.startswith("alice> " + typed[:3])], screen[-4:]
+    assert screen[-1] == "#lobby>", screen[-4:]
+    assert not [line for line in screen if line.startswith("#lobby> " + typed[:3])], screen[-4:]
 
 
 def test_ctrl_c_clears_a_wrapped_half_typed_line(join) -> None:  # type: ignore[no-untyped-def]
@@ -394,7 +394,7 @@ def test_a_wrapped_line_after_the_terminal_narrows(join) -> None:  # type: ignor
     time.sleep(0.3)
     alice.proc.expect(pexpect.TIMEOUT, timeout=0.1)
     screen = Vt().feed(before).resize(100).feed(alice.output[len(before) :]).text()
-    rows = _rows("alice> " + typed, 100)
+    rows = _rows("#lobby> " + typed, 100)
     assert screen[-len(rows) :] == rows, screen[-6:]
     assert screen[-len(rows) - 1].endswith("bob │ interruption"), screen[-6:]
     above = screen[: -len(rows) - 1]
@@ -558,6 +558,45 @@ def test_tab_completes_commands_and_names(join) -> None:  # type: ignore[no-unty
     alice.expect("hi bobby")
 
 
+def test_rooms_the_prompt_and_direct_messages(join) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = join("alice", "--no-color", wait=False), join("bob", "--no-color")
+    alice.ready().expect("bob joined")
+    alice.sendline("/join #dev")
+    alice.expect("now talking in #dev")
+    alice.expect("#dev> ")  # the prompt follows the current room
+    alice.sendline("in dev")
+    alice.said("in dev")
+    bob.sendline("in the lobby")
+    alice.said("[#lobby] in the lobby")  # from a room other than the current one
+    bob.sendline("/msg alice psst")
+    alice.expect("bob → │ psst")
+    bob.expect("→ alice │ psst")
+    alice.sendline("/reply got it")
+    bob.expect("alice → │ got it")
+    bob.sendline("/msg carol anyone?")
+    bob.expect("carol is not online — not sent: anyone?")
+    assert "in dev" not in bob.output  # bob is not in #dev
+    alice.proc.send("/join #l\t")
+    alice.expect("#lobby")
+    alice.proc.send("\r")
+    alice.expect("#lobby> ")
+    alice.sendline("/part #dev")
+    alice.expect("you left #dev")
+    alice.sendline("/part")
+    alice.expect("/join #room to join one")
+    alice.expect("alice> ")  # in no room
+
+
+def test_starting_in_a_room(join) -> None:  # type: ignore[no-untyped-def]
+    alice = join("alice", "--room", "dev")
+    alice.expect("#dev> ")
+    alice.sendline("first in dev")
+    alice.said("first in dev")
+    bob = join("bob", "--room", "#dev", "--history", "5", "--no-color")
+    bob.expect("alice │ first in dev")  # its history replayed
+    bob.expect("#dev> ")
+
+
 def test_refused_name_is_asked_again(join) -> None:  # type: ignore[no-untyped-def]
     join("alice")
     second = join(None, "--history", "0")
@@ -568,7 +607,7 @@ def test_refused_name_is_asked_again(join) -> None:  # type: ignore[no-untyped-d
     second.sendline("has space")
     second.expect("name refused: invalid name")
     second.sendline("carol")
-    second.expect("carol> ")
+    second.expect("#lobby> ")
 
 
 # ------------------------------------------------------------------ leaving
@@ -601,7 +640,7 @@ def test_a_redraw_signal_pending_with_a_quit_signal_does_not_crash(join) -> None
     # Python's input() runs the handlers of signals still pending after one
     # raised, with that exception set: the redraw must then do nothing at all.
     alice = join("alice")
-    alice.expect("alice> ")  # the keyboard process is in input()
+    alice.expect("#lobby> ")  # the keyboard process is in input()
     time.sleep(0.2)
     pid = alice.proc.pid
     os.kill(pid, signal.SIGSTOP)
@@ -672,7 +711,7 @@ def test_an_idle_client_notices_the_server_shutting_down_in_seconds(
     join, server: ServerProcess
 ) -> None:  # type: ignore[no-untyped-def]
     alice = join("alice")
-    alice.expect("alice> ")
+    alice.expect("#lobby> ")
     time.sleep(0.5)
     assert server.stop() == 0
     alice.expect("server shutting down")

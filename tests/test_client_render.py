@@ -494,3 +494,67 @@ def test_prompt_shows_the_current_room() -> None:
     r = Renderer("en", Style(False))
     assert r.prompt("#dev", "alice") == "#dev> "
     assert r.prompt(None, "alice") == "alice> "  # in no room
+
+
+def test_the_keyboard_process_takes_names_rooms_and_prompt_from_the_pipe() -> None:
+    import os
+
+    from chatroom.client.keyboard import Keyboard
+    from chatroom.client.network import PROMPT, ROOMS, _names_message
+    from chatroom.client.terminal import SharedTerminal
+
+    r, w = os.pipe()
+    try:
+        kb = Keyboard(
+            0,
+            -1,
+            r,
+            SharedTerminal(),
+            prompt="#lobby> ",
+            tty=False,
+            cursor=False,
+            say=lambda text: None,
+            child_died_text="",
+        )
+        os.set_blocking(r, False)
+        os.write(w, _names_message(("alice", "bob")) + _names_message(("#dev", "#lobby"), ROOMS))
+        os.write(w, PROMPT + b"#dev> \n" + PROMPT + b"#ops> \n")
+        kb._read_names()
+        assert kb.prompt == "#lobby> "  # not from readline's callbacks
+        kb._apply_prompt()
+        assert kb.prompt == "#ops> "  # the newest
+        assert kb._complete("#d", 0) == "#dev" and kb._complete("#d", 1) is None
+        assert kb._complete("b", 0) == "bob"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("room", ["bad room", "#", "#a:b", "#" + "x" * 33, "#tab\there"])
+def test_join_refuses_a_bad_room_as_a_usage_error(room: str) -> None:
+    from click.testing import CliRunner
+
+    from chatroom.cli import cli
+
+    result = CliRunner().invoke(cli, ["join", "alice", "--port", "1", "--room", room])
+    assert result.exit_code == 2, result.output
+    assert "is not a room name" in result.output
+
+
+def test_join_takes_a_room_with_or_without_its_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from chatroom.cli import cli
+    from chatroom.client import shell
+
+    rooms: list[str] = []
+
+    def fake_run(opts: shell.JoinOptions) -> int:
+        rooms.append(opts.room)
+        return 0
+
+    monkeypatch.setattr(shell, "run", fake_run)
+    for room in ("#dev", "dev", "#Ｄev"):
+        assert CliRunner().invoke(cli, ["join", "alice", "--room", room]).exit_code == 0
+    assert CliRunner().invoke(cli, ["join", "alice"]).exit_code == 0
+    assert rooms == ["#dev", "#dev", "#Ｄev", "#lobby"]

@@ -5,7 +5,9 @@ and writes each to the network process as ``L<line>\\n``; ``Q\\n`` asks it to
 leave. It never touches the socket. Signals:
 
 * SIGUSR1 — the network process printed above the input line: redraw the prompt
-  and the typed text (terminal.py explains the protocol);
+  and the typed text (terminal.py explains the protocol), with the new prompt
+  if the current room changed (the network process sends it on the names pipe
+  before printing);
 * SIGCHLD — the network process ended: reap it; if we did not ask it to, say so
   and exit 1;
 * SIGINT (Ctrl-C; ``input`` raises KeyboardInterrupt), SIGTERM, SIGHUP, and
@@ -93,6 +95,9 @@ class Keyboard:
         self.say = say
         self.child_died_text = child_died_text
         self.names: list[str] = []
+        self.rooms: list[str] = []
+        self._prompt_next: str | None = None
+        self._reprompt = False
         self._names_buf = b""
         self._in_input = False
         self._seen = 0
@@ -132,6 +137,8 @@ class Keyboard:
 
     def _loop(self) -> None:
         while True:
+            self._read_names()
+            self._apply_prompt()
             self._seen = self.shared.printed
             if self._rl is not None and self.cursor:
                 self._rl.set_redisplay_function(self._display)
@@ -265,18 +272,21 @@ class Keyboard:
     def _display(self) -> None:
         """readline's redisplay function (and our redraw): draw the line, publish
         where the cursor is. If the network process printed since our last draw
-        (the input line is gone, the cursor is at the start of a fresh line) or
-        the screen width changed, draw it from scratch instead."""
+        (the input line is gone, the cursor is at the start of a fresh line), the
+        screen width changed or the prompt did, draw it from scratch instead."""
         rl = self._rl
         assert rl is not None
         with self._locked():
             printed, columns = self.shared.printed, rl.columns()
-            if printed == self._seen and columns == self._columns:
+            reprompt, self._reprompt = self._reprompt, False
+            if printed == self._seen and columns == self._columns and not reprompt:
                 rl.redisplay()
                 self._publish(rl, columns)
                 return
             up = 0
-            if printed == self._seen:
+            if printed == self._seen and columns == self._columns:
+                up = self.shared.input_rows  # a new prompt: the line is where it was
+            elif printed == self._seen:
                 # Resized. A terminal that reflows wrapped rows has the cursor on
                 # the new layout's row, one that does not (xterm) on the old:
                 # the smaller never erases someone's message above the prompt.
@@ -300,9 +310,19 @@ class Keyboard:
         rl = self._rl
         return _INVISIBLE.sub("", rl.display_prompt()) if rl is not None else self.prompt
 
+    def _apply_prompt(self) -> None:
+        """Take the prompt the network process sent last (the current room)."""
+        if self._prompt_next is None:
+            return
+        self.prompt, self._prompt_next = self._prompt_next, None
+        if self._rl is not None and self._in_input:
+            self._rl.set_prompt(self.prompt)
+            self._reprompt = True  # the line is drawn again from its first row
+
     def _redraw(self) -> None:
         """The network process printed: have the prompt and typed text redrawn."""
         self._read_names()
+        self._apply_prompt()
         if self._rl is not None and self.cursor:
             self._display()
             return
@@ -367,11 +387,13 @@ class Keyboard:
     def _complete(self, text: str, state: int) -> str | None:
         if state == 0:
             self._read_names()
-            self._matches = complete(text, self.names)
+            self._matches = complete(text, self.names + self.rooms)
         return self._matches[state] if state < len(self._matches) else None
 
     def _read_names(self) -> None:
-        """Take the newest name list the network process sent, if any."""
+        """Take the newest names, rooms and prompt the network process sent
+        (network.py: one line each, its first byte says which). The prompt is
+        applied by ``_apply_prompt``, never from readline's callbacks."""
         while True:
             try:
                 chunk = os.read(self.names_fd, 65536)
@@ -384,8 +406,14 @@ class Keyboard:
             self._names_buf += chunk
         if b"\n" in self._names_buf:
             *complete_lines, self._names_buf = self._names_buf.split(b"\n")
-            last = complete_lines[-1].decode("utf-8", "replace")
-            self.names = [n for n in last.split("\t") if n]
+            for raw in complete_lines:
+                kind, text = raw[:1], raw[1:].decode("utf-8", "replace")
+                if kind == b"N":
+                    self.names = [n for n in text.split("\t") if n]
+                elif kind == b"R":
+                    self.rooms = [n for n in text.split("\t") if n]
+                elif kind == b"P":
+                    self._prompt_next = text
 
 
 def _write_all(fd: int, data: bytes) -> None:

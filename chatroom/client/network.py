@@ -3,8 +3,12 @@
 It multiplexes three inputs with a selector: datagrams from the server, lines
 from the keyboard process (a pipe), and the session's timers. What the session
 returns is applied here: datagrams are sent, display outputs rendered and
-printed (chatroom/client/terminal.py keeps the input line intact), the names of
-the people online are passed to the keyboard process for tab completion.
+printed (chatroom/client/terminal.py keeps the input line intact); what the
+keyboard process needs is passed to it on a second pipe, one line each, the
+first byte saying what: ``N`` the names of the people online and ``R`` the rooms
+(tab-separated, for tab completion), ``P`` the prompt (the current room
+changed). It is written before the lines that go with it are printed, so the
+redraw their SIGUSR1 asks for shows the new prompt.
 
 It exits, and is then reaped by the keyboard process, when:
 
@@ -32,12 +36,14 @@ from typing import Final
 
 from chatroom import protocol as p
 from chatroom.client.effects import (
+    CurrentRoom,
     Finished,
     LoggedIn,
     LoginRefused,
     NoAnswer,
     OnlineChanged,
     Output,
+    RoomsChanged,
     Transmit,
 )
 from chatroom.client.render import Renderer
@@ -51,6 +57,10 @@ MAX_WAIT: Final = 0.5
 PR_SET_PDEATHSIG: Final = 1
 #: Most bytes of names sent to the keyboard process at once (atomic pipe write).
 NAMES_MAX: Final = 4000
+#: What a line on the pipe to the keyboard process carries (its first byte).
+NAMES: Final = b"N"
+ROOMS: Final = b"R"
+PROMPT: Final = b"P"
 
 
 def set_parent_death_signal(sig: int) -> bool:
@@ -76,7 +86,8 @@ class NetworkProcess:
     _quit_asked: bool = False
     _finished: bool = False
     _hard_deadline: float | None = None
-    _names_pending: bytes | None = None
+    #: Messages for the keyboard process not written yet, by kind (the newest).
+    _pending: dict[bytes, bytes] = field(default_factory=dict)
     _lines: list[str] = field(default_factory=list)
 
     def run(self, first: Sequence[Output] = ()) -> int:
@@ -172,7 +183,12 @@ class NetworkProcess:
                     with contextlib.suppress(OSError):
                         self.sock.send(data)
                 case OnlineChanged(names=names):
-                    self._names_pending = _names_message(names)
+                    self._pending[NAMES] = _names_message(names)
+                case RoomsChanged(rooms=rooms):
+                    self._pending[ROOMS] = _names_message(rooms, ROOMS)
+                case CurrentRoom(room=room):
+                    prompt = self.renderer.prompt(room, self.session.name)
+                    self._pending[PROMPT] = PROMPT + prompt.encode("utf-8") + b"\n"
                 case Finished():
                     self._finished = True
                 case LoggedIn() | LoginRefused() | NoAnswer():
@@ -181,21 +197,26 @@ class NetworkProcess:
                     self._lines += self.renderer.render(out, wall)
 
     def _flush(self) -> None:
+        # The keyboard process first: the redraw the printing triggers then
+        # shows the new prompt.
+        for kind, message in list(self._pending.items()):
+            try:
+                os.write(self.names_fd, message)
+                del self._pending[kind]
+            except BlockingIOError:
+                break  # the keyboard process is behind; try again next round
+            except OSError:
+                self._pending.clear()
+                break
         if self._lines:
             lines, self._lines = self._lines, []
             self.screen.print_lines(lines)
-        if self._names_pending is not None:
-            try:
-                os.write(self.names_fd, self._names_pending)
-                self._names_pending = None
-            except BlockingIOError:
-                pass  # the keyboard process is behind; try again next round
-            except OSError:
-                self._names_pending = None
 
 
-def _names_message(names: tuple[str, ...]) -> bytes:
-    out = b""
+def _names_message(names: tuple[str, ...], kind: bytes = NAMES) -> bytes:
+    """One line for the keyboard process: ``kind`` and the tab-separated names
+    (as many as fit in one atomic pipe write)."""
+    out = kind
     for name in names:
         encoded = name.encode("utf-8") + b"\t"
         if len(out) + len(encoded) > NAMES_MAX:

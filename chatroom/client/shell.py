@@ -50,6 +50,8 @@ class JoinOptions:
     lang: str | None = None
     no_color: bool = False
     config: SessionConfig = field(default_factory=SessionConfig)
+    #: The room to start in (checked by the caller: ``protocol.check_room``).
+    room: str = p.LOBBY
 
 
 def run(opts: JoinOptions) -> int:
@@ -67,7 +69,7 @@ def run(opts: JoinOptions) -> int:
         # Piped input: wait on leaving while its lines are still being stored.
         flush_while_progress=opts.config.flush_while_progress or not sys.stdin.isatty(),
     )
-    session = ClientSession(opts.name or "", random.SystemRandom(), config)
+    session = ClientSession(opts.name or "", random.SystemRandom(), config, start_room=opts.room)
     status, rest = _login(sock, session, renderer, opts, tty)
     if status is not None:
         sock.close()
@@ -219,7 +221,7 @@ def _fork(
         cmd_w,
         names_r,
         shared,
-        prompt=f"{session.name}> ",
+        prompt=renderer.prompt(session.current_chan, session.name),
         tty=tty,
         cursor=cursor,
         say=lambda text: _say([text]),

@@ -131,7 +131,8 @@ def _write_all(fd: int, data: bytes) -> None:
 class GnuReadline:
     """The bits of GNU readline's C API that Python's module does not offer,
     through ctypes: the redisplay hook, the cursor position in the line, the
-    screen width readline lays the line out for, a redraw from scratch. ``load()``
+    screen width readline lays the line out for, a redraw from scratch, a new
+    prompt for the line being read (the current room changed). ``load()``
     is None with libedit (or anything unexpected): the caller falls back."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
@@ -148,6 +149,10 @@ class GnuReadline:
         self._point = ctypes.c_int.in_dll(lib, "rl_point")
         self._buffer = ctypes.c_char_p.in_dll(lib, "rl_line_buffer")
         self._prompt = ctypes.c_char_p.in_dll(lib, "rl_display_prompt")
+        self._set_prompt = lib.rl_set_prompt
+        self._set_prompt.restype = ctypes.c_int
+        self._set_prompt.argtypes = [ctypes.c_char_p]
+        self._prompt_bytes = b""  # readline copies it; kept anyway
         self._callback: object = None  # keeps the C callback alive
         self._callback_of: Callable[[], None] | None = None
         self._callback_at: int | None = None
@@ -196,6 +201,11 @@ class GnuReadline:
     def display_prompt(self) -> str:
         """The prompt readline shows now (a history search shows its own)."""
         return (self._prompt.value or b"").decode(self._encoding, "surrogateescape")
+
+    def set_prompt(self, prompt: str) -> None:
+        """Change the prompt of the line being read (shown at the next redraw)."""
+        self._prompt_bytes = prompt.encode(self._encoding, "replace")
+        self._set_prompt(self._prompt_bytes)
 
     def split_at_cursor(self) -> tuple[str, str]:
         """The line's text left and right of the cursor."""
