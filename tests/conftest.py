@@ -66,13 +66,19 @@ def chatroom_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "chatroom", *args]
 
 
-def start_server(db: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(
+    db: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> ServerProcess:
     proc = subprocess.Popen(
         chatroom_cmd("serve", "--port", "0", "--db", str(db), *args),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "XDG_RUNTIME_DIR": RUNTIME_DIR, **(env or {})},
+        preexec_fn=preexec_fn,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 20
@@ -99,9 +105,12 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def factory(
-        *args: str, db: Path | None = None, env: dict[str, str] | None = None
+        *args: str,
+        db: Path | None = None,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> ServerProcess:
-        srv = start_server(db or tmp_path / "chat.db", *args, env=env)
+        srv = start_server(db or tmp_path / "chat.db", *args, env=env, preexec_fn=preexec_fn)
         started.append(srv)
         return srv
 

@@ -139,7 +139,14 @@ def serve(
             ctl = control.listen(server_port(sock))
         except (OSError, control.ControlError) as exc:
             raise click.ClickException(f"cannot open the control socket: {exc}") from exc
-        server = Server(hub, sock, store, console=console_stream(), control=ctl)
+        server = Server(
+            hub,
+            sock,
+            store,
+            storage_errors=(StorageError,),
+            console=console_stream(),
+            control=ctl,
+        )
         server.install_signal_handlers()
         bound_host, bound_port = server.address
         click.echo(

@@ -32,6 +32,8 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "ratelimited": "too many logins from your address; try again shortly",
         "full": "too many sessions from your address",
         "shutdown": "[announcement] server shutting down",
+        "storage": "the server cannot store messages right now; try again shortly",
+        "nostore": "ERR the server cannot store messages right now; try again shortly",
     },
     "zh": {
         "join": "{name} 进入了聊天室",
@@ -54,6 +56,8 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "ratelimited": "该地址登录过于频繁, 请稍后再试",
         "full": "该地址的会话数已达上限",
         "shutdown": "管理员消息: 服务器即将关闭",
+        "storage": "服务器暂时无法保存消息, 请稍后再试",
+        "nostore": "ERR 服务器暂时无法保存消息, 请稍后再试",
     },
 }
 

@@ -54,6 +54,9 @@ class ClassicDialect:
         if problem is not None:
             m.stats[f"drop.{problem}"] += 1
             return self.replies.error(addr, now, line(p.classic_text(lang, problem)))
+        if not m.storage.writable:
+            m.stats["refused.storage"] += 1
+            return self.replies.error(addr, now, line(p.classic_text(lang, "nostore")))
         if not m.guard.classic_message_allowed(addr, now):
             m.stats["drop.ratelimited"] += 1
             if m.guard.over_limit(addr, now):
@@ -83,6 +86,8 @@ class ClassicDialect:
             already = p.classic_text(lang, "already", user.name)
             return self.replies.error(addr, now, line(already))
         name, why = m.directory.check_new_name(raw)
+        if why is None and not m.storage.writable:
+            why = "storage"  # a join must be stored before anyone sees it
         if why is not None:
             m.stats[f"refused.{why}"] += 1
             return [Send(line(p.classic_text(lang, why)), (addr,))]

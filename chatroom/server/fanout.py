@@ -45,17 +45,18 @@ def fan_out(
     if classic or classic_nl:
         plain = p.classic_event(lang, event)
         if classic:
-            effects.append(Send(plain, tuple(classic)))
+            effects.append(Send(plain, tuple(classic), event.id))
         if classic_nl:
-            effects.append(Send(plain + b"\n", tuple(classic_nl)))
+            effects.append(Send(plain + b"\n", tuple(classic_nl), event.id))
     if not v2:
         return effects
     if conv.is_room:
         # The ring's copy (encoded once for every later resend), unless the ring
         # keeps nothing (a ring size of 0).
         frame = conv.ring.frame(pos) or p.encode(p.EventFrame(event))
-        effects.append(Send(frame, tuple(u.address for u in v2)))
+        effects.append(Send(frame, tuple(u.address for u in v2), event.id))
     else:
         for u in v2:
-            effects.append(Send(p.encode(p.EventFrame(event, conv.label_for(u.key))), (u.address,)))
+            frame = p.encode(p.EventFrame(event, conv.label_for(u.key)))
+            effects.append(Send(frame, (u.address,), event.id))
     return effects

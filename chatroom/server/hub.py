@@ -25,11 +25,12 @@ from chatroom.server.classic import ClassicDialect
 from chatroom.server.config import ServerConfig
 from chatroom.server.conversation import Conversations
 from chatroom.server.directory import Directory
-from chatroom.server.effects import Effect
+from chatroom.server.effects import Effect, Send
 from chatroom.server.eventlog import EventLog
 from chatroom.server.guard import Guard
 from chatroom.server.membership import Membership
 from chatroom.server.replies import Replies
+from chatroom.server.storage_state import UNAVAILABLE, StorageState
 from chatroom.server.v2 import V2Dialect
 
 #: Seconds between two looks for silent sessions.
@@ -51,6 +52,8 @@ class Hub:
     ) -> None:
         self.config = config or ServerConfig()
         self.stats: Counter[str] = Counter()
+        #: The loop keeps it current (see storage_state.py).
+        self.storage = StorageState(committed=last_id)
         self.directory = Directory(new_registry())
         self.conversations = Conversations(
             new_registry, self.config.ring_size, recent=recent, heads=heads
@@ -68,6 +71,7 @@ class Hub:
             EventLog(last_id),
             self.guard,
             self.stats,
+            self.storage,
         )
         replies = Replies(self.guard, self.stats)
         self.classic = ClassicDialect(self.members, replies)
@@ -109,9 +113,10 @@ class Hub:
             case _:
                 return self.v2.handle(frame, addr, now, wall)
 
-    @staticmethod
-    def announcement_problem(text: str) -> str | None:
+    def announcement_problem(self, text: str) -> str | None:
         """Why ``announce(text)`` would refuse it, for the operator; None if fine."""
+        if not self.storage.writable:
+            return UNAVAILABLE
         text = " ".join(text.split())
         if not text:
             return "the announcement is empty"
@@ -150,6 +155,20 @@ class Hub:
         if self.online() == 0:
             return []
         return self.announce("server shutting down", now, wall)
+
+    def farewell(self) -> list[Effect]:
+        """The shutdown notice when it cannot be stored (the database is failing):
+        classic peers get the usual line, v2 sessions ``ERR shutdown``; nothing is
+        stored or numbered, so no client's sequence is disturbed."""
+        effects: list[Effect] = []
+        line = p.classic_text(self.config.lang, "shutdown")
+        err = p.encode(p.Error("shutdown", "the server is shutting down"))
+        for user in self.directory.users:
+            if user.session is not None:
+                effects.append(Send(err, (user.address,)))
+            else:
+                effects.append(Send(line + b"\n" if user.newline else line, (user.address,)))
+        return effects
 
     # ------------------------------------------------------------------ garbage
 

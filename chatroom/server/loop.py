@@ -19,14 +19,14 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import FrameType
-from typing import Protocol, TextIO
+from typing import TextIO
 
 from chatroom import control
 from chatroom import protocol as p
-from chatroom.events import Event
-from chatroom.server.effects import Effect, Send, Store
+from chatroom.server.commits import Committer, EventSink, StorageFailure
+from chatroom.server.effects import Effect, Send
 from chatroom.server.hub import Hub
 
 log = logging.getLogger("chatroom.server")
@@ -37,12 +37,6 @@ BATCH: int = 256
 TICK: float = 0.1
 #: Socket buffers: a burst of a few thousand datagrams should queue, not drop.
 SOCKET_BUFFER: int = 4 * 1024 * 1024
-
-
-class EventSink(Protocol):
-    """Where the server commits events (storage.store.EventStore, or a test double)."""
-
-    def write_batch(self, events: Iterable[Event]) -> None: ...
 
 
 def new_token() -> str:
@@ -71,6 +65,7 @@ class Server:
         sock: socket.socket,
         sink: EventSink,
         *,
+        storage_errors: tuple[type[Exception], ...] = (StorageFailure,),
         console: TextIO | None = None,
         control: socket.socket | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -79,6 +74,7 @@ class Server:
         self.hub = hub
         self.sock = sock
         self.sink = sink
+        self.commits = Committer(sink, hub.storage, storage_errors)
         self.console = console
         self.control = control
         self._clock = clock
@@ -119,7 +115,10 @@ class Server:
         next_tick = self._clock() + TICK
         try:
             while not self._stopping:
-                timeout = max(0.0, next_tick - self._clock())
+                wake = next_tick
+                if (retry := self.commits.retry_at) is not None:
+                    wake = min(wake, retry)
+                timeout = max(0.0, wake - self._clock())
                 for key, _ in self._sel.select(timeout):
                     if key.data == "udp":
                         self._drain()
@@ -131,10 +130,11 @@ class Server:
                         with contextlib.suppress(OSError):
                             os.read(self._wake_r, 512)
                 now = self._clock()
+                self._send_all(self.commits.retry(now))
                 if now >= next_tick:
                     next_tick = now + TICK
                     self._apply(self.hub.on_timer(now, self._wall()))
-            self._apply(self.hub.shutdown(self._clock(), self._wall()))
+            self._shutdown()
         finally:
             self._sel.close()
             os.close(self._wake_r)
@@ -200,15 +200,31 @@ class Server:
                 log.warning("control request failed: %s", exc)
 
     def _apply(self, effects: list[Effect]) -> None:
-        """Commit the batch's events, then send: never show what is not stored."""
-        if not effects:
-            return
-        events = [e.event for e in effects if isinstance(e, Store)]
-        if events:
-            self.sink.write_batch(events)
-        for effect in effects:
-            if isinstance(effect, Send):
-                self._send(effect)
+        """Commit the batch's events, then send what they allow: never show what
+        is not stored (commits.py)."""
+        if effects:
+            self._send_all(self.commits.apply(effects, self._clock()))
+
+    def _send_all(self, sends: list[Send]) -> None:
+        for send in sends:
+            self._send(send)
+
+    def _shutdown(self) -> None:
+        """Tell everyone the server is going away. The notice is stored like any
+        announcement; if the database still cannot be written (one last retry),
+        everyone is told anyway, with a notice that is not stored, rather than
+        left to find out at their next heartbeat."""
+        now = self._clock()
+        self._send_all(self.commits.retry_now(now))
+        if self.hub.storage.writable:
+            self._apply(self.hub.shutdown(now, self._wall()))
+        else:
+            self._send_all([e for e in self.hub.farewell() if isinstance(e, Send)])
+            log.error(
+                "stopped with %d event(s) not stored (%s)",
+                self.commits.pending,
+                self.commits.last_error,
+            )
 
     def _send(self, effect: Send) -> None:
         payload = effect.payload

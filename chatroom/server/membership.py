@@ -19,6 +19,7 @@ from chatroom.server.effects import Effect
 from chatroom.server.eventlog import EventLog
 from chatroom.server.fanout import fan_out
 from chatroom.server.guard import Guard
+from chatroom.server.storage_state import StorageState
 
 
 class Membership:
@@ -30,6 +31,7 @@ class Membership:
         log: EventLog,
         guard: Guard,
         stats: Counter[str],
+        storage: StorageState,
     ) -> None:
         self.config = config
         self.directory = directory
@@ -37,6 +39,7 @@ class Membership:
         self.log = log
         self.guard = guard
         self.stats = stats
+        self.storage = storage
 
     def publish(
         self,

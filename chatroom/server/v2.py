@@ -21,6 +21,7 @@ from chatroom.server.effects import Effect, Send
 from chatroom.server.membership import Membership
 from chatroom.server.replies import Replies, text_problem
 from chatroom.server.sessions import Session
+from chatroom.server.storage_state import UNAVAILABLE
 
 #: Most events answered to one PULL (the client pages for more).
 MAX_PULL: Final = 32
@@ -46,8 +47,8 @@ def _peer_key(chan: str) -> str:
     return p.name_key(chan[len(p.PEER_PREFIX) :])
 
 
-def _send(frame: p.ServerFrame, addr: Address) -> Send:
-    return Send(p.encode(frame), (addr,))
+def _send(frame: p.ServerFrame, addr: Address, reveals: int = 0) -> Send:
+    return Send(p.encode(frame), (addr,), reveals)
 
 
 class V2Dialect:
@@ -100,6 +101,8 @@ class V2Dialect:
             return moved
         replacing = current is not None and current.session is not None
         refusal = m.guard.login_refusal(addr[0], replacing, now)
+        if refusal is None and not m.storage.writable:
+            refusal = "storage"  # a join must be stored before anyone sees it
         if refusal is not None:
             return self._refuse(frame, refusal, addr)
         effects: list[Effect] = []
@@ -273,7 +276,7 @@ class V2Dialect:
         )
         session.remember(seq, key, conv.last_seq)
         acked = p.Acked(seq, conv.last_seq, wall, conv.label_for(user.key))
-        effects.append(_send(acked, addr))
+        effects.append(_send(acked, addr, m.log.last_id))
         return effects
 
     def _reject(self, seq: int, why: str, chan: str, addr: Address) -> list[Effect]:
@@ -293,12 +296,14 @@ class V2Dialect:
         if conv is None:
             return [_send(p.Acked(seq, pos, None), addr)]
         event = conv.ring.get(pos)
-        ts = event.created_at if event is not None else None
-        answer: list[Effect] = [_send(p.Acked(seq, pos, ts, conv.label_for(user.key)), addr)]
+        if event is None:  # older than the ring: long committed
+            return [_send(p.Acked(seq, pos, None, conv.label_for(user.key)), addr)]
+        acked = p.Acked(seq, pos, event.created_at, conv.label_for(user.key))
+        answer: list[Effect] = [_send(acked, addr, event.id)]
         outbox = session.subs.get(key)
         frame = conv.frame(pos, user.key)
         if frame is not None and outbox is not None and pos > outbox.acked:
-            answer.append(Send(frame, (addr,)))
+            answer.append(Send(frame, (addr,), event.id))
         return answer
 
     def _acked(self, user: User, chan: str, upto: int, now: float) -> list[Effect]:
@@ -319,7 +324,7 @@ class V2Dialect:
                 continue  # its own message: its ACKED was its copy (see fanout.py)
             frame = conv.frame(pos, user.key)
             assert frame is not None  # the ring holds pos
-            effects.append(Send(frame, addr))
+            effects.append(Send(frame, addr, event.id))
         if effects:
             self.members.stats["catchups"] += len(effects)
         return effects
@@ -339,8 +344,18 @@ class V2Dialect:
         if oldest is None or after + 1 < oldest:
             # Not in memory (any more): the client's history starts there.
             return [_send(p.Gone(oldest or conv.last_seq + 1, label), addr)]
-        frames = conv.frames(after, min(limit, MAX_PULL), user.key)
-        return [Send(frame, (addr,)) for frame in frames]
+        # While the database fails, only what is committed is answered: the rest
+        # could not be sent (the loop would hold it) and the client pulls again.
+        storage = self.members.storage
+        committed = storage.committed if not storage.writable else None
+        sends: list[Effect] = []
+        for pos in range(after + 1, min(conv.last_seq, after + min(limit, MAX_PULL)) + 1):
+            event = conv.ring.get(pos)
+            frame = conv.frame(pos, user.key)
+            if event is None or frame is None or (committed is not None and event.id > committed):
+                break  # not stored yet (the database is failing): pulled again later
+            sends.append(Send(frame, (addr,), event.id))
+        return sends
 
     def _pong(self, user: User) -> p.Pong:
         conversations = self.members.conversations
@@ -420,7 +435,10 @@ class V2Dialect:
         """Whether the session may have one more event stored now: a message, or
         a join or leave of a room (each is stored and sent to the whole room, so
         they share the message rate; otherwise JOIN/PART in a loop would be a
-        flood that no limit sees)."""
+        flood that no limit sees), and the database can be written."""
+        if not self.members.storage.writable:
+            self.members.stats["refused.storage"] += 1
+            return False
         bucket = user.session.bucket
         if bucket is None or bucket.take(now):
             return True
@@ -431,25 +449,33 @@ class V2Dialect:
 
     def _slow_down(self, addr: Address, now: float) -> list[Effect]:
         """Not done and not acknowledged: the client retries later, nothing is lost."""
-        err = p.Error("slowdown", f"rate limit {self.members.config.rate} messages/s")
+        if not self.members.storage.writable:
+            err = p.Error("storage", UNAVAILABLE)
+        else:
+            err = p.Error("slowdown", f"rate limit {self.members.config.rate} messages/s")
         return self.replies.error(addr, now, p.encode(err))
 
     # ------------------------------------------------------------------ time
 
     def on_timer(self, now: float) -> list[Effect]:
-        """Retransmit what is overdue, in every conversation of every session."""
+        """Retransmit what is overdue, in every conversation of every session.
+        Not while the database cannot be written: what is not committed cannot
+        be sent, and what is has been sent already (the timers back off)."""
         conversations = self.members.conversations
         effects: list[Effect] = []
+        if not self.members.storage.writable:
+            return effects
         for user in self.members.directory.sessions.values():
             for key, outbox in user.session.subs.items():
                 if outbox.deadline is None or now < outbox.deadline:
                     continue
                 conv = conversations.get(key)
                 for pos in outbox.expired(now):
+                    event = conv.ring.get(pos) if conv is not None else None
                     frame = conv.frame(pos, user.key) if conv is not None else None
-                    if frame is not None:
+                    if event is not None and frame is not None:
                         self.members.stats["retransmits"] += 1
-                        effects.append(Send(frame, (user.address,)))
+                        effects.append(Send(frame, (user.address,), event.id))
         return effects
 
     def stale(self, now: float) -> list[User]:

@@ -1,0 +1,129 @@
+"""Storage faults never take the server down (issue 17), with real faults.
+
+A real ``chatroom serve`` process whose database stops accepting writes: a file
+size limit (RLIMIT_FSIZE, with SIGXFSZ ignored, as a full disk looks to SQLite)
+lifted later with prlimit(2), or another process holding SQLite's write lock.
+Each test checks what users notice: a clear answer while the fault lasts,
+nothing shown that is not stored, everything served again once the fault
+clears, and lines typed in the v2 client delivered in order, each stored once.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerProcess, UdpPeer
+from tests.headless import Headless
+
+FAST = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
+STORAGE_ERR = b"ERR the server cannot store messages right now; try again shortly"
+LIMIT = 400_000  # bytes any file of the server may grow to while "the disk is full"
+
+
+def _limited() -> None:
+    """In the server's process before exec: a file size limit it may lift."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # stays ignored across exec
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
+
+
+def _free_space(srv: ServerProcess) -> None:
+    inf = resource.RLIM_INFINITY
+    resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (inf, inf))
+
+
+def _drain(peer: UdpPeer, quiet: float = 0.3) -> list[bytes]:
+    got: list[bytes] = []
+    while True:
+        try:
+            got.append(peer.recv(quiet))
+        except TimeoutError:
+            return got
+
+
+def _stored_texts(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("select text from events where kind = 'message' order by id")
+        return [r[0] for r in rows]
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[UdpPeer | Headless]]:
+    made: list[UdpPeer | Headless] = []
+    yield made
+    for thing in made:
+        thing.close()
+
+
+def _fill_until_refused(alice: UdpPeer) -> int:
+    """Send long lines until the server says it cannot store them."""
+    for i in range(20_000):
+        alice.send(f"C alice {'x' * 900} {i}")
+        if i % 20 == 19:
+            for reply in _drain(alice, 0.05):
+                if reply == STORAGE_ERR:
+                    return i
+    raise AssertionError("the file size limit was never reached")
+
+
+def test_disk_full_refuses_then_recovers_and_loses_nothing_shown(
+    server_factory: Callable[..., ServerProcess], cleanup: list[UdpPeer | Headless]
+) -> None:
+    srv = server_factory(*FAST, preexec_fn=_limited)
+    alice, bob, late = UdpPeer(srv.addr), UdpPeer(srv.addr), UdpPeer(srv.addr)
+    cleanup += [alice, bob, late]
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    bob.send("L bob")
+    assert bob.recv() == b"OK"
+    carol = Headless(srv.addr, "carol")
+    cleanup.append(carol)
+    assert carol.logged_in.wait(10)
+    _fill_until_refused(alice)
+    shown = [d.decode() for d in _drain(bob, 1.0)]
+    # While the disk is full: a short answer, and the server still serves.
+    late.send("L dave")
+    assert late.recv() == b"the server cannot store messages right now; try again shortly"
+    for i in range(3):
+        carol.say(f"typed during the fault {i}")
+    time.sleep(1.5)
+    assert srv.proc.poll() is None, "the server died of a full disk"
+    assert [t for _, t in carol.texts() if t.startswith("typed during")] == []
+    _free_space(srv)
+    # Space is back: the queued lines go through, in order, each stored once.
+    typed = [f"typed during the fault {i}" for i in range(3)]
+    assert carol.wait_until(lambda: [t for _, t in carol.texts()][-3:] == typed, 30), carol.notices
+    alice.send("C alice back to normal")
+    after = [d.decode() for d in _drain(bob, 3.0)]
+    assert "alice : back to normal" in after
+    shown += after
+    stored = _stored_texts(srv.db)
+    assert [t for t in stored if t.startswith("typed during")] == typed
+    missing = [s for s in shown if s.startswith("alice : ") and s[8:] not in stored]
+    assert missing == []
+    assert srv.stop() == 0
+    log = b"".join([srv.banner, *srv.output]).decode()
+    assert log.count("cannot store messages right now:") == 1  # the cause, once
+    assert "storage works again" in log
+
+
+def test_sigterm_during_a_fault_stops_cleanly_and_tells_the_users(
+    server_factory: Callable[..., ServerProcess], cleanup: list[UdpPeer | Headless]
+) -> None:
+    srv = server_factory(*FAST, preexec_fn=_limited)
+    alice, bob = UdpPeer(srv.addr), UdpPeer(srv.addr)
+    cleanup += [alice, bob]
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    bob.send("L bob")
+    assert bob.recv() == b"OK"
+    _fill_until_refused(alice)
+    _drain(bob, 0.5)
+    assert srv.stop(signal.SIGTERM) == 0
+    assert b"[announcement] server shutting down" in _drain(bob, 1.0)
