@@ -961,7 +961,9 @@ def test_direct_messages_both_ways_and_reply() -> None:
     login(s, last_id=0)
     out = s.typed("/msg bob psst", 1.0)
     assert sent(out) == [p.Say(SID, 1, "psst", "@bob")]
-    out = s.receive(acked(1, 1, "@bob"), 1.05)  # our first: the conversation starts
+    out = s.receive(acked(1, 1, "@bob"), 1.05)  # our first: where do we start?
+    assert shown(out) == [] and sent(out) == [p.Join(SID, "@bob")]
+    out = s.receive(p.encode(p.Joined("@bob", 0)), 1.1)
     (mine,) = shown(out)
     assert (mine.event.room, mine.event.name, mine.event.text) == ("@bob", "alice", "psst")
     assert mine.own and mine.elsewhere
@@ -993,6 +995,27 @@ def test_a_direct_message_out_of_the_blue_whose_first_copy_was_lost() -> None:
     out = s.receive(ev(8, name="carol", text="hello?", chan="@carol"), 2.6)
     assert [e.event.id for e in shown(out)] == [8]
     assert sent(s.typed("/reply yes", 2.7)) == [p.Say(SID, 1, "yes", "@carol")]
+
+
+def test_our_first_direct_message_while_theirs_is_still_on_its_way() -> None:
+    """bob wrote first (id 1, lost) just as we wrote to him (id 2): our ACKED is
+    the first we hear of the conversation. Starting it at our message would lose
+    bob's: the JOINED says where our stream starts."""
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=0)
+    s.typed("/msg bob hello bob", 1.0)
+    out = s.receive(acked(1, 2, "@bob"), 1.05)
+    assert shown(out) == [] and sent(out) == [p.Join(SID, "@bob")]
+    out = s.receive(ev(2, name="alice", text="hello bob", chan="@bob"), 1.06)  # a resend
+    assert shown(out) == []
+    out = s.receive(p.encode(p.Joined("@bob", 0)), 1.1)
+    assert shown(out) == []  # our message waits for bob's
+    assert p.Pull(SID, 0, 1, "@bob") in sent(out + run(s, 1.1, 1.3))
+    out = s.receive(ev(1, name="bob", text="hello alice", chan="@bob"), 1.35)
+    assert [(e.event.id, e.event.name, e.own) for e in shown(out)] == [
+        (1, "bob", False),
+        (2, "alice", True),
+    ]
 
 
 def test_our_direct_message_coming_back_before_its_acked_is_ours() -> None:
@@ -1156,13 +1179,31 @@ def test_logging_in_again_joins_every_conversation_again() -> None:
     assert p.Say(new_sid, 1, "to lobby") in sent(out)
     assert "server_reset" not in notices(out)
     assert p.Pull(new_sid, 11, 1) in sent(out)  # the lobby's newer event 12
-    # A server whose history is shorter than what we showed: said, and followed.
+    # A JOINED older than what we showed is where the session joined (resumed
+    # sessions joined long ago): nothing is shown again.
     (frame,) = sent(s.receive(p.encode(p.Error("nosession", "x")), 8.0))
     assert isinstance(frame, p.Login)
     s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 21, "off", "#dev")), 8.1)
     out = s.receive(p.encode(p.Joined(p.LOBBY, 0)), 8.2)
-    assert notices(out) == ["server_reset"]
-    assert [e.event.id for e in shown(s.receive(ev(1), 8.3))] == [1]
+    out += s.receive(p.encode(p.Joined("@bob", 1)), 8.2)
+    assert notices(out) == []
+    assert shown(s.receive(ev(11), 8.3)) == []  # shown before: not again
+    # A server whose history is shorter than what we showed (its WELCOME says
+    # so): said once, and every conversation follows its new numbering.
+    (frame,) = sent(s.receive(p.encode(p.Error("nosession", "x")), 10.0))
+    assert isinstance(frame, p.Login)
+    out = s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 0, "off", "#dev")), 10.1)
+    assert notices(out) == ["server_reset", "reconnected"]
+    out = s.receive(p.encode(p.Joined(p.LOBBY, 0)), 10.2)
+    out += s.receive(p.encode(p.Joined("@bob", 0)), 10.2)
+    assert notices(out) == []
+    out = s.receive(ev(1), 10.3) + s.receive(ev(1, chan="#dev"), 10.3)
+    out += s.receive(ev(1, chan="@bob"), 10.3)
+    assert [(e.event.room, e.event.id) for e in shown(out)] == [
+        (p.LOBBY, 1),
+        ("#dev", 1),
+        ("@bob", 1),
+    ]
 
 
 def test_logging_in_again_after_leaving_every_room_leaves_the_login_room() -> None:
@@ -1195,6 +1236,9 @@ def test_quit_waits_for_our_messages_in_every_conversation() -> None:
     s.typed("bye dev", 1.0)
     assert sent(s.quit(1.1)) == []
     out = s.receive(acked(1, 1, "@bob"), 1.2)
+    assert p.Bye(SID) not in sent(out)  # not shown yet: its JOINED is awaited
+    out = s.receive(p.encode(p.Joined("@bob", 0)), 1.25)
+    assert [e.event.text for e in shown(out)] == ["bye bob"]
     assert p.Bye(SID) not in sent(out)  # "bye dev" is not stored yet
     # Stored as #dev's 6 (an ACKED without the event's time): not shown yet.
     out = s.receive(p.encode(p.Acked(2, 6, None, "#dev")), 1.3)

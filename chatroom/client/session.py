@@ -155,6 +155,11 @@ class ClientSession:
     #: Rooms in the order they were last current (key -> wire name): /part of
     #: the current room goes back to the one before.
     _recent: dict[str, str] = field(default_factory=dict)
+    #: Logging in again found the server's history reset (the WELCOME's room):
+    #: the conversations joined again start over from their JOINED's last_id.
+    _rebase: set[str] = field(default_factory=set)
+    #: Ids of our messages to conversations whose JOINED we wait for.
+    _own_pending: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -393,15 +398,20 @@ class ClientSession:
             self._recent[key] = w.room
             out.append(LoggedIn(self.name, self.sid))
         else:  # back after ERR nosession: carry on from the last event shown
+            reset = False
             if (tl := self.convs.get(key)) is not None:
+                reset = w.last_id < tl.stream.delivered
                 out += self._resync(tl, w.last_id, now)
             else:  # we had left every room: the login put us in one, leave it again
                 self.requests.ask(key, w.room, "part")
             # The new session is in the login room only: join the others again.
             self.requests.restart()
+            self._rebase = set()
             for other, t in self.convs.items():
                 if other != key and other not in self.requests.items:
                     self.requests.ask(other, t.chan, "join")
+                if other != key and reset:
+                    self._rebase.add(other)
             out.append(Notice("reconnected"))
             self.live.lost = False
             self.outbox.resend_now(now)  # same seq: stored once
@@ -473,8 +483,8 @@ class ClientSession:
         return tl
 
     def _resync(self, tl: Timeline, last_id: int, now: float) -> list[Output]:
-        """A WELCOME or JOINED for a conversation we follow: ``last_id`` is the
-        server's newest id there (a smaller one than we showed: a reset server)."""
+        """A WELCOME after logging in again: ``last_id`` is the server's newest id
+        in its room (a smaller one than we showed: a reset server)."""
         out: list[Output] = []
         if last_id < tl.stream.delivered:
             tl.rebase(last_id)
@@ -486,14 +496,15 @@ class ClientSession:
         key = self._key(ev.room)
         tl = self.convs.get(key)
         if tl is None:
-            if is_direct(key):
-                # Someone wrote to us: the server sends a new conversation's first
-                # event alone until it is acked, so the stream starts just before it.
-                tl = self._open(ev.room, key, ev.id - 1, 0, now)
-            else:
-                if self.requests.wants(key, "join") and len(self._stash) < _STASH_MAX:
+            if self.requests.wants(key, "join"):
+                if len(self._stash) < _STASH_MAX:
                     self._stash.append(ev)  # overtook the JOINED
+                return []
+            if not is_direct(key):
                 return []  # a room we left (or never joined)
+            # Someone wrote to us: the server sends a new conversation's first
+            # event alone until it is acked, so the stream starts just before it.
+            tl = self._open(ev.room, key, ev.id - 1, 0, now)
         out = self._present(key, tl, tl.event(ev, now, self._claim(key)), now)
         if any(_live_announcement(o) for o in out):
             self.live.check_soon(now + self.config.announce_check)
@@ -527,9 +538,18 @@ class ClientSession:
             return []  # the answer to a retry, or to nothing we asked
         tl = self.convs.get(key)
         if tl is not None:  # joined again after logging in again
-            return self._resync(tl, last_id, now) + self._pulls(tl, now)
+            if key in self._rebase:  # a different history: start over from its newest
+                self._rebase.discard(key)
+                tl.rebase(last_id)
+            # Otherwise a smaller last_id is no reset: it is where this session
+            # joined (a resumed one joined long ago; a direct conversation may
+            # have been opened by a message of ours since).
+            tl.stream.learn_high(last_id, now, immediate=True)
+            return self._pulls(tl, now)
         history = 0 if is_direct(key) else self.config.history
         tl = self._open(chan, key, last_id, history, now)
+        for own in self._own_pending.pop(key, []):
+            tl.our_message(own, now)
         out: list[Output] = []
         if key == self.current and chan != self.current_chan:
             self.current_chan = self._recent[key] = chan  # as the server spells it
@@ -682,13 +702,27 @@ class ClientSession:
         if tl is None:
             if not is_direct(key):
                 return []  # a room we are no longer in
-            tl = self._open(chan, key, id_ - 1, 0, now)  # our first message to them
+            return self._first_direct(key, chan, id_, sent.text, ts)
         tl.our_message(id_, now)
         if ts is None:
             return []  # the event comes as an EV (older server) or is pulled
         # The server's copy of our own message: it sends us no EV for it.
         ev = Event(id_, "message", tl.name, sent.text, ts, room=tl.chan)
         return self._present(key, tl, tl.event(ev, now, self._claim(key)), now)
+
+    def _first_direct(
+        self, key: str, chan: str, id_: int, text: str, ts: float | None
+    ) -> list[Output]:
+        """The ACKED of our first message to someone we have no conversation with
+        yet. They may have written first (their message still on its way to us,
+        or lost): where our stream starts, a JOINED says, and until it comes our
+        message waits with whatever else arrives."""
+        if not self.requests.wants(key, "join"):
+            self.requests.ask(key, chan, "join")
+        self._own_pending.setdefault(key, []).append(id_)
+        if ts is not None:
+            self._stash.append(Event(id_, "message", self._me, text, ts, room=chan))
+        return []
 
     def _on_rejected(self, seq: int, code: str, text: str) -> list[Output]:
         sent = self.outbox.rejected(seq)
@@ -871,7 +905,7 @@ class ClientSession:
     def _unflushed(self) -> tuple[int, int]:
         """(messages not yet stored, events not yet shown) that quitting waits for:
         ours and the history replays, not what others keep saying meanwhile."""
-        events = 0
+        events = sum(len(ids) for ids in self._own_pending.values())
         for tl in self.convs.values():
             stream = tl.stream
             wanted = min(max([tl.history_upto, *tl.own_ids]), stream.known_high)
