@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from chatroom import protocol as p
 from chatroom.client.effects import Finished, Notice, Output, ShowEvent, Transmit
 from chatroom.client.session import ClientSession, SessionConfig, State
 from chatroom.events import Event
@@ -67,10 +68,10 @@ class SimNet:
 
     # -------------------------------------------------------------- wiring
 
-    def join(self, name: str, port: int, **config: float) -> ClientSession:
+    def join(self, name: str, port: int, *, room: str = p.LOBBY, **config: float) -> ClientSession:
         addr = ("127.0.0.1", port)
         cfg = SessionConfig(**config)  # type: ignore[arg-type]
-        session = ClientSession(name, random.Random(port), cfg)
+        session = ClientSession(name, random.Random(port), cfg, start_room=room)
         self.clients[addr] = session
         self._apply(addr, session.login(name, self.now))
         return session
@@ -154,17 +155,31 @@ class SimNet:
 
     # -------------------------------------------------------------- checks
 
-    def ids(self, addr: Address, *, history: bool | None = None) -> list[int]:
-        return [s.event.id for s in self.shown[addr] if history is None or s.history == history]
+    def ids(
+        self, addr: Address, *, history: bool | None = None, room: str | None = None
+    ) -> list[int]:
+        """The ids shown, of one conversation (``room``; None: every one)."""
+        return [
+            s.event.id
+            for s in self.shown[addr]
+            if (history is None or s.history == history) and room in (None, s.event.room)
+        ]
+
+    def rooms_seen(self, addr: Address) -> set[str]:
+        return {s.event.room for s in self.shown[addr]}
 
     def messages_seen(self, addr: Address) -> list[tuple[str, str]]:
         return [(s.event.name, s.event.text) for s in self.shown[addr] if s.event.kind == "message"]
 
 
 def assert_exactly_once_in_order(net: SimNet, addr: Address) -> None:
-    ids = net.ids(addr, history=False)
-    assert ids == list(range(ids[0], ids[0] + len(ids))), "not contiguous / not in order"
-    assert len(set(ids)) == len(ids)
+    """Each conversation's events (its own ids) are shown once each, in order."""
+    for room in net.rooms_seen(addr):
+        ids = net.ids(addr, history=False, room=room)
+        if not ids:
+            continue
+        assert ids == list(range(ids[0], ids[0] + len(ids))), f"{room}: not contiguous / in order"
+        assert len(set(ids)) == len(ids)
 
 
 def no_rate_limit(**kw: object) -> ServerConfig:
@@ -370,3 +385,150 @@ def test_quit_leaves_and_others_see_it() -> None:
     net.run_until(lambda: alice in net.finished, 5)
     bob = ("127.0.0.1", 40001)
     net.run_until(lambda: any(s.event.kind == "quit" for s in net.shown[bob]), 10)
+
+
+# ------------------------------------------------------------------ rooms and direct messages
+
+ALICE, BOB, CAROL, DAVE = (("127.0.0.1", 44000 + i) for i in range(4))
+
+
+def in_rooms(net: SimNet, addr: Address, *rooms: str) -> bool:
+    s = net.clients[addr]
+    return s.state is State.LIVE and not s.requests.items and all(r in s.convs for r in rooms)
+
+
+def rooms_chat(net: SimNet, rounds: int) -> list[tuple[str, str, str]]:
+    """alice and bob are in #lobby and #dev, carol in #lobby only, dave in #dev
+    only; every round each says something in a room and alice and bob write to
+    each other. Returns (conversation, name, text) of every message, the
+    conversation of a direct message as its sender names it."""
+    for name, addr in (("alice", ALICE), ("bob", BOB), ("carol", CAROL)):
+        net.join(name, addr[1], history=0, first_login_timeout=30.0)
+    net.join("dave", DAVE[1], room="#dev", history=0, first_login_timeout=30.0)
+    net.run_until(lambda: all(s.state is State.LIVE for s in net.clients.values()), 30)
+    net.type(ALICE, "/join #dev")
+    net.type(BOB, "/join #dev")
+    net.run_until(lambda: in_rooms(net, ALICE, "#dev") and in_rooms(net, BOB, "#dev"), 30)
+    net.type(BOB, "/join #lobby")  # back to the lobby: a switch, no JOIN
+    said: list[tuple[str, str, str]] = []
+    for k in range(rounds):
+        for addr, chan, name, line in (
+            (ALICE, "#dev", "alice", f"alice in dev {k}"),
+            (ALICE, "@bob", "alice", f"/msg bob alice to bob {k}"),
+            (BOB, p.LOBBY, "bob", f"bob in lobby {k}"),
+            (BOB, "@alice", "bob", f"/msg alice bob to alice {k}"),
+            (CAROL, p.LOBBY, "carol", f"carol in lobby {k}"),
+            (DAVE, "#dev", "dave", f"dave in dev {k}"),
+        ):
+            net.type(addr, line)
+            said.append((chan, name, line.split(" ", 2)[2] if line.startswith("/") else line))
+        net.run(net.now + 0.05)
+    return said
+
+
+def seen(net: SimNet, addr: Address) -> list[tuple[str, str, str]]:
+    return [
+        (s.event.room, s.event.name, s.event.text)
+        for s in net.shown[addr]
+        if s.event.kind == "message"
+    ]
+
+
+def expected_for(
+    said: list[tuple[str, str, str]], me: str, rooms: set[str]
+) -> list[tuple[str, str, str]]:
+    """What ``me`` (in ``rooms``) should see of ``said``, in the typed order: its
+    rooms' messages, and the direct messages to or from it (the conversation
+    named by the other party)."""
+    out = []
+    for chan, name, text in said:
+        if chan in rooms:
+            out.append((chan, name, text))
+        elif chan == "@" + me:
+            out.append(("@" + name, name, text))  # to us: the sender names it
+        elif name == me and chan.startswith("@"):
+            out.append((chan, name, text))  # ours
+    return out
+
+
+WHO_IS_WHERE = {
+    ALICE: ("alice", {p.LOBBY, "#dev"}),
+    BOB: ("bob", {p.LOBBY, "#dev"}),
+    CAROL: ("carol", {p.LOBBY}),
+    DAVE: ("dave", {"#dev"}),
+}
+
+
+def check_rooms_delivery(net: SimNet, said: list[tuple[str, str, str]]) -> None:
+    stored = sorted(e.text for e in net.stored if e.kind == "message")
+    assert stored == sorted(text for _, _, text in said), "stored once each"
+    for addr, (me, rooms) in WHO_IS_WHERE.items():
+        assert_exactly_once_in_order(net, addr)
+        got, want = seen(net, addr), expected_for(said, me, rooms)
+        assert sorted(got) == sorted(want), me  # all of it, and nothing else
+        # Each sender's messages arrive in each conversation in the typed order.
+        for chan, name in {(c, n) for c, n, _ in want}:
+            assert [t for c, n, t in got if (c, n) == (chan, name)] == [
+                t for c, n, t in want if (c, n) == (chan, name)
+            ], (me, chan, name)
+
+
+def settle_rooms(net: SimNet, said: list[tuple[str, str, str]], limit: float = 60.0) -> None:
+    def done() -> bool:
+        return all(
+            len(seen(net, addr)) >= len(expected_for(said, me, rooms))
+            and not net.clients[addr].outbox
+            for addr, (me, rooms) in WHO_IS_WHERE.items()
+        )
+
+    net.run_until(done, limit)
+
+
+def test_rooms_and_direct_messages_on_a_clean_network() -> None:
+    net = SimNet(make_room(no_rate_limit(), 21))
+    said = rooms_chat(net, 10)
+    settle_rooms(net, said)
+    check_rooms_delivery(net, said)
+    assert net.rooms_seen(CAROL) == {p.LOBBY}  # nothing of #dev or of the DMs
+    assert net.rooms_seen(DAVE) == {"#dev"}
+    assert not [k for k in net.notices[ALICE] if k not in ("now_in",)]
+
+
+@pytest.mark.parametrize("seed", [22, 23])
+def test_rooms_and_direct_messages_at_twenty_percent_loss(seed: int) -> None:
+    net = SimNet(make_room(no_rate_limit(), seed), seed=seed, loss=0.2, dup=0.05, jitter=0.02)
+    said = rooms_chat(net, 30)
+    settle_rooms(net, said)
+    check_rooms_delivery(net, said)
+    assert net.rooms_seen(CAROL) == {p.LOBBY}
+
+
+def test_rooms_and_direct_messages_survive_a_server_restart() -> None:
+    config = no_rate_limit()
+    net = SimNet(make_room(config, 24), seed=24, loss=0.1)
+    said = rooms_chat(net, 5)
+    settle_rooms(net, said)
+    net.server_up = False
+    for k in range(3):
+        for addr, chan, name, line in (
+            (ALICE, "#dev", "alice", f"alice while down {k}"),
+            (BOB, "@alice", "bob", f"/msg alice bob while down {k}"),
+            (DAVE, "#dev", "dave", f"dave while down {k}"),
+        ):
+            net.type(addr, line)
+            said.append((chan, name, line.split(" ", 2)[2] if line.startswith("/") else line))
+        net.run(net.now + 1.0)
+    old = net.room
+    net.room = make_room(config, 25, last_id=old.last_id, recent=list(net.stored))
+    net.server_up = True
+    net.run_until(lambda: not any(s.outbox for s in net.clients.values()), 30)
+    # A direct message to someone whose client has not logged in again yet is
+    # refused (not online), and bob is told so; everything else gets through.
+    stored = {e.text for e in net.stored}
+    refused = [t for c, _, t in said if c == "@alice" and t not in stored]
+    assert net.notices[BOB].count("dm_offline") == len(refused)
+    said = [x for x in said if x[2] not in refused]
+    settle_rooms(net, said, limit=30.0)
+    check_rooms_delivery(net, said)
+    assert all("reconnected" in net.notices[a] for a in (ALICE, BOB, DAVE))  # they wrote
+    assert all("server_reset" not in net.notices[a] for a in WHO_IS_WHERE)
