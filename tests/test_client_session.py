@@ -1206,6 +1206,35 @@ def test_logging_in_again_joins_every_conversation_again() -> None:
     ]
 
 
+def test_conversations_being_joined_again_are_not_pulled_nor_acked_until_joined() -> None:
+    s = new_session(history=0, gap_delay=0.1)
+    login(s, last_id=0)
+    join(s, "#dev", 0.5)
+    s.receive(ev(1, chan="#dev"), 2.0)
+    s.receive(ev(3, chan="#dev"), 2.0)  # a hole at 2
+    (frame,) = sent(s.receive(p.encode(p.Error("nosession", "x")), 2.01))
+    assert isinstance(frame, p.Login)
+    out = s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 0, "off", p.LOBBY)), 2.02)
+    out += run(s, 2.02, 2.5)
+    assert not [f for f in sent(out) if isinstance(f, p.Pull | p.Ack) and f.chan == "#dev"]
+    assert p.Join(SID, "#dev") in sent(out)
+    _never_busy(s, 2.5, 3.0)
+    out = s.receive(p.encode(p.Joined("#dev", 1)), 3.0)
+    assert p.Pull(SID, 1, 1, "#dev") in sent(out + run(s, 3.0, 3.2))
+
+
+def test_a_join_the_server_refuses_is_not_retried() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.typed("/join #one-too-many", 1.0)
+    s.typed("hello?", 1.01)  # held until joined
+    out = s.receive(p.encode(p.Error("toomany", "at most 20 rooms at once")), 1.05)
+    assert notices(out) == ["server_error", "gave_up", "now_in"]
+    assert CurrentRoom(p.LOBBY) in out
+    assert not sent_at(ticks(s, 1.05, 5.0), p.Join)
+    assert sent(s.typed("in the lobby", 5.0)) == [p.Say(SID, 2, "in the lobby")]
+
+
 def test_logging_in_again_after_leaving_every_room_leaves_the_login_room() -> None:
     s = new_session(history=0)
     login(s, last_id=0)

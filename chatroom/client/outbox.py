@@ -153,6 +153,13 @@ class Outbox:
         """A REJECTED: the message it settles (never to be stored), if ours."""
         return self.items.pop(seq, None)
 
+    def drop(self, key: str) -> list[Outgoing]:
+        """Take out every message for conversation ``key`` (it cannot be joined)."""
+        gone = [o for o in self.items.values() if o.key == key]
+        for o in gone:
+            del self.items[o.seq]
+        return gone
+
     def has(self, key: str) -> bool:
         """Is a message for conversation ``key`` still waiting or in flight?"""
         return any(o.key == key for o in self.items.values())

@@ -70,6 +70,11 @@ class Requests:
         r = self.items.get(key)
         return r is not None and verb in (r.verb, r.then)
 
+    def joining(self, key: str) -> bool:
+        """Is a JOIN of ``key`` in flight?"""
+        r = self.items.get(key)
+        return r is not None and r.verb == "join"
+
     def final(self, key: str) -> Verb | None:
         """What ``key`` will be once its requests are answered (None: none asked)."""
         r = self.items.get(key)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
@@ -280,6 +280,10 @@ class ClientSession:
                     return out + self._finish()
             case p.Error(code="slowdown"):
                 pass  # over the rate limit: not acked, so it is simply retried
+            case p.Error(code="notmember"):
+                pass  # a PULL or ACK that crossed our PART, or came before a JOIN
+            case p.Error(code="toomany" | "badroom" as code, text=text):
+                out += self._join_refused(code, text)
             case p.Error(code=code, text=text):
                 out.append(Notice("server_error", {"code": code, "text": text}))
         out += self._ack(now) + self._pump(now) + self._requests_due(now)
@@ -320,7 +324,7 @@ class ClientSession:
             times += self.live.deadlines(live=self.state == State.LIVE)
         flushing = self.state == State.CLOSING and self._close_phase == "flush"
         if self.state == State.LIVE or flushing:
-            for tl in self.convs.values():
+            for tl in self._followed():
                 times += tl.deadlines()
         if self.state == State.LIVE and (t := self.requests.deadline(self._ready)) is not None:
             times.append(t)
@@ -795,15 +799,34 @@ class ClientSession:
         if not self._member(key):
             return [Notice("not_in_room", {"room": chan})]
         self.requests.ask(key, chan, "part")
-        out: list[Output] = []
-        if key == self.current:
-            self._recent.pop(key, None)
-            rooms = [(k, tl.chan) for k, tl in self.convs.items() if not is_direct(k)]
-            rooms += list(self._recent.items())  # the most recently current last
-            back = [(k, chan) for k, chan in rooms if k != key and self._member(k)]
-            new_key, new_chan = back[-1] if back else (None, None)
-            out += self._switch(new_key, new_chan)
-        return out + self._requests_due(now)
+        return self._switch_back(key) + self._requests_due(now)
+
+    def _switch_back(self, key: str) -> list[Output]:
+        """We are leaving ``key``: if it is the current room, go back to the room
+        current before it (or any of ours, or none)."""
+        self._recent.pop(key, None)
+        if key != self.current:
+            return []
+        rooms = [(k, tl.chan) for k, tl in self.convs.items() if not is_direct(k)]
+        rooms += list(self._recent.items())  # the most recently current last
+        back = [(k, chan) for k, chan in rooms if k != key and self._member(k)]
+        new_key, new_chan = back[-1] if back else (None, None)
+        return self._switch(new_key, new_chan)
+
+    def _join_refused(self, code: str, text: str) -> list[Output]:
+        """ERR toomany or badroom: the JOINs not answered yet will not be (the
+        error names no room, so all of them: one is the usual case)."""
+        out: list[Output] = [Notice("server_error", {"code": code, "text": text})]
+        failed = [
+            key
+            for key, r in self.requests.items.items()
+            if r.verb == "join" and r.tries and key not in self.convs
+        ]
+        for key in failed:
+            del self.requests.items[key]
+            out += [Notice("gave_up", {"text": o.text}) for o in self.outbox.drop(key)]
+            out += self._switch_back(key)
+        return out
 
     def _member(self, key: str) -> bool:
         """In ``key`` once what was asked is done (joined, or being joined)."""
@@ -837,13 +860,20 @@ class ClientSession:
 
     # ------------------------------------------------------------------ timers
 
+    def _followed(self) -> Iterable[Timeline]:
+        """The conversations to pull and acknowledge: not those being joined
+        again (after logging in again), which the server would refuse."""
+        if not self.requests.items:
+            return self.convs.values()
+        return [tl for key, tl in self.convs.items() if not self.requests.joining(key)]
+
     def _pulls(self, tl: Timeline, now: float) -> list[Output]:
         rto = self.outbox.rtt.rto
         return [self._pull(r, tl.chan, now) for r in tl.pulls_due(now, rto)]
 
     def _live_timers(self, now: float) -> list[Output]:
         out = self._pump(now)
-        for tl in self.convs.values():
+        for tl in self._followed():
             out += self._pulls(tl, now)
         out += self._ack(now)
         out += self._requests_due(now)
@@ -857,7 +887,7 @@ class ClientSession:
     def _closing_timers(self, now: float) -> list[Output]:
         out = self._pump(now)
         if self._close_phase == "flush":
-            for tl in self.convs.values():
+            for tl in self._followed():
                 out += self._pulls(tl, now)
             out += self._ack(now)
             out += self._flush_step(now)
@@ -872,7 +902,7 @@ class ClientSession:
         if self.state not in (State.LIVE, State.CLOSING):
             return []
         out: list[Output] = []
-        for tl in self.convs.values():
+        for tl in self._followed():
             upto = tl.ack_due(now)
             if upto is not None:
                 out.append(Transmit(p.encode_client(p.Ack(self.sid, upto, tl.chan))))
