@@ -7,7 +7,8 @@ The public surface:
 - :mod:`storage.engine`: ``make_engine`` (SQLite pragmas on every connection);
 - :mod:`storage.migrations`: ``upgrade``, ``downgrade``, ``current``, ``head``,
   ``ensure_schema``;
-- :mod:`storage.store`: ``EventStore`` (open, write_batch, recent, after, last_id);
+- :mod:`storage.store`: ``EventStore`` (open, write_batch, recent, after, last_id,
+  room_heads, rooms);
 - :mod:`storage.queries`: ``HistoryQuery``, ``query_events``, ``count_events``.
 
 See docs/storage.md for the schema and the durability guarantees.

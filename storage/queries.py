@@ -22,18 +22,20 @@ from sqlalchemy import (
     and_,
     column,
     func,
+    or_,
     select,
     table,
     text,
     true,
+    union_all,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from chatroom.events import Event, EventKind
+from chatroom.events import DM_PREFIX, Event, EventKind
 from storage import fts
 from storage.config import describe
 from storage.errors import StorageError
-from storage.models import events, to_us
+from storage.models import event_columns, events, to_us
 from storage.store import EventStore, detail, event_from_row, has_fts
 
 S = TypeVar("S", bound=Select[Any])
@@ -41,15 +43,6 @@ S = TypeVar("S", bound=Select[Any])
 _CHUNK = 1000
 
 _fts_table = table(fts.FTS_TABLE, column("rowid", Integer))
-_COLS = (
-    events.c.id,
-    events.c.kind,
-    events.c.name,
-    events.c.text,
-    events.c.created_at,
-    events.c.session,
-    events.c.seq,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +51,18 @@ class HistoryQuery:
 
     ``users`` match ignoring case (ASCII letters on SQLite); ``search`` is words,
     ``"phrases"`` and ``prefix*`` terms, all required (see storage.fts.plan_search).
+
+    ``rooms`` and ``dms`` say where: the events of these rooms (as stored, matched
+    ignoring case like names), plus the direct messages sent or received by these
+    names. Both empty: everywhere, direct messages included. The other filters
+    narrow that down (``dms=("alice",), users=("bob",)``: what bob wrote to alice).
     """
 
     limit: int = 20
     reverse: bool = False
     users: tuple[str, ...] = ()
+    rooms: tuple[str, ...] = ()
+    dms: tuple[str, ...] = ()
     kinds: tuple[EventKind, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
@@ -88,7 +88,7 @@ def iter_events(source: Engine | EventStore, q: HistoryQuery) -> Iterator[Event]
     descending = not q.forward if q.limit > 0 else q.reverse
     try:
         with engine.connect() as conn:
-            stmt, fts_joined = _filtered(conn, q, select(*_COLS))
+            stmt, fts_joined = _filtered(conn, q, select(*event_columns))
             order_col = _fts_table.c.rowid if fts_joined else events.c.id
             stmt = stmt.order_by(order_col.desc() if descending else order_col.asc())
             if q.limit > 0:
@@ -123,12 +123,33 @@ def _engine(source: Engine | EventStore) -> tuple[Engine, str]:
 
 def _filtered(conn: Connection, q: HistoryQuery, stmt: S) -> tuple[S, bool]:
     sqlite = conn.dialect.name == "sqlite"
+
+    def among(col: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
+        if sqlite:  # the column collates NOCASE: IN uses it, and the (col, id) index
+            return col.in_(values)
+        return func.lower(col).in_([v.lower() for v in values])
+
     where: list[ColumnElement[bool]] = []
     if q.users:
-        if sqlite:  # the column collates NOCASE: IN uses it, and the (name, id) index
-            where.append(events.c.name.in_(q.users))
-        else:
-            where.append(func.lower(events.c.name).in_([u.lower() for u in q.users]))
+        where.append(among(events.c.name, q.users))
+    scope: list[ColumnElement[bool]] = []
+    if q.rooms:
+        scope.append(among(events.c.room, q.rooms))
+    if q.dms:
+        # A direct message has a recipient. The two partial indexes of direct messages
+        # find the ids sent by and to the names; the ids' order then gives "the last
+        # N" without sorting every message these names ever wrote (docs/storage.md).
+        direct = events.c.recipient.is_not(None)
+        sent = select(events.c.id).where(direct, among(events.c.name, q.dms))
+        received = select(events.c.id).where(among(events.c.recipient, q.dms))
+        scope.append(
+            and_(
+                events.c.room.startswith(DM_PREFIX, autoescape=True),
+                events.c.id.in_(union_all(sent, received)),
+            )
+        )
+    if scope:
+        where.append(or_(*scope))
     if q.kinds:
         where.append(events.c.kind.in_(q.kinds))
     if q.since is not None:

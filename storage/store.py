@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self, cast
 
-from sqlalchemy import Connection, Engine, func, insert, select, tuple_
+from sqlalchemy import Connection, Engine, func, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from chatroom.events import Event, EventKind
@@ -22,40 +22,75 @@ from storage.config import describe, sqlite_file
 from storage.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine
 from storage.errors import NoDatabase, SchemaTooNew, StorageError
 from storage.migrations import check_at_head, ensure_schema
-from storage.models import US_PER_SECOND, from_us, to_us
+from storage.models import EVENT_COLUMNS, event_columns, from_us, to_us
 from storage.models import events as events_t
 
 __all__ = ["EventStore", "NoDatabase", "SchemaTooNew", "StorageError"]
 
-_COLUMNS = "id, kind, name, text, created_at, session, seq"
 # A retried client message (same session and seq) is stored once: the conflict target
 # is only (session, seq), so a clash on the primary key still raises.
 _INSERT_SQLITE = (
-    f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) "
     "ON CONFLICT (session, seq) DO NOTHING"
 )
 _MAX_ID = "SELECT coalesce(max(id), 0) FROM events"
-_SELECT = select(
-    events_t.c.id,
-    events_t.c.kind,
-    events_t.c.name,
-    events_t.c.text,
-    events_t.c.created_at,
-    events_t.c.session,
-    events_t.c.seq,
+_SELECT = select(*event_columns)
+# Each room's newest position, without reading every row: a loose index scan of the
+# (room, room_seq) unique index, one seek per room (and one more for its maximum),
+# where GROUP BY would read the whole index. Rooms compare with the column's
+# collation (NOCASE on SQLite), as the unique constraint does.
+_ROOM_HEADS = text(
+    """
+    WITH RECURSIVE rooms(room) AS (
+        SELECT min(room) FROM events
+        UNION ALL
+        SELECT (SELECT min(room) FROM events WHERE room > rooms.room)
+        FROM rooms WHERE rooms.room IS NOT NULL
+    )
+    SELECT room, (SELECT max(room_seq) FROM events WHERE events.room = rooms.room)
+    FROM rooms WHERE room IS NOT NULL
+    """
+)
+# The same scan, within [lo, hi) (the rooms that start with a prefix).
+_ROOMS_BETWEEN = text(
+    """
+    WITH RECURSIVE rooms(room) AS (
+        SELECT min(room) FROM events WHERE room >= :lo AND room < :hi
+        UNION ALL
+        SELECT (SELECT min(room) FROM events WHERE room > rooms.room AND room < :hi)
+        FROM rooms WHERE rooms.room IS NOT NULL
+    )
+    SELECT room FROM rooms WHERE room IS NOT NULL
+    """
 )
 
-Row = tuple[int, str, str, str, int, str | None, int | None]
+#: One stored event in ``EVENT_COLUMNS`` order: the driver-level insert's parameters.
+Row = tuple[int, str, str, str, int, str | None, int | None, str, int, str | None]
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
-    """A result row (in ``_COLUMNS`` order) as an Event."""
+    """A result row (in ``EVENT_COLUMNS`` order) as an Event."""
     kind: EventKind = row[1]
-    return Event(row[0], kind, row[2], row[3], from_us(row[4]), row[5], row[6])
+    return Event(
+        row[0], kind, row[2], row[3], from_us(row[4]), row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 def row_from_event(e: Event) -> Row:
-    return (e.id, e.kind, e.name, e.text, to_us(e.created_at), e.session, e.seq)
+    """An Event as the row stored for it (``EVENT_COLUMNS`` order)."""
+    return (
+        e.id,
+        e.kind,
+        e.name,
+        e.text,
+        to_us(e.created_at),
+        e.session,
+        e.seq,
+        e.room,
+        e.room_seq,
+        e.to,
+    )
 
 
 class EventStore:
@@ -117,14 +152,38 @@ class EventStore:
             value = conn.execute(select(func.max(events_t.c.id))).scalar()
         return int(value or 0)
 
-    def recent(self, limit: int) -> list[Event]:
-        """The last ``limit`` events, oldest first."""
+    def recent(self, limit: int, *, room: str | None = None) -> list[Event]:
+        """The last ``limit`` events, oldest first: of every room and direct
+        conversation in id order, or of ``room`` only (its stored key, e.g. ``#dev``
+        or ``@alice bob``; through the ``(room, id)`` index)."""
         if limit <= 0:
             return []
-        stmt = _SELECT.order_by(events_t.c.id.desc()).limit(limit)
+        stmt = _SELECT
+        if room is not None:
+            stmt = stmt.where(events_t.c.room == room)
+        stmt = stmt.order_by(events_t.c.id.desc()).limit(limit)
         with self._reading() as conn:
             rows = conn.execute(stmt).all()
         return [event_from_row(r) for r in reversed(rows)]
+
+    def room_heads(self) -> dict[str, int]:
+        """Each room's newest position (its max ``room_seq``), rooms and direct
+        conversations alike: where the server continues every sequence on start-up.
+        Reads one index entry or two per room, not every event."""
+        with self._reading() as conn:
+            rows = conn.execute(_ROOM_HEADS).all()
+        return {str(room): int(head) for room, head in rows}
+
+    def rooms(self, prefix: str = "") -> list[str]:
+        """The stored rooms (as stored) that start with ``prefix``, in the column's
+        order: ``rooms("#")`` lists the rooms, ``rooms("@")`` the direct
+        conversations. One index seek per room."""
+        if not prefix:
+            return list(self.room_heads())
+        hi = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        with self._reading() as conn:
+            rows = conn.execute(_ROOMS_BETWEEN, {"lo": prefix, "hi": hi}).scalars().all()
+        return [str(r) for r in rows]
 
     def after(self, after_id: int, limit: int) -> list[Event]:
         """Events with id > ``after_id``, ascending, at most ``limit``."""
@@ -145,10 +204,7 @@ class EventStore:
         already used, the disk full...) rolls the whole batch back and raises
         :class:`StorageError`.
         """
-        rows: list[Row] = [
-            (e.id, e.kind, e.name, e.text, round(e.created_at * US_PER_SECOND), e.session, e.seq)
-            for e in events
-        ]
+        rows: list[Row] = [row_from_event(e) for e in events]
         if not rows:
             return
         conn = self._writer_connection()
@@ -221,8 +277,7 @@ class EventStore:
                 unique.append(r)
             rows = unique
         if rows:
-            names = ("id", "kind", "name", "text", "created_at", "session", "seq")
-            conn.execute(insert(events_t), [dict(zip(names, r, strict=True)) for r in rows])
+            conn.execute(insert(events_t), [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in rows])
 
     # ------------------------------------------------------------------ internals
 

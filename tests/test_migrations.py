@@ -37,7 +37,7 @@ def test_upgrade_head_on_empty_database_creates_everything(db: Path) -> None:
     assert migrations.current(url) is None
     assert not db.exists(), "current() must not create the database"
     migrations.upgrade(url)
-    assert migrations.current(url) == migrations.head() == "0001"
+    assert migrations.current(url) == migrations.head() == "0002"
     assert {"events", "events_fts", "events_fts_defer", "alembic_version"} <= tables(db)
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -45,7 +45,14 @@ def test_upgrade_head_on_empty_database_creates_everything(db: Path) -> None:
         triggers = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
         # id is the rowid alias (INTEGER PRIMARY KEY): no separate primary-key index
         plan = c.execute("EXPLAIN QUERY PLAN SELECT * FROM events WHERE id = 5").fetchall()
-    assert {"ix_events_name_id", "ix_events_kind_id", "ix_events_created_at"} <= indexes
+    assert {
+        "ix_events_name_id",
+        "ix_events_kind_id",
+        "ix_events_created_at",
+        "ix_events_room_id",
+        "ix_events_recipient_id",
+        "ix_events_dm_sender_id",
+    } <= indexes
     assert triggers == {"events_fts_ai", "events_fts_ad", "events_fts_au"}
     assert "INTEGER PRIMARY KEY" in str(plan)
 
@@ -177,7 +184,7 @@ def test_check_target_reports_refusals_and_changes_nothing(db: Path, tmp_path: P
         migrations.check_target(url, "nope", upgrade=True)
     migrations.upgrade(url)
     before = digest(db)
-    assert migrations.check_target(url, "base", upgrade=False) == "0001"
+    assert migrations.check_target(url, "base", upgrade=False) == "0002"
     assert digest(db) == before
     with sqlite3.connect(db) as c:
         c.execute("UPDATE alembic_version SET version_num = 'abc123'")
@@ -196,3 +203,258 @@ def test_readers_name_an_empty_file_as_such(tmp_path: Path) -> None:
         migrations.check_at_head(sqlite_url(empty))
     assert "no database at" not in str(err.value)
     assert empty.read_bytes() == b""
+
+
+# --------------------------------------------------------------------------- 0001 -> 0002
+
+T0 = 1_795_000_000.0
+OLD_COLUMNS = "id, kind, name, text, created_at, session, seq"
+
+
+def write_like_0001(path: Path, rows: list[tuple[object, ...]]) -> None:
+    """A batch stored the way the single-room release's EventStore stored it (its
+    seven columns; the FTS trigger held off by the marker row and the batch indexed
+    with one INSERT ... SELECT)."""
+    c = sqlite3.connect(path, isolation_level=None)
+    try:
+        c.execute("BEGIN IMMEDIATE")
+        c.execute("INSERT INTO events_fts_defer (writer) VALUES (1)")
+        (before,) = c.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        c.executemany(
+            f"INSERT INTO events ({OLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (session, seq) DO NOTHING",
+            rows,
+        )
+        c.execute(
+            "INSERT INTO events_fts (rowid, text) SELECT id, text FROM events WHERE id > ?",
+            (before,),
+        )
+        c.execute("DELETE FROM events_fts_defer")
+        c.execute("COMMIT")
+    finally:
+        c.close()
+
+
+def database_of_0001(path: Path) -> str:
+    """A database as the single-room release left it: five events, four written by
+    its server and one by hand (through the insert trigger)."""
+    url = sqlite_url(path)
+    migrations.upgrade(url, "0001")
+    write_like_0001(
+        path,
+        [
+            (1, "join", "alice", "", 1_795_000_000_000_000, "a" * 32, None),
+            (2, "message", "alice", "hello old world", 1_795_000_001_000_000, "a" * 32, 1),
+            (3, "join", "Bob", "", 1_795_000_002_000_000, None, None),
+            (4, "message", "bob", "hello from bob", 1_795_000_003_000_000, "b" * 32, 1),
+        ],
+    )
+    with sqlite3.connect(path) as c:
+        c.execute(
+            f"INSERT INTO events ({OLD_COLUMNS}) "
+            "VALUES (5, 'announce', '', 'hello by hand', 1795000004000000, NULL, NULL)"
+        )
+    c.close()
+    return url
+
+
+def fts_ids(path: Path, query: str) -> list[int]:
+    with sqlite3.connect(path) as c:
+        rows = c.execute(
+            "SELECT rowid FROM events_fts WHERE events_fts MATCH ? ORDER BY rowid", (query,)
+        ).fetchall()
+    c.close()
+    return [r[0] for r in rows]
+
+
+def fts_consistent(path: Path) -> None:
+    with sqlite3.connect(path) as c:
+        c.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 1)")
+        triggers = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+        count = c.execute("SELECT count(*) FROM events").fetchone()[0]
+        indexed = c.execute("SELECT count(*) FROM events_fts_docsize").fetchone()[0]
+    c.close()
+    assert triggers == {"events_fts_ai", "events_fts_ad", "events_fts_au"}
+    assert indexed == count
+
+
+def columns(path: Path) -> list[str]:
+    with sqlite3.connect(path) as c:
+        names = [r[1] for r in c.execute("PRAGMA table_info(events)")]
+    c.close()
+    return names
+
+
+def events_ddl(path: Path) -> str:
+    with sqlite3.connect(path) as c:
+        (sql,) = c.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
+    c.close()
+    return str(sql)
+
+
+def test_upgrade_from_0001_puts_the_old_events_in_the_lobby(tmp_path: Path) -> None:
+    from chatroom.events import Event, dm_key
+    from storage.queries import HistoryQuery, query_events
+    from storage.store import EventStore
+
+    path = tmp_path / "old.db"
+    url = database_of_0001(path)
+    migrations.upgrade(url)
+    assert migrations.current(url) == "0002"
+    with sqlite3.connect(path) as c:
+        rows = c.execute("SELECT id, room, room_seq, recipient FROM events ORDER BY id").fetchall()
+        # The table was rebuilt: id is still the rowid alias, name still ignores case.
+        plan = c.execute("EXPLAIN QUERY PLAN SELECT * FROM events WHERE id = 5").fetchall()
+        by_name = c.execute("SELECT id FROM events WHERE name = 'BOB' ORDER BY id").fetchall()
+    c.close()
+    assert rows == [(i, "#lobby", i, None) for i in range(1, 6)]
+    assert "INTEGER PRIMARY KEY" in str(plan)
+    assert by_name == [(3,), (4,)]
+    assert 'name VARCHAR(64) COLLATE "NOCASE" NOT NULL' in events_ddl(path)
+    assert fts_ids(path, "hello") == [2, 4, 5]
+    fts_consistent(path)
+
+    with EventStore.open(url) as store:
+        assert [(e.id, e.room, e.room_seq, e.to) for e in store.recent(2)] == [
+            (4, "#lobby", 4, None),
+            (5, "#lobby", 5, None),
+        ]
+        assert store.room_heads() == {"#lobby": 5}
+        store.write_batch(
+            [
+                Event(6, "message", "alice", "hello new room", T0 + 6, room="#dev", room_seq=1),
+                Event(
+                    7,
+                    "message",
+                    "alice",
+                    "hello privately",
+                    T0 + 7,
+                    room=dm_key("alice", "bob"),
+                    room_seq=1,
+                    to="bob",
+                ),
+                Event(8, "message", "bob", "hello lobby", T0 + 8, room_seq=6),
+            ]
+        )
+        assert store.room_heads() == {"#lobby": 6, "#dev": 1, "@alice bob": 1}
+        found = query_events(store, HistoryQuery(search="hello", limit=0))
+        assert [e.id for e in found] == [2, 4, 5, 6, 7, 8]
+        lobby = query_events(store, HistoryQuery(search="hello", rooms=("#lobby",)))
+        assert [e.id for e in lobby] == [2, 4, 5, 8]
+    assert fts_ids(path, "privately") == [7]
+    with sqlite3.connect(path) as c:  # the recreated triggers serve every other writer
+        c.execute(
+            "INSERT INTO events (id, kind, name, text, created_at, room, room_seq) "
+            "VALUES (9, 'message', 'eve', 'typed in sqlite3', 0, '#dev', 2)"
+        )
+        c.execute("UPDATE events SET text = 'edited old words' WHERE id = 2")
+        c.execute("DELETE FROM events WHERE id = 4")
+    c.close()
+    assert fts_ids(path, "sqlite3") == [9]
+    assert fts_ids(path, "edited") == [2]
+    assert fts_ids(path, "bob") == []
+    fts_consistent(path)
+
+
+def test_downgrade_to_0001_of_a_lobby_only_database_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    url = database_of_0001(path)
+    fresh = tmp_path / "fresh.db"
+    migrations.upgrade(sqlite_url(fresh), "0001")
+    migrations.upgrade(url)
+    migrations.downgrade(url, "0001")
+    assert migrations.current(url) == "0001"
+    assert columns(path) == columns(fresh) == OLD_COLUMNS.split(", ")
+    assert events_ddl(path) == events_ddl(fresh).replace(
+        "CREATE TABLE events", 'CREATE TABLE "events"'
+    )
+    with sqlite3.connect(path) as c:
+        rows = c.execute(f"SELECT {OLD_COLUMNS} FROM events ORDER BY id").fetchall()
+        indexes = {r[1] for r in c.execute("PRAGMA index_list(events)")}
+    c.close()
+    assert [r[:4] for r in rows] == [
+        (1, "join", "alice", ""),
+        (2, "message", "alice", "hello old world"),
+        (3, "join", "Bob", ""),
+        (4, "message", "bob", "hello from bob"),
+        (5, "announce", "", "hello by hand"),
+    ]
+    assert {i for i in indexes if i.startswith("ix_")} == {
+        "ix_events_name_id",
+        "ix_events_kind_id",
+        "ix_events_created_at",
+    }
+    assert fts_ids(path, "hello") == [2, 4, 5]
+    fts_consistent(path)
+    migrations.upgrade(url)  # and up again
+    assert migrations.current(url) == "0002"
+    fts_consistent(path)
+
+
+def test_downgrade_refuses_while_rooms_or_direct_messages_are_stored(tmp_path: Path) -> None:
+    from chatroom.events import Event, dm_key
+    from storage.store import EventStore
+
+    path = tmp_path / "old.db"
+    url = database_of_0001(path)
+    with EventStore.open(url) as store:  # upgrades to head
+        store.write_batch(
+            [
+                Event(6, "message", "alice", "in dev", T0 + 6, room="#dev", room_seq=1),
+                Event(7, "message", "bob", "lobby six", T0 + 7, room_seq=6),
+                Event(
+                    8,
+                    "message",
+                    "bob",
+                    "psst",
+                    T0 + 8,
+                    room=dm_key("bob", "alice"),
+                    to="alice",
+                    room_seq=1,
+                ),
+                Event(9, "message", "alice", "lobby seven", T0 + 9, room_seq=7),
+            ]
+        )
+    before = digest(path)
+    message = (
+        r"cannot downgrade to 0001: 2 stored event\(s\) are in other rooms or direct "
+        r"conversations, and the single-room schema would show them to everyone in #lobby"
+    )
+    with pytest.raises(StorageError, match=message):
+        migrations.downgrade(url, "0001")
+    assert digest(path) == before
+    assert migrations.current(url) == "0002"
+
+    # The operator deletes them, knowingly; then the downgrade goes through, and the
+    # lobby's ids are its positions again (no gap where the deleted rows were).
+    with sqlite3.connect(path) as c:
+        c.execute("DELETE FROM events WHERE room <> '#lobby'")
+    c.close()
+    migrations.downgrade(url, "0001")
+    assert migrations.current(url) == "0001"
+    with sqlite3.connect(path) as c:
+        rows = c.execute("SELECT id, text FROM events WHERE kind = 'message' ORDER BY id")
+        messages = rows.fetchall()
+    c.close()
+    assert messages == [
+        (2, "hello old world"),
+        (4, "hello from bob"),
+        (6, "lobby six"),
+        (7, "lobby seven"),
+    ]
+    assert fts_ids(path, "lobby") == [6, 7]
+    assert fts_ids(path, "psst") == []
+    fts_consistent(path)
+
+
+def test_downgrade_to_base_drops_rooms_and_direct_messages_too(tmp_path: Path) -> None:
+    from chatroom.events import Event
+    from storage.store import EventStore
+
+    path = tmp_path / "chat.db"
+    url = sqlite_url(path)
+    with EventStore.open(url) as store:
+        store.write_batch([Event(1, "message", "alice", "in dev", T0, room="#dev")])
+    migrations.downgrade(url, "base")
+    assert migrations.current(url) is None
+    assert tables(path) == {"alembic_version"}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatroom.events import Event
+from chatroom.events import Event, dm_key
 from storage.config import sqlite_url
 from storage.fts import SearchPlan, plan_search
 from storage.queries import HistoryQuery, count_events, iter_events, query_events
@@ -160,3 +160,95 @@ def test_any_search_text_is_a_valid_query(store: EventStore, text: str) -> None:
 )
 def test_plan_search(text: str, plan: SearchPlan) -> None:
     assert plan_search(text) == plan
+
+
+# ------------------------------------------------------------------ rooms and DMs
+
+
+def dm(i: int, sender: str, to: str, text: str, room_seq: int) -> Event:
+    return Event(
+        i,
+        "message",
+        sender,
+        text,
+        at(timedelta(minutes=60 - i)),
+        None,
+        None,
+        dm_key(sender.lower(), to.lower()),
+        room_seq,
+        to,
+    )
+
+
+ROOM_EVENTS = [
+    Event(1, "message", "alice", "hello lobby", at(timedelta(minutes=59))),
+    Event(2, "join", "alice", "", at(timedelta(minutes=58)), room="#dev", room_seq=1),
+    Event(3, "message", "alice", "hello dev", at(timedelta(minutes=57)), room="#dev", room_seq=2),
+    dm(4, "alice", "Bob", "hello bob, privately", 1),
+    dm(5, "bob", "alice", "hi alice", 2),
+    Event(6, "message", "carol", "ops talk", at(timedelta(minutes=54)), room="#ops", room_seq=1),
+    dm(7, "carol", "alice", "lunch?", 1),
+    Event(8, "message", "bob", "hello again", at(timedelta(minutes=52)), room_seq=2),
+    dm(9, "dave", "carol", "not about alice", 1),
+]
+
+
+@pytest.fixture(scope="module")
+def rooms_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventStore]:
+    path = tmp_path_factory.mktemp("rooms") / "chat.db"
+    with EventStore.open(sqlite_url(path)) as writer:
+        writer.write_batch(ROOM_EVENTS)
+    with EventStore.open(sqlite_url(path), create=False) as reader:
+        yield reader
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        ({}, list(range(1, 10))),  # everywhere, direct messages included
+        ({"rooms": ("#dev",)}, [2, 3]),
+        ({"rooms": ("#DEV",)}, [2, 3]),
+        ({"rooms": ("#dev", "#lobby")}, [1, 2, 3, 8]),
+        ({"rooms": ("#nowhere",)}, []),
+        ({"dms": ("alice",)}, [4, 5, 7]),  # to or from alice, in any conversation
+        ({"dms": ("BOB",)}, [4, 5]),
+        ({"dms": ("alice", "dave")}, [4, 5, 7, 9]),
+        ({"dms": ("nobody",)}, []),
+        ({"dms": ("alice",), "users": ("bob",)}, [5]),  # what bob wrote to alice
+        ({"dms": ("alice",), "limit": 2}, [5, 7]),
+        ({"dms": ("alice",), "limit": 2, "reverse": True}, [7, 5]),
+        ({"dms": ("alice",), "after_id": 4, "limit": 1}, [5]),
+        ({"dms": ("alice",), "search": "hello"}, [4]),
+        ({"rooms": ("#dev",), "dms": ("carol",)}, [2, 3, 7, 9]),  # they add up
+        ({"rooms": ("#dev", "#lobby"), "search": "hello"}, [1, 3, 8]),
+        ({"rooms": ("#lobby",), "kinds": ("message",), "users": ("bob",)}, [8]),
+        ({"rooms": ("#ops",), "since": NOW - timedelta(minutes=55)}, [6]),
+        ({"rooms": ("#ops",), "until": NOW - timedelta(minutes=55)}, []),
+    ],
+)
+def test_rooms_and_direct_messages(
+    rooms_store: EventStore, kw: dict[str, object], expected: list[int]
+) -> None:
+    assert ids(rooms_store, **{"limit": 0, **kw}) == expected
+    assert count_events(rooms_store, HistoryQuery(**kw)) == len(  # type: ignore[arg-type]
+        ids(rooms_store, **{**kw, "limit": 0})
+    )
+
+
+def test_direct_message_queries_use_the_direct_message_indexes(rooms_store: EventStore) -> None:
+    from sqlalchemy import select
+
+    from storage.models import event_columns
+    from storage.queries import _filtered
+
+    with rooms_store.engine.connect() as conn:
+        stmt, _ = _filtered(conn, HistoryQuery(dms=("alice",)), select(*event_columns))
+        sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = str(conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all())
+        stmt, _ = _filtered(conn, HistoryQuery(rooms=("#dev",)), select(*event_columns))
+        sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
+        room_plan = str(
+            conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql + " ORDER BY id DESC").all()
+        )
+    assert "ix_events_dm_sender_id" in plan and "ix_events_recipient_id" in plan
+    assert "ix_events_room_id" in room_plan and "TEMP B-TREE" not in room_plan

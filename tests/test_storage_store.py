@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.events import Event
+from chatroom.events import LOBBY, Event, dm_key
 from storage.config import sqlite_url
 from storage.errors import NoDatabase, SchemaTooNew, StorageError
-from storage.store import EventStore, row_from_event
+from storage.models import EVENT_COLUMNS
+from storage.store import EventStore, event_from_row, row_from_event
 
 T0 = 1_795_000_000.0
 
@@ -137,8 +138,8 @@ def test_rows_written_by_other_code_paths_are_searchable(path: Path, store: Even
     store.write_batch([ev(1, "from the server")])
     with sqlite3.connect(path) as c:  # someone with the sqlite3 shell
         c.execute(
-            "INSERT INTO events (id, kind, name, text, created_at) "
-            "VALUES (2, 'announce', 'ops', 'written by hand', 0)"
+            "INSERT INTO events (id, kind, name, text, created_at, room, room_seq) "
+            "VALUES (2, 'announce', 'ops', 'written by hand', 0, '#lobby', 2)"
         )
         c.execute("UPDATE events SET text = 'edited from the server' WHERE id = 1")
     assert fts_ids(path, "hand") == [2]
@@ -205,3 +206,103 @@ def test_reader_refuses_a_database_newer_than_the_code(path: Path, store: EventS
         EventStore.open(sqlite_url(path), create=False)
     with pytest.raises(SchemaTooNew):
         EventStore.open(sqlite_url(path))
+
+
+# ------------------------------------------------------------------ rooms and DMs
+
+DM = dm_key("alice", "bob")
+
+
+def rooms_batch() -> list[Event]:
+    """Two rooms and a direct conversation, interleaved as a server numbers them:
+    ``id`` the global order, ``room_seq`` each room's own."""
+    return [
+        ev(1, kind="join"),
+        ev(2, "lobby one", room_seq=2),
+        ev(3, "dev one", room="#dev", room_seq=1),
+        ev(4, "psst", room=DM, room_seq=1, to="bob"),
+        ev(5, "dev two", name="bob", room="#dev", room_seq=2),
+        ev(6, "back", name="bob", room=DM, room_seq=2, to="alice"),
+        ev(7, "lobby three", room_seq=3),
+    ]
+
+
+def test_rooms_recipients_and_room_seqs_are_stored_and_read_back(
+    path: Path, store: EventStore
+) -> None:
+    batch = rooms_batch()
+    store.write_batch(batch[:3])
+    store.write_batch(batch[3:])
+    got = store.recent(10)
+    assert got == batch  # every field, room, room_seq and to included
+    assert [(e.room, e.room_seq, e.to) for e in got] == [
+        (LOBBY, 1, None),
+        (LOBBY, 2, None),
+        ("#dev", 1, None),
+        ("@alice bob", 1, "bob"),
+        ("#dev", 2, None),
+        ("@alice bob", 2, "alice"),
+        (LOBBY, 3, None),
+    ]
+    assert [e.direct for e in got] == [False, False, False, True, False, True, False]
+    assert store.after(3, 2) == batch[3:5]
+    with sqlite3.connect(path) as c:
+        stored = c.execute("SELECT room, room_seq, recipient FROM events WHERE id = 6").fetchone()
+    assert stored == ("@alice bob", 2, "alice")
+    fts_integrity_ok(path)
+
+
+def test_recent_is_the_global_order_or_one_room(store: EventStore) -> None:
+    store.write_batch(rooms_batch())
+    assert [e.id for e in store.recent(3)] == [5, 6, 7]
+    assert [e.id for e in store.recent(10, room="#dev")] == [3, 5]
+    assert [e.id for e in store.recent(1, room="#DEV")] == [5]  # rooms ignore case
+    assert [e.id for e in store.recent(2, room=LOBBY)] == [2, 7]
+    assert [e.text for e in store.recent(5, room=DM)] == ["psst", "back"]
+    assert store.recent(5, room="#nowhere") == []
+
+
+def test_room_heads_continue_every_sequence(path: Path, store: EventStore) -> None:
+    assert store.room_heads() == {}
+    store.write_batch(rooms_batch())
+    heads = {LOBBY: 3, "#dev": 2, "@alice bob": 2}
+    assert store.room_heads() == heads
+    assert store.rooms("#") == ["#dev", LOBBY]
+    assert store.rooms("@") == ["@alice bob"]
+    assert sorted(store.rooms()) == sorted(heads)
+    # A room whose newest events are older than other rooms' still reports its own max.
+    store.write_batch([ev(8, "late", room="#dev", room_seq=3), ev(9, "x", room_seq=4)])
+    assert store.room_heads() == {LOBBY: 4, "#dev": 3, "@alice bob": 2}
+    with EventStore.open(sqlite_url(path), create=False) as reader:  # read-only works too
+        assert reader.room_heads() == {LOBBY: 4, "#dev": 3, "@alice bob": 2}
+
+
+def test_a_room_position_used_twice_rolls_the_batch_back(store: EventStore) -> None:
+    store.write_batch([ev(1, "one", room="#dev", room_seq=1)])
+    with pytest.raises(StorageError, match="could not store 2 events"):
+        store.write_batch([ev(2, "two", room_seq=2), ev(3, "clash", room="#Dev", room_seq=1)])
+    assert [e.id for e in store.recent(10)] == [1]
+
+
+def test_room_seq_zero_means_the_id(store: EventStore) -> None:
+    # Events of the single-room releases (and tests) leave room_seq at 0: the id.
+    store.write_batch([Event(41, "message", "a", "x", T0)])
+    (got,) = store.recent(1)
+    assert (got.room, got.room_seq, got.to) == (LOBBY, 41, None)
+
+
+def test_one_column_list_for_rows_and_events() -> None:
+    e = ev(3, "hi", session="S", seq=9, room=DM, room_seq=2, to="bob")
+    row = row_from_event(e)
+    assert len(row) == len(EVENT_COLUMNS)
+    assert dict(zip(EVENT_COLUMNS, row, strict=True))["recipient"] == "bob"
+    assert event_from_row(row) == e
+
+
+def test_generic_write_path_stores_rooms_too(path: Path, store: EventStore) -> None:
+    conn = store._writer_connection()
+    store._write_generic(conn, [row_from_event(e) for e in rooms_batch()])
+    conn.commit()
+    assert store.recent(10) == rooms_batch()
+    assert store.room_heads() == {LOBBY: 3, "#dev": 2, "@alice bob": 2}
+    fts_integrity_ok(path)
