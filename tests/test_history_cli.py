@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from chatroom.cli import cli
 from chatroom.commands.history import build_history
-from chatroom.events import Event
+from chatroom.events import Event, dm_key
 from storage.config import sqlite_url
 from storage.store import EventStore
 
@@ -79,16 +79,17 @@ def test_text_output_is_the_chat_s_own_words(run: Invoke) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines == [
-        "2026-11-24 15:04  alice joined",
-        "2026-11-24 15:05  alice : hello world",
-        "2026-11-25 15:04  Bob joined",
-        '2026-11-25 15:04  bob : lunch at noon? AND( "quoted" *star*',
-        "2026-11-26 15:04  alice : \\x1b]0;pwned\\x07 \\x1b[2J \\u202eevil, \\x9b1m\\x0aforged",
-        "2026-11-27 12:04  [announcement] maintenance at five",
-        "2026-11-27 13:04  carol : 午饭吃什么",
-        "2026-11-27 14:04  bob timed out",
-        "2026-11-27 14:54  alice : hello again",
-        "2026-11-27 14:59  alice left",
+        "2026-11-24 15:04  #lobby  alice joined",
+        "2026-11-24 15:05  #lobby  alice : hello world",
+        "2026-11-25 15:04  #lobby  Bob joined",
+        '2026-11-25 15:04  #lobby  bob : lunch at noon? AND( "quoted" *star*',
+        "2026-11-26 15:04  #lobby  "
+        "alice : \\x1b]0;pwned\\x07 \\x1b[2J \\u202eevil, \\x9b1m\\x0aforged",
+        "2026-11-27 12:04  #lobby  [announcement] maintenance at five",
+        "2026-11-27 13:04  #lobby  carol : 午饭吃什么",
+        "2026-11-27 14:04  #lobby  bob timed out",
+        "2026-11-27 14:54  #lobby  alice : hello again",
+        "2026-11-27 14:59  #lobby  alice left",
     ]
 
 
@@ -104,8 +105,8 @@ def test_local_time_by_default_and_utc_on_request(db: Path) -> None:
     runner = CliRunner()
     local = runner.invoke(cmd, ["--db", str(db), "-n", "1"])
     utc = runner.invoke(cmd, ["--db", str(db), "-n", "1", "--utc"])
-    assert local.output == "2026-11-27 20:29  alice left\n"
-    assert utc.output == "2026-11-27 14:59  alice left\n"
+    assert local.output == "2026-11-27 20:29  #lobby  alice left\n"
+    assert utc.output == "2026-11-27 14:59  #lobby  alice left\n"
 
 
 @pytest.mark.parametrize(
@@ -159,7 +160,11 @@ def test_json_shape_and_exact_text(run: Invoke) -> None:
     result = run("--format", "json", "-n", "0")
     assert result.exit_code == 0
     data = json.loads(result.output)
-    assert [sorted(d) for d in data] == [["created_at", "id", "kind", "name", "text"]] * 10
+    assert [sorted(d) for d in data] == [
+        ["created_at", "id", "kind", "name", "recipient", "room", "room_seq", "text"]
+    ] * 10
+    assert {(d["room"], d["recipient"]) for d in data} == {("#lobby", None)}
+    assert [d["room_seq"] for d in data] == list(range(1, 11))
     assert data[4]["text"] == EVENTS[4].text  # exact, control characters and all
     assert data[6]["text"] == "午饭吃什么"  # readable, not \\u escapes
     assert "午饭吃什么" in result.output
@@ -187,15 +192,37 @@ def test_jsonl_shape(run: Invoke) -> None:
         "name": "bob",
         "text": "",
         "created_at": "2026-11-27T14:04:05.000000Z",
+        "room": "#lobby",
+        "room_seq": 8,
+        "recipient": None,
     }
 
 
 def test_csv_shape_and_exact_text(run: Invoke) -> None:
     result = run("--format", "csv", "-n", "0")
     rows = list(csv.reader(io.StringIO(result.output, newline="")))
-    assert rows[0] == ["id", "kind", "name", "text", "created_at"]
+    # The fields of the single-room release first, in their order; then where.
+    assert rows[0] == [
+        "id",
+        "kind",
+        "name",
+        "text",
+        "created_at",
+        "room",
+        "room_seq",
+        "recipient",
+    ]
     assert len(rows) == 11
-    assert rows[5] == ["5", "message", "alice", EVENTS[4].text, "2026-11-26T15:04:05.000000Z"]
+    assert rows[5] == [
+        "5",
+        "message",
+        "alice",
+        EVENTS[4].text,
+        "2026-11-26T15:04:05.000000Z",
+        "#lobby",
+        "5",
+        "",
+    ]
     assert rows[4][3] == 'lunch at noon? AND( "quoted" *star*'
 
 
@@ -299,7 +326,7 @@ def test_follow_in_text_mode_exits_quietly(db: Path) -> None:
     cmd = build_history(tz=UTC, sleep=interrupt)
     result = CliRunner().invoke(cmd, ["--db", str(db), "--follow", "-n", "1"])
     assert result.exit_code == 0
-    assert result.stdout == "2026-11-27 14:59  alice left\n"
+    assert result.stdout == "2026-11-27 14:59  #lobby  alice left\n"
 
 
 def test_registered_in_the_cli_group(db: Path) -> None:
@@ -424,7 +451,7 @@ def test_me_actions_read_as_in_the_chat(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         return result.output
 
-    assert run().splitlines() == [
+    assert run("--room", "#lobby").splitlines() == [
         "2026-11-27 15:01  * 小明 挥手 👋",
         "2026-11-27 15:02  * eve \\x1b[2Jwipes",
         "2026-11-27 15:03  bob : /meh and /me not at the start",
@@ -512,7 +539,7 @@ def test_ctrl_c_in_follow_ends_the_line(db: Path) -> None:
         raise KeyboardInterrupt
 
     cmd = build_history(tz=UTC, sleep=interrupt)
-    for fmt, line in (("text", "2026-11-27 14:59  alice left\n"), ("jsonl", None)):
+    for fmt, line in (("text", "2026-11-27 14:59  #lobby  alice left\n"), ("jsonl", None)):
         result = CliRunner().invoke(cmd, ["--db", str(db), "-f", "-n", "1", "--format", fmt])
         assert result.exit_code == 0
         assert result.stderr == "\n"
@@ -520,3 +547,297 @@ def test_ctrl_c_in_follow_ends_the_line(db: Path) -> None:
             assert result.stdout == line
         else:
             assert json.loads(result.stdout)["id"] == 10
+
+
+# ------------------------------------------------------------------ rooms and DMs
+
+ALICE_BOB = dm_key("alice", "bob")
+ROOM_EVENTS = [
+    Event(1, "join", "alice", "", at(timedelta(minutes=60))),
+    Event(2, "join", "alice", "", at(timedelta(minutes=59)), room="#dev", room_seq=1),
+    Event(
+        3, "message", "alice", "deploy at five", at(timedelta(minutes=58)), room="#dev", room_seq=2
+    ),
+    Event(
+        4,
+        "message",
+        "alice",
+        "psst bob",
+        at(timedelta(minutes=57)),
+        room=ALICE_BOB,
+        room_seq=1,
+        to="Bob",
+    ),
+    Event(
+        5,
+        "message",
+        "Bob",
+        "ok alice",
+        at(timedelta(minutes=56)),
+        room=ALICE_BOB,
+        room_seq=2,
+        to="alice",
+    ),
+    Event(6, "message", "carol", "deploy done", at(timedelta(minutes=55)), room="#ops", room_seq=1),
+    Event(
+        7,
+        "message",
+        "carol",
+        "/me waves at alice",
+        at(timedelta(minutes=54)),
+        room=dm_key("alice", "carol"),
+        room_seq=1,
+        to="alice",
+    ),
+    Event(8, "announce", "", "restart at six", at(timedelta(minutes=53)), room_seq=2),
+    Event(9, "announce", "", "restart at six", at(timedelta(minutes=53)), room="#dev", room_seq=3),
+    Event(10, "announce", "", "restart at six", at(timedelta(minutes=53)), room="#ops", room_seq=2),
+    Event(
+        11,
+        "message",
+        "dave",
+        "lunch?",
+        at(timedelta(minutes=52)),
+        room=dm_key("carol", "dave"),
+        room_seq=1,
+        to="carol",
+    ),
+]
+
+
+@pytest.fixture
+def rooms_run(tmp_path: Path) -> Invoke:
+    path = tmp_path / "rooms.db"
+    with EventStore.open(sqlite_url(path)) as store:
+        store.write_batch(ROOM_EVENTS)
+    command = build_history(clock=lambda: NOW, tz=UTC)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(command, ["--db", str(path), *args], catch_exceptions=False)
+
+    return invoke
+
+
+def test_text_output_says_where_each_event_happened(rooms_run: Invoke) -> None:
+    result = rooms_run("-n", "0")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "2026-11-27 14:04  #lobby  alice joined",
+        "2026-11-27 14:05  #dev  alice joined",
+        "2026-11-27 14:06  #dev  alice : deploy at five",
+        "2026-11-27 14:07  @alice→Bob  alice : psst bob",
+        "2026-11-27 14:08  @Bob→alice  Bob : ok alice",
+        "2026-11-27 14:09  #ops  carol : deploy done",
+        "2026-11-27 14:10  @carol→alice  * carol waves at alice",
+        "2026-11-27 14:11  #lobby  [announcement] restart at six",
+        "2026-11-27 14:11  #dev  [announcement] restart at six",
+        "2026-11-27 14:11  #ops  [announcement] restart at six",
+        "2026-11-27 14:12  @dave→carol  dave : lunch?",
+    ]
+
+
+def test_one_room_needs_no_room_column(rooms_run: Invoke) -> None:
+    assert rooms_run("--room", "#dev").output.splitlines() == [
+        "2026-11-27 14:05  alice joined",
+        "2026-11-27 14:06  alice : deploy at five",
+        "2026-11-27 14:11  [announcement] restart at six",
+    ]
+    two = rooms_run("--room", "#dev", "--room", "#ops", "-n", "2").output.splitlines()
+    assert two == [
+        "2026-11-27 14:11  #dev  [announcement] restart at six",
+        "2026-11-27 14:11  #ops  [announcement] restart at six",
+    ]
+    assert rooms_run("--dm", "bob").output.splitlines() == [
+        "2026-11-27 14:07  @alice→Bob  alice : psst bob",
+        "2026-11-27 14:08  @Bob→alice  Bob : ok alice",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], list(range(1, 12))),
+        (["--room", "#dev"], [2, 3, 9]),
+        (["--room", "dev"], [2, 3, 9]),  # the shell eats an unquoted #dev as a comment
+        (["--room", "#DEV"], [2, 3, 9]),
+        (["--room", "#ｄｅｖ"], [2, 3, 9]),  # fullwidth: one room ignoring width too
+        (["--room", "#lobby"], [1, 8]),
+        (["--room", "#dev", "--room", "#ops"], [2, 3, 6, 9, 10]),
+        (["--room", "#nowhere"], []),
+        (["--dm", "alice"], [4, 5, 7]),
+        (["--dm", "@ALICE"], [4, 5, 7]),
+        (["--dm", "carol"], [7, 11]),
+        (["--dm", "alice", "-u", "bob"], [5]),  # what bob wrote to alice
+        (["--dm", "nobody"], []),
+        (["--room", "#ops", "--dm", "dave"], [6, 10, 11]),  # they add up
+        (["--room", "#dev", "-q", "deploy"], [3]),
+        (["--room", "#dev", "--room", "#ops", "-q", "deploy"], [3, 6]),
+        (["--dm", "alice", "-q", "psst"], [4]),
+        (["-q", "restart"], [8, 9, 10]),  # one announcement, stored once per room
+        (["--room", "#dev", "--kind", "announce"], [9]),
+        (["--room", "#dev", "-u", "alice", "-n", "1"], [3]),
+        (["--room", "#dev", "-S", "57m"], [9]),
+        (["--room", "#dev", "-U", "58m"], [2, 3]),
+        (["--dm", "alice", "--after-id", "4", "-n", "1"], [5]),
+        (["--dm", "alice", "--before-id", "7"], [4, 5]),
+        (["--dm", "alice", "-n", "2", "-r"], [7, 5]),
+    ],
+)
+def test_room_and_dm_options_select_the_right_events(
+    rooms_run: Invoke, args: list[str], expected: list[int]
+) -> None:
+    result = rooms_run("--json", "-n", "0", *args)
+    assert result.exit_code == 0, result.output
+    assert ids_of(result) == expected
+    # --count ignores the limit and the order: it counts every match.
+    unlimited = [a for a in args if a != "-r"]
+    while "-n" in unlimited:
+        at_n = unlimited.index("-n")
+        del unlimited[at_n : at_n + 2]
+    every = ids_of(rooms_run("--json", "-n", "0", *unlimited))
+    assert rooms_run("--count", *unlimited).output == f"{len(every)}\n"
+
+
+def test_json_and_csv_carry_room_and_recipient(rooms_run: Invoke) -> None:
+    data = json.loads(rooms_run("--json", "--dm", "alice", "-n", "1").output)
+    assert data == [
+        {
+            "id": 7,
+            "kind": "message",
+            "name": "carol",
+            "text": "/me waves at alice",
+            "created_at": "2026-11-27T14:10:05.000000Z",
+            "room": "@alice carol",  # a direct conversation's stored key
+            "room_seq": 1,
+            "recipient": "alice",
+        }
+    ]
+    rows = list(csv.DictReader(io.StringIO(rooms_run("--format", "csv", "-n", "0").output)))
+    assert [(r["id"], r["room"], r["room_seq"], r["recipient"]) for r in rows[2:5]] == [
+        ("3", "#dev", "2", ""),
+        ("4", "@alice bob", "1", "Bob"),
+        ("5", "@alice bob", "2", "alice"),
+    ]
+    lines = rooms_run("--format", "jsonl", "--room", "#ops").output.splitlines()
+    assert [json.loads(line)["room"] for line in lines] == ["#ops", "#ops"]
+
+
+def test_rooms_stored_in_another_spelling_are_the_same_room(tmp_path: Path) -> None:
+    # However the server spells a room when it stores it, --room finds it ignoring
+    # case and width, beyond the ASCII letters SQLite's NOCASE folds.
+    path = tmp_path / "spell.db"
+    with EventStore.open(sqlite_url(path)) as store:
+        store.write_batch(
+            [
+                Event(1, "message", "a", "one", NOW.timestamp(), room="#Éclair", room_seq=1),
+                Event(2, "message", "a", "two", NOW.timestamp(), room="#ÉCLAIR2", room_seq=1),
+                Event(3, "message", "a", "three", NOW.timestamp(), room="#éclair", room_seq=9),
+            ]
+        )
+    cmd = build_history(clock=lambda: NOW, tz=UTC)
+    for spelling in ("#éclair", "#ÉCLAIR", "#Éclair", "éclair"):
+        result = CliRunner().invoke(cmd, ["--db", str(path), "--json", "--room", spelling])
+        assert ids_of(result) == [1, 3], spelling
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--room", "#"], "is not a room name"),
+        (["--room", ""], "is not a room name"),
+        (["--room", "#a b"], "is not a room name"),
+        (["--room", "#a:b"], "is not a room name"),
+        (["--room", "#" + "x" * 33], "is not a room name"),
+        (["--room", "#bell\x07"], "is not a room name"),
+        (["--room", "@alice"], "a direct conversation, not a room: use --dm NAME"),
+        (["--dm", ""], "is not a user name"),
+        (["--dm", "@"], "is not a user name"),
+        (["--dm", "a b"], "is not a user name"),
+    ],
+)
+def test_bad_rooms_and_names_are_usage_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(build_history(clock=lambda: NOW), ["--db", "unused.db", *args])
+    assert result.exit_code == 2, result.output
+    assert "Usage:" in result.output and message in result.output
+
+
+def test_follow_one_room_prints_only_that_room(tmp_path: Path) -> None:
+    path = tmp_path / "follow.db"
+    url = sqlite_url(path)
+    with EventStore.open(url) as store:
+        store.write_batch(ROOM_EVENTS)
+    calls = 0
+
+    def fake_sleep(_seconds: float) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            with EventStore.open(url) as writer:
+                writer.write_batch(
+                    [
+                        Event(
+                            12, "message", "eve", "in ops", NOW.timestamp(), room="#ops", room_seq=3
+                        ),
+                        Event(
+                            13, "message", "eve", "in dev", NOW.timestamp(), room="#DEV", room_seq=4
+                        ),
+                        Event(
+                            14,
+                            "message",
+                            "bob",
+                            "to alice",
+                            NOW.timestamp(),
+                            room=ALICE_BOB,
+                            room_seq=3,
+                            to="alice",
+                        ),
+                    ]
+                )
+        else:
+            raise KeyboardInterrupt
+
+    cmd = build_history(clock=lambda: NOW, tz=UTC, sleep=fake_sleep)
+    runner = CliRunner()
+    result = runner.invoke(cmd, ["--db", str(path), "-f", "--room", "#dev", "-n", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "2026-11-27 14:11  [announcement] restart at six",
+        "2026-11-27 15:04  eve : in dev",
+    ]
+
+    def interrupt(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    cmd = build_history(clock=lambda: NOW, tz=UTC, sleep=interrupt)
+    result = runner.invoke(
+        cmd, ["--db", str(path), "-f", "--dm", "alice", "--format", "jsonl", "-n", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [7, 14]
+
+
+def test_rooms_and_recipients_from_the_database_cannot_drive_the_terminal(
+    tmp_path: Path,
+) -> None:
+    # The server never stores such names, but a database is a file anyone can edit.
+    path = tmp_path / "evil.db"
+    with EventStore.open(sqlite_url(path)) as store:
+        store.write_batch(
+            [
+                Event(1, "message", "a", "x", NOW.timestamp(), room="#\x1b[2Jroom", room_seq=1),
+                Event(
+                    2,
+                    "message",
+                    "a",
+                    "y",
+                    NOW.timestamp(),
+                    room="@a \x1b]0;t\x07",
+                    room_seq=1,
+                    to="\u202eb\x9b",
+                ),
+            ]
+        )
+    out = CliRunner().invoke(build_history(tz=UTC), ["--db", str(path)]).output
+    assert not any(ch in out for ch in "\x1b\x07\x9b\u202e")
+    assert "#\\x1b[2Jroom" in out and "@a→\\u202eb\\x9b" in out

@@ -10,9 +10,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from chatroom.events import LOBBY, Event, EventKind, dm_key
+from storage.config import sqlite_url
+from storage.store import EventStore
 from tests.conftest import ServerProcess, UdpPeer
 from tests.headless import Headless
 
@@ -30,7 +34,9 @@ def cleanup() -> Iterator[list[Headless | UdpPeer]]:
 def _history(db: object, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "chatroom", "history", "--db", str(db), *args],
-        capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -55,7 +61,8 @@ def test_history_shows_exactly_what_was_said_and_replay_works(
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [(r["kind"], r["name"], r["text"]) for r in rows] == [
-        ("join", "alice", ""), ("join", "bob", ""),
+        ("join", "alice", ""),
+        ("join", "bob", ""),
         *[("message", n, t) for n, t in said],
     ]
     text = _history(srv.db, "-n", "2").stdout.decode()
@@ -135,3 +142,103 @@ def test_kill_9_during_a_burst_loses_nothing_anyone_saw(
         stored = {r[0] for r in conn.execute("select text from events where kind = 'message'")}
     missing = [line for line in shown if line.removeprefix("alice : ") not in stored]
     assert missing == []
+
+
+def test_history_by_room_and_direct_message_end_to_end(tmp_path: Path) -> None:
+    """Events in several rooms and direct conversations, stored the way the server
+    stores them (EventStore.write_batch, ids global, room_seq per room), read back by
+    the real `chatroom history` command."""
+    db = tmp_path / "rooms.db"
+    t0 = time.time() - 600
+    alice_bob, alice_carol = dm_key("alice", "bob"), dm_key("alice", "carol")
+    heads: dict[str, int] = {}
+    said: list[Event] = []
+
+    def event(kind: EventKind, name: str, text: str, room: str, to: str | None = None) -> Event:
+        heads[room] = heads.get(room, 0) + 1
+        e = Event(
+            len(said) + 1, kind, name, text, t0 + len(said), room=room, room_seq=heads[room], to=to
+        )
+        said.append(e)
+        return e
+
+    with EventStore.open(sqlite_url(db)) as store:
+        store.write_batch(
+            [
+                event("join", "alice", "", LOBBY),
+                event("join", "bob", "", LOBBY),
+                event("join", "alice", "", "#dev"),
+                event("message", "alice", "the build is green", "#dev"),
+                event("message", "bob", "hello everyone", LOBBY),
+            ]
+        )
+        store.write_batch(
+            [
+                event("message", "alice", "are you free for lunch", alice_bob, to="bob"),
+                event("message", "bob", "yes, at noon", alice_bob, to="alice"),
+                event("message", "carol", "lunch too?", alice_carol, to="alice"),
+                event("message", "bob", "deploying the build", "#ops"),
+                event("announce", "", "restart at six", LOBBY),
+                event("announce", "", "restart at six", "#dev"),
+                event("announce", "", "restart at six", "#ops"),
+            ]
+        )
+        assert store.room_heads() == {LOBBY: 4, "#dev": 3, "#ops": 2, alice_bob: 2, alice_carol: 1}
+
+    def rows(*args: str) -> list[dict[str, object]]:
+        result = _history(db, "-n", "0", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return list(json.loads(result.stdout))
+
+    everything = rows()
+    assert [r["id"] for r in everything] == list(range(1, 13))
+    assert [(r["room"], r["room_seq"], r["recipient"]) for r in everything[5:8]] == [
+        ("@alice bob", 1, "bob"),
+        ("@alice bob", 2, "alice"),
+        ("@alice carol", 1, "alice"),
+    ]
+    assert [r["text"] for r in rows("--room", "#DEV")] == [
+        "",
+        "the build is green",
+        "restart at six",
+    ]
+    assert [r["id"] for r in rows("--room", "#dev", "--room", "#ops")] == [3, 4, 9, 11, 12]
+    assert [r["text"] for r in rows("--dm", "alice")] == [
+        "are you free for lunch",
+        "yes, at noon",
+        "lunch too?",
+    ]
+    assert [r["text"] for r in rows("--dm", "bob", "-u", "bob")] == ["yes, at noon"]
+    assert [r["id"] for r in rows("-q", "lunch")] == [6, 8]
+    assert [r["id"] for r in rows("-q", "lunch", "--dm", "carol")] == [8]
+    assert [r["id"] for r in rows("-q", "build", "--room", "#ops")] == [9]
+
+    text = _history(db, "-n", "4")
+    assert text.returncode == 0, text.stderr
+    lines = [line.split("  ", 1)[1] for line in text.stdout.decode().splitlines()]
+    assert lines == [
+        "#ops  bob : deploying the build",
+        "#lobby  [announcement] restart at six",
+        "#dev  [announcement] restart at six",
+        "#ops  [announcement] restart at six",
+    ]
+    dms = _history(db, "--dm", "alice").stdout.decode().splitlines()
+    assert [line.split("  ", 1)[1] for line in dms] == [
+        "@alice→bob  alice : are you free for lunch",
+        "@bob→alice  bob : yes, at noon",
+        "@carol→alice  carol : lunch too?",
+    ]
+    one_room = _history(db, "--room", "#dev").stdout.decode().splitlines()
+    assert [line.split("  ", 1)[1] for line in one_room] == [
+        "alice joined",
+        "alice : the build is green",
+        "[announcement] restart at six",
+    ]
+    csv_out = _history(db, "--format", "csv", "--dm", "carol").stdout.decode().splitlines()
+    assert csv_out[0].endswith(",room,room_seq,recipient")
+    assert csv_out[1].endswith(",@alice carol,1,alice")
+    assert _history(db, "--count", "--room", "#ops").stdout == b"2\n"
+
+    bad = _history(db, "--room", "#no room")
+    assert bad.returncode == 2
+    assert b"is not a room name" in bad.stderr

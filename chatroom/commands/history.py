@@ -12,15 +12,17 @@ import json
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import click
 
+from chatroom import protocol as p
 from chatroom.commands.options import db_option
-from chatroom.events import EVENT_KINDS, Event, EventKind
+from chatroom.events import DM_PREFIX, EVENT_KINDS, Event, EventKind
 from chatroom.sanitize import BIDI_AND_SEPARATORS, visible
 from chatroom.timeparse import Clock, MomentType, system_clock
 
@@ -29,7 +31,17 @@ if TYPE_CHECKING:
     from storage.store import EventStore
 
 FORMATS: Final = ("text", "json", "jsonl", "csv")
-CSV_FIELDS: Final = ("id", "kind", "name", "text", "created_at")
+# New fields go last: a script that reads the columns by position keeps working.
+CSV_FIELDS: Final = (
+    "id",
+    "kind",
+    "name",
+    "text",
+    "created_at",
+    "room",
+    "room_seq",
+    "recipient",
+)
 POLL_SECONDS: Final = 0.5
 FOLLOW_PAGE: Final = 1000
 # A message starting with this is an action (chatroom.protocol.classic.classic_event).
@@ -49,12 +61,17 @@ def iso_utc(epoch_seconds: float) -> str:
 
 
 def as_dict(event: Event) -> dict[str, object]:
+    """An event for JSON and CSV: ``room`` as stored (a direct message's is its
+    conversation key, ``@alice bob``), ``recipient`` None except for direct messages."""
     return {
         "id": event.id,
         "kind": event.kind,
         "name": event.name,
         "text": event.text,
         "created_at": iso_utc(event.created_at),
+        "room": event.room,
+        "room_seq": event.room_seq,
+        "recipient": event.to,
     }
 
 
@@ -62,8 +79,17 @@ def to_json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False).translate(_JSON_SAFE)
 
 
-def text_line(event: Event, tz: tzinfo | None) -> str:
-    """One event in the chat's own words, every user-supplied part made visible."""
+def where(event: Event) -> str:
+    """Where an event happened, for text output: ``#dev``, or ``@alice→bob`` for a
+    direct message from alice to bob."""
+    if event.direct and event.to is not None:
+        return f"{DM_PREFIX}{visible(event.name)}→{visible(event.to)}"
+    return visible(event.room)
+
+
+def text_line(event: Event, tz: tzinfo | None, *, room: bool = False) -> str:
+    """One event in the chat's own words, every user-supplied part made visible;
+    with ``room``, where it happened comes after the time."""
     moment = datetime.fromtimestamp(event.created_at, UTC)
     local = moment.astimezone(tz) if tz is not None else moment.astimezone()
     stamp = local.strftime("%Y-%m-%d %H:%M")
@@ -84,16 +110,19 @@ def text_line(event: Event, tz: tzinfo | None) -> str:
             body = f"[announcement] {visible(event.text)}"
         case _:
             body = f"{name} {visible(event.kind)} {visible(event.text)}".rstrip()
+    if room:
+        return f"{stamp}  {where(event)}  {body}"
     return f"{stamp}  {body}"
 
 
 class Printer:
     """Writes events in one format; ``finish`` closes what ``json`` opened."""
 
-    def __init__(self, out: IO[str], fmt: str, tz: tzinfo | None) -> None:
+    def __init__(self, out: IO[str], fmt: str, tz: tzinfo | None, *, room: bool = True) -> None:
         self.out = out
         self.fmt = fmt
         self.tz = tz
+        self.room = room
         self._first = True
         self._csv = csv.writer(out) if fmt == "csv" else None
         if self._csv is not None:
@@ -112,7 +141,7 @@ class Printer:
             elif self.fmt == "jsonl":
                 out.write(to_json(as_dict(event)) + "\n")
             else:
-                out.write(text_line(event, self.tz) + "\n")
+                out.write(text_line(event, self.tz, room=self.room) + "\n")
             self._first = False
         out.flush()
 
@@ -120,6 +149,59 @@ class Printer:
         if self.fmt == "json":
             self.out.write("]\n" if self._first else "\n]\n")
         self.out.flush()
+
+
+class RoomParam(click.ParamType[str, Any]):
+    """``--room``: a room name, normalised (``check_room``). The ``#`` may be left out:
+    unquoted, the shell reads ``#dev`` as the start of a comment."""
+
+    name = "#ROOM"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        raw = str(value)
+        if raw.startswith(DM_PREFIX):
+            self.fail(f"{raw!r} is a direct conversation, not a room: use --dm NAME", param, ctx)
+        room, problem = p.check_room(raw if raw.startswith(p.ROOM_PREFIX) else p.ROOM_PREFIX + raw)
+        if problem is not None:
+            self.fail(
+                f"{raw!r} is not a room name (# and a name of 1-{p.MAX_NAME} characters, "
+                "no spaces, no colon)",
+                param,
+                ctx,
+            )
+        return room
+
+
+class DmParam(click.ParamType[str, Any]):
+    """``--dm``: a user's name (a leading ``@`` is allowed, as the chat writes it)."""
+
+    name = "NAME"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        raw = str(value)
+        name = unicodedata.normalize("NFC", raw.removeprefix(DM_PREFIX))
+        if not name or any(ch.isspace() for ch in name):
+            self.fail(f"{raw!r} is not a user name", param, ctx)
+        return name
+
+
+def stored_rooms(store: EventStore, rooms: Iterable[str]) -> tuple[str, ...]:
+    """The stored spellings to look for, for rooms a user typed: each as typed, its
+    canonical form (``room_key``), and every stored room with the same canonical form
+    (``#Dev``, ``#ＤＥＶ``...): rooms are one room ignoring case and width, whichever
+    way the server stored them. One index seek per stored room."""
+    wanted = {p.room_key(r) for r in rooms}
+    if not wanted:
+        return ()
+    found = dict.fromkeys(r for room in rooms for r in (room, p.room_key(room)))
+    for stored in store.rooms(p.ROOM_PREFIX):
+        if p.room_key(stored) in wanted:
+            found[stored] = None
+    return tuple(found)
 
 
 def build_history(
@@ -147,6 +229,18 @@ def build_history(
         multiple=True,
         metavar="NAME",
         help="Only events of this user (ignores case; repeatable).",
+    )
+    @click.option(
+        "--room",
+        "rooms",
+        multiple=True,
+        type=RoomParam(),
+        help="Only events of this room (ignores case; repeatable; quote it: '#dev').",
+    )
+    @click.option(
+        "--dm",
+        type=DmParam(),
+        help="Only direct messages to or from NAME (with --room: those as well).",
     )
     @click.option(
         "--kind",
@@ -188,6 +282,8 @@ def build_history(
         limit: int,
         reverse: bool,
         users: tuple[str, ...],
+        rooms: tuple[str, ...],
+        dm: str | None,
         kinds: tuple[EventKind, ...],
         since: datetime | None,
         until: datetime | None,
@@ -201,13 +297,16 @@ def build_history(
         count: bool,
         db: str | None,
     ) -> None:
-        """Show stored chat history: joins, messages, departures, announcements.
+        """Show stored chat history: joins, messages, departures, announcements,
+        in every room and direct conversation (each line says where).
 
         \b
         Examples:
           chatroom history                     the last 20 events
           chatroom history -n 0 --json         everything, as JSON
           chatroom history -u alice -S 2h      alice, the last two hours
+          chatroom history --room '#dev'       the last 20 in #dev
+          chatroom history --dm alice          direct messages to or from alice
           chatroom history -q 'lunch friday'   messages with both words
           chatroom history -f                  keep watching
 
@@ -238,6 +337,7 @@ def build_history(
             limit=limit,
             reverse=reverse,
             users=users,
+            dms=(dm,) if dm is not None else (),
             kinds=kinds,
             since=since,
             until=until,
@@ -248,10 +348,13 @@ def build_history(
         out = sys.stdout
         try:
             with EventStore.open(resolve_url(db), create=False) as store:
+                query = replace(query, rooms=stored_rooms(store, rooms))
                 if count:
                     out.write(f"{count_events(store, query)}\n")
                     return
-                printer = Printer(out, fmt, UTC if utc else tz)
+                # One room asked for: every line is from it, no need to say so.
+                one_room = len(rooms) == 1 and dm is None
+                printer = Printer(out, fmt, UTC if utc else tz, room=not one_room)
                 if follow:
                     _follow(store, query, printer, sleep)
                 else:
