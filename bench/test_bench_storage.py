@@ -18,6 +18,10 @@ after running the migrations. Target: each under 50 ms.
 
 - ``last50``: ``-n 50``; ``user``: ``-u NAME -n 50``; ``search``: ``-q ... -n 50``
   (a common word, a rare word, two words, a phrase; and a LIKE scan for comparison);
+- ``room``: ``--room '#room07' -n 50`` (the last 50 of one of 100 rooms); ``dm``:
+  ``--dm NAME -n 50`` (the direct messages to or from one of 50 users, ~5% of all
+  messages are direct); ``heads``: ``EventStore.room_heads()``, what the server reads
+  at start-up (100 rooms and ~1,200 direct conversations);
 - ``cli``: the whole ``chatroom history -n 50`` command in-process (open the database,
   check its revision, query, format), without interpreter start-up.
 
@@ -31,7 +35,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +45,11 @@ from sqlalchemy import insert
 
 from bench.conftest import QUICK
 from chatroom.commands.history import build_history
-from chatroom.events import Event, EventKind
+from chatroom.events import Event, EventKind, dm_key
 from storage.config import sqlite_url
 from storage.engine import make_engine
 from storage.migrations import upgrade
-from storage.models import events, to_us
+from storage.models import EVENT_COLUMNS, events
 from storage.queries import HistoryQuery, query_events
 from storage.store import EventStore, row_from_event
 
@@ -57,10 +61,12 @@ BATCHES = (10,) if QUICK else (10, 100, 1000)
 WRITE_ROUNDS = 3 if QUICK else 200
 QUERY_ROUNDS = 3 if QUICK else 100
 USERS = 50
+ROOMS = 100
+DM_SHARE = 0.05  # of messages
 T0 = 1_795_000_000.0
 INSERT = (
-    "INSERT INTO events (id, kind, name, text, created_at, session, seq) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
 PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA busy_timeout = 5000")
 DROP_FTS = (
@@ -80,28 +86,40 @@ COMMON = ["hello", "lunch", "deploy", "coffee", "meeting", "bug", "fix", "tomorr
 
 @dataclass(slots=True)
 class Generator:
-    """Deterministic chat traffic: ~50 users, mostly v2 messages, some joins/quits."""
+    """Deterministic chat traffic: ~50 users in 100 rooms, mostly v2 messages, some
+    joins/quits, ~5% of the messages direct (between two of the users)."""
 
     next_id: int = 1
     rng: random.Random = _rng
+    # Rooms and recipients come from their own stream, so that ``rng`` draws the same
+    # users, kinds and texts as before rooms existed (comparable runs).
+    where: random.Random = field(default_factory=lambda: random.Random(11))
+    heads: dict[str, int] = field(default_factory=dict)
 
     def events(self, n: int) -> list[Event]:
         out: list[Event] = []
-        rng = self.rng
+        rng, where = self.rng, self.where
+        heads = self.heads
         for _ in range(n):
             i = self.next_id
             self.next_id += 1
             user = rng.randrange(USERS)
+            name = f"user{user:02d}"
             r = rng.random()
             kind: EventKind = "message" if r < 0.9 else "join" if r < 0.95 else "quit"
+            room, to = f"#room{where.randrange(ROOMS):02d}", None
             if kind == "message":
                 words = rng.choices(VOCAB, cum_weights=CUM_WEIGHTS, k=rng.randrange(2, 15))
                 if rng.random() < 0.3:
                     words.append(rng.choice(COMMON))
                 text, session, seq = " ".join(words), f"{user:032x}", i
+                if where.random() < DM_SHARE:
+                    to = f"user{(user + where.randrange(1, USERS)) % USERS:02d}"
+                    room = dm_key(name, to)
             else:
                 text, session, seq = "", None, None
-            out.append(Event(i, kind, f"user{user:02d}", text, T0 + i * 0.01, session, seq))
+            heads[room] = position = heads.get(room, 0) + 1
+            out.append(Event(i, kind, name, text, T0 + i * 0.01, session, seq, room, position, to))
         return out
 
 
@@ -223,22 +241,12 @@ def test_write_sqlalchemy_core(benchmark: Benchmark, tmp_path: Path, batch: int)
     gen = Generator(rng=random.Random(1))
     bulk_load(path, gen, PREFILL_ROWS)
     engine = make_engine(sqlite_url(path))
-    names = ("id", "kind", "name", "text", "created_at", "session", "seq")
 
     def write(evs: list[Event]) -> None:
         with engine.begin() as conn:
             conn.execute(
                 insert(events),
-                [
-                    dict(
-                        zip(
-                            names,
-                            (e.id, e.kind, e.name, e.text, to_us(e.created_at), e.session, e.seq),
-                            strict=True,
-                        )
-                    )
-                    for e in evs
-                ],
+                [dict(zip(EVENT_COLUMNS, row_from_event(e), strict=True)) for e in evs],
             )
 
     _write_bench(benchmark, "SQLAlchemy Core insert", batch, gen, write, as_rows=False)
@@ -288,6 +296,32 @@ def test_query_user(benchmark: Benchmark, big_store: EventStore) -> None:
     q = HistoryQuery(limit=50, users=("USER07",))
     got = _query_bench(benchmark, "user", "-u NAME -n 50", lambda: query_events(big_store, q))
     assert len(got) == 50 and {e.name for e in got} == {"user07"}
+
+
+def test_query_room(benchmark: Benchmark, big_store: EventStore) -> None:
+    q = HistoryQuery(limit=50, rooms=("#ROOM07",))
+    got = _query_bench(
+        benchmark, "room", "--room '#room07' -n 50", lambda: query_events(big_store, q)
+    )
+    assert (len(got) == 50 or QUICK) and {e.room for e in got} == {"#room07"}
+    seqs = [e.room_seq for e in got]
+    assert seqs == list(range(seqs[0], seqs[0] + len(got)))  # the room's contiguous last N
+
+
+def test_query_dm(benchmark: Benchmark, big_store: EventStore) -> None:
+    q = HistoryQuery(limit=50, dms=("USER07",))
+    got = _query_bench(benchmark, "dm", "--dm NAME -n 50", lambda: query_events(big_store, q))
+    assert got and all(e.direct and "user07" in (e.name, e.to) for e in got)
+    assert len(got) == 50 or QUICK
+
+
+def test_room_heads(benchmark: Benchmark, big_store: EventStore) -> None:
+    # What the server reads at start-up to continue every room's sequence.
+    got = _query_bench(benchmark, "heads", "EventStore.room_heads()", big_store.room_heads)
+    assert sum(1 for room in got if room.startswith("#")) == ROOMS
+    assert got["#room07"] == max(
+        e.room_seq for e in query_events(big_store, HistoryQuery(limit=1, rooms=("#room07",)))
+    )
 
 
 SEARCHES = {
