@@ -1143,6 +1143,14 @@ def test_an_announcement_in_every_room_is_shown_once_and_acked_in_each() -> None
     out = s.receive(ev(2, "announce", "", "restart at 5", chan="#dev", ts=T0 + 60), 2.0)
     out += s.receive(ev(2, "announce", "", "restart at 6", ts=T0), 2.0)
     assert len(shown(out)) == 2
+    # One released from behind a hole by a message is still shown once.
+    out = s.receive(ev(4, "announce", "", "bye", chan="#ops", ts=T0 + 99), 3.0)
+    out += s.receive(ev(3, "announce", "", "bye", ts=T0 + 99), 3.0)
+    out += s.receive(ev(2, chan="#ops"), 3.0)  # #ops is the current room
+    assert [(e.event.room, e.event.kind) for e in shown(out)] == [
+        (p.LOBBY, "announce"),
+        ("#ops", "message"),
+    ]
 
 
 def test_logging_in_again_joins_every_conversation_again() -> None:

@@ -152,6 +152,7 @@ class ClientSession:
     _listed: tuple[str, ...] = ()
     _completion_dirty: bool = False
     _keys: dict[str, str] = field(default_factory=dict)
+    _claims: dict[str, _Claim] = field(default_factory=dict)
     #: Rooms in the order they were last current (key -> wire name): /part of
     #: the current room goes back to the one before.
     _recent: dict[str, str] = field(default_factory=dict)
@@ -468,7 +469,10 @@ class ClientSession:
         return key
 
     def _claim(self, key: str) -> _Claim:
-        return _Claim(self.outbox, key)
+        claim = self._claims.get(key)
+        if claim is None:
+            claim = self._claims[key] = _Claim(self.outbox, key)
+        return claim
 
     def _open(self, chan: str, key: str, last_id: int, history: int, now: float) -> Timeline:
         cfg = self.config
@@ -497,7 +501,7 @@ class ClientSession:
         return out
 
     def _on_event(self, ev: Event, now: float) -> list[Output]:
-        key = self._key(ev.room)
+        key = self._keys.get(ev.room) or self._key(ev.room)
         tl = self.convs.get(key)
         if tl is None:
             if self.requests.wants(key, "join"):
@@ -509,7 +513,10 @@ class ClientSession:
             # Someone wrote to us: the server sends a new conversation's first
             # event alone until it is acked, so the stream starts just before it.
             tl = self._open(ev.room, key, ev.id - 1, 0, now)
-        out = self._present(key, tl, tl.event(ev, now, self._claim(key)), now)
+        out = tl.event(ev, now, self._claim(key))
+        if len(out) <= 1 and ev.kind == "message" and key == self.current:
+            return out  # the common case (just this message): nothing to mark
+        out = self._present(key, tl, out, now)
         if any(_live_announcement(o) for o in out):
             self.live.check_soon(now + self.config.announce_check)
         return out
