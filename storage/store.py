@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from chatroom.events import Event, EventKind
 from storage import fts
 from storage.config import describe, sqlite_file
-from storage.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine
+from storage.engine import BEGIN_IMMEDIATE, BUSY_TIMEOUT_MS, is_sqlite, make_engine
 from storage.errors import NoDatabase, SchemaTooNew, StorageError
 from storage.migrations import check_at_head, ensure_schema
 from storage.models import EVENT_COLUMNS, event_columns, from_us, to_us
@@ -280,6 +280,20 @@ class EventStore:
             conn.execute(insert(events_t), [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in rows])
 
     # ------------------------------------------------------------------ internals
+
+    def set_lock_wait(self, seconds: float | None) -> None:
+        """How long a write waits for another process's lock before failing
+        (None: the engine's default, BUSY_TIMEOUT_MS). The server shortens it
+        while it retries a failed commit, so that a retry cannot stall its loop
+        for the full wait each time; other databases' lock waits are their own."""
+        conn = self._writer_connection()
+        if is_sqlite(conn):
+            ms = BUSY_TIMEOUT_MS if seconds is None else round(seconds * 1000)
+            # On the driver's connection: through SQLAlchemy's, the statement would
+            # begin a transaction (BEGIN IMMEDIATE: the very lock being waited for).
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            driver.execute(f"PRAGMA busy_timeout = {int(ms)}")
 
     def _writer_connection(self) -> Connection:
         if self._writer is None:

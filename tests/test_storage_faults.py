@@ -13,13 +13,15 @@ from __future__ import annotations
 import resource
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, UdpPeer
+from tests.conftest import ServerProcess, UdpPeer, chatroom_cmd
 from tests.headless import Headless
 
 FAST = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
@@ -127,3 +129,72 @@ def test_sigterm_during_a_fault_stops_cleanly_and_tells_the_users(
     _drain(bob, 0.5)
     assert srv.stop(signal.SIGTERM) == 0
     assert b"[announcement] server shutting down" in _drain(bob, 1.0)
+
+
+def test_a_database_locked_by_another_process_is_waited_out(
+    server_factory: Callable[..., ServerProcess], cleanup: list[UdpPeer | Headless]
+) -> None:
+    srv = server_factory(*FAST)
+    alice, bob = UdpPeer(srv.addr), UdpPeer(srv.addr)
+    cleanup += [alice, bob]
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    bob.send("L bob")
+    assert bob.recv() == b"OK"
+    assert alice.recv() == b"bob joined"
+    locker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({str(srv.db)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "c.execute('ROLLBACK')\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert locker.stdout is not None and locker.stdout.readline() == b"locked\n"
+        alice.send("C alice while locked")
+        # The first commit waits out SQLite's busy timeout, then fails: the line
+        # waits for the lock to go (not shown: not stored), later ones are refused.
+        assert b"alice : while locked" not in _drain(bob, 7.0)
+        alice.send("C alice refused while locked")
+        assert alice.recv(3.0) == STORAGE_ERR
+        assert srv.proc.poll() is None
+    finally:
+        assert locker.stdin is not None
+        locker.stdin.write(b"\n")
+        locker.stdin.close()
+        locker.wait(10)
+        if locker.stdout is not None:
+            locker.stdout.close()
+    # Released: the waiting line is stored and shown; the server serves again.
+    assert bob.recv(10.0) == b"alice : while locked"
+    alice.send("C alice after the lock")
+    assert bob.recv(5.0) == b"alice : after the lock"
+    assert _stored_texts(srv.db) == ["while locked", "after the lock"]
+
+
+def test_a_second_server_on_the_same_database_is_refused_naming_the_first(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    first = server_factory()
+    second = subprocess.run(
+        chatroom_cmd("serve", "--port", "0", "--db", str(first.db)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert second.returncode == 1
+    assert f"{first.db} is in use by another chatroom serve" in second.stderr
+    assert f"pid {first.proc.pid}, udp://127.0.0.1:{first.port}" in second.stderr
+    assert "Traceback" not in second.stderr
+    # Once the first is gone (even by SIGKILL), the database is free again.
+    first.stop(signal.SIGKILL)
+    again = server_factory(db=first.db)
+    assert again.proc.poll() is None

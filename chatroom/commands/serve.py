@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 
@@ -103,6 +104,7 @@ def serve(
     """
     from storage.config import resolve_url
     from storage.store import EventStore, StorageError
+    from storage.writer_lock import WriterLock
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -113,7 +115,21 @@ def serve(
         store = EventStore.open(url, create=True)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
+    lock: WriterLock | None = None
     try:
+        try:
+            sock = bind_udp(host, port)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise click.ClickException(f"cannot listen on udp://{host}:{port}: {reason}") from exc
+        bound_host, bound_port = sock.getsockname()[:2]
+        try:
+            # Before the events are read: no other server may write after that.
+            owner = f"pid {os.getpid()}, udp://{bound_host}:{bound_port}"
+            lock = WriterLock.claim(url, owner)
+        except StorageError as exc:
+            sock.close()
+            raise click.ClickException(str(exc)) from exc
         config = ServerConfig(
             lang=lang,  # type: ignore[arg-type]
             classic=classic,  # type: ignore[arg-type]
@@ -131,11 +147,6 @@ def serve(
             heads=store.room_heads(),
         )
         try:
-            sock = bind_udp(host, port)
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise click.ClickException(f"cannot listen on udp://{host}:{port}: {reason}") from exc
-        try:
             ctl = control.listen(server_port(sock))
         except (OSError, control.ControlError) as exc:
             raise click.ClickException(f"cannot open the control socket: {exc}") from exc
@@ -144,11 +155,11 @@ def serve(
             sock,
             store,
             storage_errors=(StorageError,),
+            lock_wait=store.set_lock_wait,
             console=console_stream(),
             control=ctl,
         )
         server.install_signal_handlers()
-        bound_host, bound_port = server.address
         click.echo(
             f"chatroom {_version()}: listening on udp://{bound_host}:{bound_port} "
             f"(registry {registry}, classic {classic}, database {_display(url)})"
@@ -163,6 +174,8 @@ def serve(
                 control.control_path(bound_port).unlink(missing_ok=True)
         click.echo("chatroom: stopped")
     finally:
+        if lock is not None:
+            lock.release()
         store.close()
 
 

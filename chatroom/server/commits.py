@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from chatroom.events import Event
@@ -30,6 +30,9 @@ log = logging.getLogger("chatroom.server")
 
 RETRY_MIN: Final = 0.1
 RETRY_MAX: Final = 5.0
+#: How long a retry waits for another process's lock: short, since the loop
+#: waits with it (the first, failing commit waited the database's full timeout).
+RETRY_LOCK_WAIT: Final = 0.05
 
 
 class StorageFailure(Exception):
@@ -49,8 +52,10 @@ class Committer:
         sink: EventSink,
         state: StorageState,
         errors: tuple[type[Exception], ...] = (StorageFailure,),
+        lock_wait: Callable[[float | None], None] | None = None,
     ) -> None:
         self.sink = sink
+        self._lock_wait = lock_wait
         self.state = state
         self._errors = errors
         self._pending: list[Event] = []
@@ -117,6 +122,8 @@ class Committer:
                 self.state.writable = False
                 self._failed_at = now
                 self._backoff = RETRY_MIN
+                if self._lock_wait is not None:
+                    self._lock_wait(RETRY_LOCK_WAIT)
             else:
                 self._backoff = min(self._backoff * 2, RETRY_MAX)
             self._retry_at = now + self._backoff
@@ -128,6 +135,8 @@ class Committer:
             self.state.writable = True
             self._retry_at = None
             self.last_error = ""
+            if self._lock_wait is not None:
+                self._lock_wait(None)
 
     def _release(self) -> list[Send]:
         out: list[Send] = []

@@ -66,6 +66,7 @@ class Server:
         sink: EventSink,
         *,
         storage_errors: tuple[type[Exception], ...] = (StorageFailure,),
+        lock_wait: Callable[[float | None], None] | None = None,
         console: TextIO | None = None,
         control: socket.socket | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -74,7 +75,7 @@ class Server:
         self.hub = hub
         self.sock = sock
         self.sink = sink
-        self.commits = Committer(sink, hub.storage, storage_errors)
+        self.commits = Committer(sink, hub.storage, storage_errors, lock_wait)
         self.console = console
         self.control = control
         self._clock = clock
