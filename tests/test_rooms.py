@@ -402,3 +402,24 @@ def test_a_direct_message_to_a_name_nobody_can_have_is_offline(h: Chat) -> None:
     h.take(A)
     h.say(A, 1, "hello?", "@admin")
     assert h.frames(A) == [p.Rejected(1, "offline", "admin is not online")]
+
+
+def test_a_long_room_and_name_lower_the_text_limit_instead_of_cutting() -> None:
+    """An EV must fit one datagram: the room's name and the sender's take room."""
+    h = Chat("indexed", rate=None)
+    room = "#" + "房" * 32
+    name = "名" * 32
+    h.login(A, name)
+    h.join(A, room)
+    h.take(A)
+    limit = p.text_limit(room, name)
+    assert limit < p.MAX_TEXT
+    stored = len(h.stored)
+    h.say(A, 1, "字" * (limit // 3 + 1), room)
+    assert h.frames(A) == [p.Error("toolong", f"the limit here is {limit} bytes of UTF-8")]
+    assert len(h.stored) == stored
+    h.say(A, 2, "x" * limit, room)
+    assert isinstance(h.frames(A)[0], p.Acked)
+    frame = h.room.conversations.open(p.room_key(room)).ring.frame(h.stored[-1].event.room_seq)
+    assert frame is not None and len(frame) <= p.MAX_DATAGRAM
+    assert p.parse_server(frame).event.text == "x" * limit  # type: ignore[union-attr]

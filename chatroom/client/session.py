@@ -64,9 +64,6 @@ from chatroom.events import Event
 #: Seq digits assumed when checking a message's size: the limit never moves
 #: under the user's feet as the sequence number grows.
 _SEQ_WIDTH: Final = 10**17
-#: The longest event id and time (ms) an EV frame can carry, for the same check.
-_ID_WIDTH: Final = 10**18
-_TS_WIDTH: Final = 10**15
 #: Events kept while they wait for the WELCOME or a JOINED they overtook.
 _STASH_MAX: Final = 256
 #: Announcements remembered to show each once (the operator's reach every room).
@@ -342,9 +339,8 @@ class ClientSession:
         frame = p.encode_client(p.Say(self.sid or "0" * 32, _SEQ_WIDTH, "", chan))
         me = self._me or unicodedata.normalize("NFC", self.name)
         # How the EV names the conversation to those who receive it.
-        where = "" if chan == p.LOBBY else (p.PEER_PREFIX + me if is_direct(chan) else chan) + " "
-        head = f"EV {where}{_ID_WIDTH} {_TS_WIDTH} message {me} ".encode()
-        return min(p.MAX_TEXT, p.MAX_DATAGRAM - len(frame), p.MAX_DATAGRAM - 3 - len(head))
+        where = p.PEER_PREFIX + p.name_key(me) if is_direct(chan) else chan
+        return min(p.text_limit(where, me), p.MAX_DATAGRAM - len(frame))
 
     # ------------------------------------------------------------------ login
 

@@ -15,7 +15,7 @@ rules.py (names and message text), classic.py (the classic dialect's wording).
 
 from chatroom.events import LOBBY
 from chatroom.protocol.classic import EXIT, OK, classic_event, classic_text
-from chatroom.protocol.codec import encode, encode_client, parse, parse_server
+from chatroom.protocol.codec import encode, encode_client, parse, parse_server, text_limit
 from chatroom.protocol.frames import (
     LOGIN_MIN,
     MAX_DATAGRAM,
@@ -120,5 +120,6 @@ __all__ = [
     "parse",
     "parse_server",
     "room_key",
+    "text_limit",
     "text_too_long",
 ]

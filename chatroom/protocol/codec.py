@@ -3,12 +3,14 @@ input: a datagram becomes a frame or a ``BadFrame`` saying why."""
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from chatroom.events import EVENT_KINDS, LOBBY, Event, EventKind
 from chatroom.protocol.frames import (
     LOGIN_MIN,
     MAX_DATAGRAM,
+    MAX_TEXT,
     OPERATOR_NAME,
     PEER_PREFIX,
     ROOM_PREFIX,
@@ -215,6 +217,20 @@ def encode(frame: ServerFrame) -> bytes:
         case Goodbye():
             body = "BYE"
     return V2_PREFIX + body.encode("utf-8")
+
+
+#: The widest id and time an EV can carry (19 and 16 digits, as frames.MAX_TEXT assumes).
+_WIDEST_HEAD = "EV {where}9999999999999999999 9999999999999999 message {name} "
+
+
+@functools.lru_cache(maxsize=4096)
+def text_limit(where: str, name: str) -> int:
+    """The longest text (UTF-8 bytes) ``name`` may say in the conversation the
+    receivers' EV names ``where`` (``#lobby``, ``#dev``, ``@alice``): MAX_TEXT,
+    or less when a long room or name leaves less room in one datagram. The
+    server refuses longer texts rather than cut them; the client checks first."""
+    head = _WIDEST_HEAD.format(where=_opt(where), name=name)
+    return min(MAX_TEXT, MAX_DATAGRAM - len(V2_PREFIX) - len(head.encode()))
 
 
 def _fit(text: str, room: int) -> bytes:

@@ -47,6 +47,13 @@ def _peer_key(chan: str) -> str:
     return p.name_key(chan[len(p.PEER_PREFIX) :])
 
 
+def _limit(key: str, user: User) -> int:
+    """The longest text ``user`` may say in conversation ``key`` (as the
+    receivers' EV frames will name it: the room, or ``@`` and the sender's key)."""
+    where = p.PEER_PREFIX + user.key if key.startswith(DM_PREFIX) else key
+    return p.text_limit(where, user.name)
+
+
 def _send(frame: p.ServerFrame, addr: Address, reveals: int = 0) -> Send:
     return Send(p.encode(frame), (addr,), reveals)
 
@@ -246,6 +253,13 @@ class V2Dialect:
             return [_send(p.Error(problem, detail), addr)]
         key = self.key_of(user, frame.chan)
         peer: User | None = None
+        # A long room or name leaves less room in the EV (the encode only when it
+        # could matter: len * 4 bounds the UTF-8 size).
+        limit = p.MAX_TEXT if key is None else _limit(key, user)
+        if len(text) * 4 > limit and len(text.encode()) > limit:
+            m.stats["drop.toolong"] += 1
+            err = p.Error("toolong", f"the limit here is {limit} bytes of UTF-8")
+            return [_send(err, addr)]
         if key is None:
             why = "self" if frame.chan.startswith(p.PEER_PREFIX) else "badroom"
             return self._reject(seq, why, frame.chan, addr)
