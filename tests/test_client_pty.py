@@ -23,7 +23,7 @@ import pexpect
 import pytest
 from wcwidth import wcwidth
 
-from tests.conftest import ServerProcess, chatroom_cmd
+from tests.conftest import ServerProcess, UdpPeer, chatroom_cmd
 
 TIMEOUT = 10.0  # generous: the machine may be busy; passing tests never wait for it
 ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
@@ -558,9 +558,17 @@ def test_tab_completes_commands_and_names(join) -> None:  # type: ignore[no-unty
     alice.expect("hi bobby")
 
 
-def test_rooms_the_prompt_and_direct_messages(join) -> None:  # type: ignore[no-untyped-def]
+def test_rooms_the_prompt_and_direct_messages(join, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    """Two real clients and a netcat-style classic peer across #lobby, #dev and
+    direct messages: each sees what it should, and nothing else."""
+    carol = UdpPeer(server.addr)  # classic, in #lobby only
+    carol.send("L carol\n")
+    assert carol.recv() == b"OK\n"
     alice, bob = join("alice", "--no-color", wait=False), join("bob", "--no-color")
     alice.ready().expect("bob joined")
+    carol.send("C carol hi from netcat\n")
+    alice.said("hi from netcat")
+    bob.said("hi from netcat")
     alice.sendline("/join #dev")
     alice.expect("now talking in #dev")
     alice.expect("#dev> ")  # the prompt follows the current room
@@ -585,6 +593,15 @@ def test_rooms_the_prompt_and_direct_messages(join) -> None:  # type: ignore[no-
     alice.sendline("/part")
     alice.expect("/join #room to join one")
     alice.expect("alice> ")  # in no room
+    # The classic peer saw the lobby, and nothing of #dev or the direct messages.
+    seen: list[bytes] = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            seen.append(carol.recv(0.5))
+    lines = [line.decode().rstrip("\n") for line in seen]
+    assert sorted(lines[:2]) == ["alice joined", "bob joined"], lines  # either may be first
+    assert lines[2:] == ["bob : in the lobby", "alice left"], lines
+    carol.close()
 
 
 def test_starting_in_a_room(join) -> None:  # type: ignore[no-untyped-def]
