@@ -319,3 +319,91 @@ def test_classic_peer_unaffected_by_v2(
         assert alice.wait_until(lambda: ("carol", "hi alice") in alice.texts(), 5)
     finally:
         classic.close()
+
+
+def _room_chat_under(
+    server_factory: Callable[..., ServerProcess],
+    clients: Callable[..., Headless],
+    proxies: Callable[..., LossyProxy],
+    impairment: Impairment,
+    seed: int,
+) -> LossyProxy:
+    """alice and bob talk in #dev, carol in #lobby, alice writes to bob and bob
+    to carol, all behind a proxy impairing both ways: every conversation
+    arrives complete, in order, once, and nowhere it should not."""
+    n, dms = 100, 30
+    srv = server_factory(*FAST)
+    proxy = proxies(srv.addr, up=impairment, down=impairment, seed=seed)
+    alice, bob, carol = (clients(proxy.address, m, seed=i) for i, m in enumerate(NAMES))
+    for c in (alice, bob):
+        c.say("/join #dev")
+    for c in (alice, bob):  # both in #dev before anyone talks (else it is history)
+        joined = lambda c=c: any(e.room == "#dev" and e.name == c.name for e in c.shown)  # noqa: E731
+        assert c.wait_until(joined, 60), (c.name, c.notices[-5:])
+    for i in range(n):
+        alice.say(f"alice-{i}")
+        bob.say(f"bob-{i}")
+        carol.say(f"carol-{i}")
+        if i < dms:
+            alice.say(f"/msg bob alice-dm-{i}")
+            bob.say(f"/msg carol bob-dm-{i}")
+    expect = {
+        "alice": {"#dev": ["alice", "bob"], "#lobby": ["carol"]},
+        "bob": {"#dev": ["alice", "bob"], "#lobby": ["carol"], "@alice": ["alice-dm"]},
+        "carol": {"#lobby": ["carol"], "@bob": ["bob-dm"]},
+    }
+
+    def lines(c: Headless, where: str) -> list[str]:
+        return [e.text for e in c.shown if e.kind == "message" and e.room == where]
+
+    def wanted(who: str, where: str) -> list[str]:
+        prefixes = expect[who][where]
+        count = dms if where.startswith("@") else n
+        return sorted(f"{pre}-{i}" for pre in prefixes for i in range(count))
+
+    def complete(c: Headless) -> bool:
+        return all(sorted(lines(c, w)) == wanted(c.name, w) for w in expect[c.name])
+
+    def missing(c: Headless) -> dict[str, list[str]]:
+        return {w: sorted(set(wanted(c.name, w)) - set(lines(c, w))) for w in expect[c.name]}
+
+    for c in (alice, bob, carol):
+        assert c.wait_until(lambda c=c: complete(c), 240), (c.name, missing(c), c.notices[-5:])
+    for c in (alice, bob, carol):
+        # Nothing from a conversation it is not in (its own DMs show under the peer).
+        extra = {e.room for e in c.shown if e.kind == "message"} - set(expect[c.name])
+        assert extra <= {"@bob", "@carol"} - {f"@{c.name}"}, (c.name, extra)
+        for where in {e.room for e in c.shown}:
+            ids = [e.id for e in c.shown if e.room == where]
+            assert ids == sorted(set(ids)), f"{c.name} {where}: order or duplicates"
+            for pre in expect[c.name].get(where, []):
+                mine = [t for t in lines(c, where) if t.rsplit("-", 1)[0] == pre]
+                count = dms if where.startswith("@") else n
+                assert mine == [f"{pre}-{i}" for i in range(count)], (c.name, where, pre)
+    rows = _message_rows(srv.db)
+    assert len(rows) == 3 * n + 2 * dms  # each line stored once
+    return proxy
+
+
+NAMES = ("alice", "bob", "carol")
+
+
+@pytest.mark.slow
+def test_rooms_and_direct_messages_at_twenty_percent_loss(
+    server_factory: Callable[..., ServerProcess],
+    clients: Callable[..., Headless],
+    proxies: Callable[..., LossyProxy],
+) -> None:
+    proxy = _room_chat_under(server_factory, clients, proxies, Impairment(drop=0.2), seed=7)
+    assert proxy.counts["dropped"] > 100
+
+
+@pytest.mark.slow
+def test_rooms_and_direct_messages_with_duplication_and_jitter(
+    server_factory: Callable[..., ServerProcess],
+    clients: Callable[..., Headless],
+    proxies: Callable[..., LossyProxy],
+) -> None:
+    imp = Impairment(duplicate=0.1, delay=0.005, jitter=0.03)
+    proxy = _room_chat_under(server_factory, clients, proxies, imp, seed=3)
+    assert proxy.counts["duplicated"] > 50
