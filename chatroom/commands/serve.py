@@ -82,6 +82,14 @@ class RateType(click.ParamType["Rate | None", object]):
     show_default=True,
     help="Most v2 sessions from one IP address (0: unlimited).",
 )
+@click.option(
+    "--send-mode",
+    type=click.Choice(["auto", "sendmmsg", "sendto"]),
+    default="auto",
+    show_default=True,
+    help="How datagrams leave: batched with sendmmsg(2) (auto: where the system has it), "
+    "or one sendto per datagram (for comparison).",
+)
 @db_option
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail to stderr.")
 def serve(
@@ -93,6 +101,7 @@ def serve(
     idle_timeout: float,
     rate_limit: Rate | None,
     max_sessions_per_ip: int,
+    send_mode: str,
     db: str | None,
     verbose: bool,
 ) -> None:
@@ -156,13 +165,15 @@ def serve(
             store,
             storage_errors=(StorageError,),
             lock_wait=store.set_lock_wait,
+            send_mode=send_mode,  # type: ignore[arg-type]
             console=console_stream(),
             control=ctl,
         )
         server.install_signal_handlers()
         click.echo(
             f"chatroom {_version()}: listening on udp://{bound_host}:{bound_port} "
-            f"(registry {registry}, classic {classic}, database {_display(url)})"
+            f"(registry {registry}, classic {classic}, sends {server.sender.name}, "
+            f"database {_display(url)})"
         )
         if server.console is not None:
             click.echo("Type a line and press Enter to broadcast an announcement; Ctrl-C stops.")

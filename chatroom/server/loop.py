@@ -28,6 +28,7 @@ from chatroom import protocol as p
 from chatroom.server.commits import Committer, EventSink, StorageFailure
 from chatroom.server.effects import Effect, Send
 from chatroom.server.hub import Hub
+from chatroom.server.sendmany import SendMode, make_sender
 
 log = logging.getLogger("chatroom.server")
 
@@ -67,6 +68,7 @@ class Server:
         *,
         storage_errors: tuple[type[Exception], ...] = (StorageFailure,),
         lock_wait: Callable[[float | None], None] | None = None,
+        send_mode: SendMode = "auto",
         console: TextIO | None = None,
         control: socket.socket | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -76,6 +78,7 @@ class Server:
         self.sock = sock
         self.sink = sink
         self.commits = Committer(sink, hub.storage, storage_errors, lock_wait)
+        self.sender = make_sender(sock, self._wait_writable, send_mode)
         self.console = console
         self.control = control
         self._clock = clock
@@ -207,8 +210,10 @@ class Server:
             self._send_all(self.commits.apply(effects, self._clock()))
 
     def _send_all(self, sends: list[Send]) -> None:
-        for send in sends:
-            self._send(send)
+        if sends:
+            dropped = self.sender.send([(s.payload, s.addrs) for s in sends])
+            if dropped:
+                self.hub.stats["drop.sendbuf"] += dropped
 
     def _shutdown(self) -> None:
         """Tell everyone the server is going away. The notice is stored like any
@@ -226,24 +231,6 @@ class Server:
                 self.commits.pending,
                 self.commits.last_error,
             )
-
-    def _send(self, effect: Send) -> None:
-        payload = effect.payload
-        sendto = self.sock.sendto
-        for addr in effect.addrs:
-            try:
-                sendto(payload, addr)
-            except BlockingIOError:
-                # Send buffer full: wait briefly once, then count a drop; the v2
-                # client recovers it by pulling the gap.
-                if self._wait_writable():
-                    with contextlib.suppress(OSError):
-                        sendto(payload, addr)
-                        continue
-                self.hub.stats["drop.sendbuf"] += 1
-            except OSError as exc:
-                self.hub.stats["errors.send"] += 1
-                log.debug("sendto %s: %s", addr, exc)
 
     def _wait_writable(self) -> bool:
         with selectors.DefaultSelector() as sel:

@@ -1,0 +1,103 @@
+"""Batched sends (sendmmsg through ctypes) against the portable sendto loop,
+on real loopback sockets: the same datagrams reach the same receivers."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from chatroom.server.sendmany import (
+    MAX_BATCH,
+    SendMmsg,
+    SendTo,
+    make_sender,
+    sendmmsg_available,
+)
+
+needs_sendmmsg = pytest.mark.skipif(not sendmmsg_available(), reason="no sendmmsg(2) here")
+
+
+def _receivers(n: int, family: int = socket.AF_INET) -> list[socket.socket]:
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    out = []
+    for _ in range(n):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.bind((host, 0))
+        s.settimeout(2.0)
+        out.append(s)
+    return out
+
+
+@pytest.fixture
+def sockets() -> Iterator[list[socket.socket]]:
+    made: list[socket.socket] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def _sender_socket(family: int = socket.AF_INET) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+    return s
+
+
+def _received(rx: socket.socket, count: int) -> list[bytes]:
+    return [rx.recv(2048) for _ in range(count)]
+
+
+@needs_sendmmsg
+@pytest.mark.parametrize("n", [1, 3, MAX_BATCH + 7])
+def test_every_receiver_gets_every_payload_in_order(sockets: list[socket.socket], n: int) -> None:
+    rx = _receivers(n)
+    tx = _sender_socket()
+    sockets += [*rx, tx]
+    addrs = [s.getsockname()[:2] for s in rx]
+    items = [(f"payload {i} ".encode() + b"x" * i, addrs) for i in range(3)]
+    assert SendMmsg(tx, lambda: True).send(items) == 0
+    for s in rx:
+        assert _received(s, 3) == [p for p, _ in items]
+
+
+@needs_sendmmsg
+def test_more_payloads_than_slots_in_one_batch(sockets: list[socket.socket]) -> None:
+    rx = _receivers(2)
+    tx = _sender_socket()
+    sockets += [*rx, tx]
+    addrs = [s.getsockname()[:2] for s in rx]
+    items = [(b"%d" % i, addrs[i % 2 : i % 2 + 1]) for i in range(MAX_BATCH + 300)]
+    assert SendMmsg(tx, lambda: True).send(items) == 0
+    got0 = _received(rx[0], (MAX_BATCH + 300 + 1) // 2)
+    assert got0 == [b"%d" % i for i in range(0, MAX_BATCH + 300, 2)]
+
+
+@needs_sendmmsg
+def test_ipv6(sockets: list[socket.socket]) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        rx = _receivers(2, socket.AF_INET6)
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1: {exc}")
+    tx = _sender_socket(socket.AF_INET6)
+    sockets += [*rx, tx]
+    addrs = [s.getsockname()[:2] for s in rx]
+    assert SendMmsg(tx, lambda: True).send([(b"over v6", addrs)]) == 0
+    assert [s.recv(100) for s in rx] == [b"over v6", b"over v6"]
+
+
+def test_the_fallback_and_the_choice(sockets: list[socket.socket]) -> None:
+    rx = _receivers(2)
+    tx = _sender_socket()
+    sockets += [*rx, tx]
+    addrs = [s.getsockname()[:2] for s in rx]
+    sender = make_sender(tx, lambda: True, "sendto")
+    assert isinstance(sender, SendTo)
+    assert sender.send([(b"plain", addrs)]) == 0
+    assert [s.recv(100) for s in rx] == [b"plain", b"plain"]
+    auto = make_sender(tx, lambda: True)
+    assert auto.name == ("sendmmsg" if sendmmsg_available() else "sendto")
