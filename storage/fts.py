@@ -58,11 +58,19 @@ class SearchPlan:
 
     All parts must match (AND). ``match`` is None when no part can use the index.
     ``words`` are all the terms as plain text, for databases without the index.
+    No words: nothing to search for (blank, or only ``**``-like prefixes of nothing),
+    and the plan filters nothing (``searchable`` is False).
     """
 
     match: str | None
     likes: tuple[str, ...]
     words: tuple[str, ...]
+
+    @property
+    def searchable(self) -> bool:
+        """Does the search narrow anything down? ``chatroom history`` refuses one
+        that does not rather than show every event as if it had matched."""
+        return bool(self.words)
 
 
 def plan_search(text: str) -> SearchPlan:
@@ -73,13 +81,15 @@ def plan_search(text: str) -> SearchPlan:
     FTS5 string literal, so ``AND``, ``OR``, ``NEAR``, ``(``, ``:``, ``^``, ``-`` or a
     stray quote in the input are just text. A term with nothing indexable in it
     (only punctuation) or in a script written without spaces (Chinese, Japanese,
-    Thai...) becomes a substring test instead.
+    Thai...) becomes a substring test instead. A prefix of nothing (``**``, ``***``)
+    would match every event: it is no term at all.
     """
     # FTS5 reads its query as a C string: a NUL would cut it short mid-literal.
     text = text.replace("\x00", " ")
     matches: list[str] = []
     likes: list[str] = []
     words: list[str] = []
+    empty_prefix = False
     for m in _TERMS.finditer(text):
         phrase, word = m.group(1), m.group(2)
         term = phrase if phrase is not None else word
@@ -88,13 +98,16 @@ def plan_search(text: str) -> SearchPlan:
             continue
         prefix = phrase is None and term.endswith("*") and len(term) > 1
         core = term.rstrip("*") if prefix else term
+        if not core:
+            empty_prefix = True
+            continue
         words.append(core)
         if _UNSPACED.search(core) or not any(ch.isalnum() for ch in core):
             likes.append(core)
             continue
         literal = '"' + core.replace('"', '""') + '"'
         matches.append(literal + "*" if prefix else literal)
-    if not words and text.strip():
+    if not words and not empty_prefix and text.strip():
         # Only quotes (`"` or `""`): search for the text itself.
         likes.append(text.strip())
         words.append(text.strip())

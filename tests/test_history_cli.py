@@ -127,7 +127,8 @@ def test_local_time_by_default_and_utc_on_request(db: Path) -> None:
         (["-S", "today"], [6, 7, 8, 9, 10]),
         (["-S", "yesterday", "-U", "today"], [5]),
         (["-U", "2d"], [1, 2, 3, 4]),
-        (["-S", "3d", "-U", "1w"], []),
+        (["-S", "3d", "-U", "3d"], [1]),  # the same instant: allowed
+        (["-S", "now", "-U", "now"], []),
         (["-S", "2026-11-25", "-U", "2026-11-25T23:59:59Z"], [3, 4]),
         (["-S", "2026-11-27 13:00", "--until", "2026-11-27T14:00:00+00:00"], [7]),
         (["-S", "1w", "-n", "2"], [9, 10]),
@@ -138,6 +139,7 @@ def test_local_time_by_default_and_utc_on_request(db: Path) -> None:
         (["-q", "AND("], [4]),
         (["-q", '"'], [4]),
         (["-q", "*"], [4]),
+        (["-q", "*** hello"], [2, 9]),  # a prefix of nothing narrows nothing
         (["-q", "NEAR(a b"], []),
         (["-q", "午饭"], [7]),
         (["-q", "hello", "-u", "alice", "-n", "1"], [9]),
@@ -285,6 +287,40 @@ def test_bad_options_are_usage_errors(args: list[str]) -> None:
     result = CliRunner().invoke(build_history(clock=lambda: NOW), ["--db", "unused.db", *args])
     assert result.exit_code == 2, result.output
     assert "Usage:" in result.output
+
+
+@pytest.mark.parametrize("search", ["***", "**", "", "   ", "\x00", "** ***"])
+def test_a_search_with_nothing_to_search_for_is_refused(run: Invoke, search: str) -> None:
+    # It used to filter nothing and print the last 20 events as if they matched.
+    for extra in ([], ["--count"], ["-f"]):
+        result = run("-q", search, *extra)
+        assert result.exit_code == 2, result.output
+        assert "has no searchable words" in result.output
+        assert "#lobby" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [("today", "yesterday"), ("3d", "1w"), ("2026-11-27 15:04:06", "2026-11-27T15:04:05Z")],
+)
+def test_since_after_until_is_refused(run: Invoke, since: str, until: str) -> None:
+    # It used to print nothing, and exit 0, as if nothing had been said.
+    for extra in ([], ["--count"], ["--json"]):
+        result = run("--since", since, "--until", until, *extra)
+        assert result.exit_code == 2, result.output
+        assert "Usage:" in result.output
+        assert "is after --until" in result.output
+        assert "nothing can match" in result.output
+
+
+def test_since_after_until_names_both_times(run: Invoke) -> None:
+    result = run("--since", "today", "--until", "yesterday")
+    assert "--since (2026-11-27 00:00:00) is after --until (2026-11-26 00:00:00)" in result.output
+    utc = CliRunner().invoke(
+        build_history(clock=lambda: NOW, tz=timezone(timedelta(hours=2))),
+        ["--db", "unused.db", "-S", "today", "-U", "yesterday", "--utc"],
+    )
+    assert "--since (2026-11-26 22:00:00) is after --until (2026-11-25 22:00:00)" in utc.output
 
 
 def test_follow_prints_new_events_until_ctrl_c(db: Path) -> None:

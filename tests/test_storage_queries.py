@@ -107,6 +107,7 @@ def test_filters_and_order(store: EventStore, kw: dict[str, object], expected: l
         ('""', []),  # two quotes side by side: nowhere
         ("\x00", list(range(1, 11))),  # nothing searchable
         ("*", [4]),
+        ("***", list(range(1, 11))),  # a prefix of nothing: nothing searchable
         ("*star*", [4]),
         ("title:", [5]),
         ("-lunch", [4]),
@@ -156,10 +157,23 @@ def test_any_search_text_is_a_valid_query(store: EventStore, text: str) -> None:
         ("午饭 lunch", SearchPlan('"lunch"', ("午饭",), ("午饭", "lunch"))),
         ('"unclosed phrase', SearchPlan('"unclosed phrase"', (), ("unclosed phrase",))),
         ("", SearchPlan(None, (), ())),
+        ("***", SearchPlan(None, (), ())),
+        ("** lunch", SearchPlan('"lunch"', (), ("lunch",))),
     ],
 )
 def test_plan_search(text: str, plan: SearchPlan) -> None:
     assert plan_search(text) == plan
+
+
+@pytest.mark.parametrize(
+    ("text", "searchable"),
+    [
+        *[("***", False), ("**", False), ("", False), ("  ", False), ("\x00", False)],
+        *[("*", True), ('"', True), ("lunch", True), ("*** lunch", True), ("!!", True)],
+    ],
+)
+def test_searchable_says_whether_a_search_narrows_anything(text: str, searchable: bool) -> None:
+    assert plan_search(text).searchable is searchable
 
 
 # ------------------------------------------------------------------ rooms and DMs

@@ -326,13 +326,26 @@ def build_history(
             raise click.UsageError("--follow prints new events last; drop --reverse")
         if follow and fmt == "json":
             raise click.UsageError("--follow needs a streamable format: use --format jsonl")
+        if since is not None and until is not None and since > until:
+            zone = UTC if utc else tz
+            raise click.UsageError(
+                f"--since ({_when(since, zone)}) is after --until ({_when(until, zone)}): "
+                "nothing can match; swap them?"
+            )
         # storage (SQLAlchemy) is imported here, not at the top: every other chatroom
         # command would pay ~0.3 s for it at start-up.
         from storage.config import resolve_url
         from storage.errors import StorageError
+        from storage.fts import plan_search
         from storage.queries import HistoryQuery, count_events, iter_events
         from storage.store import EventStore
 
+        if search is not None and not plan_search(search).searchable:
+            # It would filter nothing: every event would look like a match.
+            raise click.UsageError(
+                f"the search {search!r} has no searchable words "
+                '(words, "a phrase", prefix*); drop -q to see everything'
+            )
         query = HistoryQuery(
             limit=limit,
             reverse=reverse,
@@ -398,6 +411,12 @@ def _follow(
         # On stderr: stdout may be data (jsonl, csv) going to a file or a pipe.
         click.echo(err=True)
         return
+
+
+def _when(moment: datetime, tz: tzinfo | None) -> str:
+    """A moment for a message, in local time (``tz``, else the system's)."""
+    local = moment.astimezone(tz) if tz is not None else moment.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _below(limit: int | None, bound: int) -> int:
