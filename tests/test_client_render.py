@@ -178,8 +178,8 @@ def test_a_history_batch_starts_with_its_own_date() -> None:
     r = Renderer("en", Style(False))
     now = NOON + 2 * DAY
     r.render(ShowEvent(Event(9, "message", "bob", "live", now)), now)
-    assert r.render(Notice("history_header", {"count": 1}), now) == [
-        "12:01         -- │ — 1 earlier event(s) —"
+    assert r.render(Notice("history_header", {"count": 1, "room": "#lobby"}), now) == [
+        "12:01         -- │ — the last 1 event(s) of #lobby —"
     ]
     old = ShowEvent(Event(1, "message", "alice", "x", NOON), history=True)
     assert r.render(old, now)[0] == "── 2025-01-31 ──"
@@ -488,6 +488,14 @@ def test_help_lists_the_room_commands_in_both_languages() -> None:
         text = "\n".join(render(Notice("help"), lang=lang))
         for command in c.COMMANDS:
             assert command in text, (lang, command)
+
+
+@pytest.mark.parametrize(
+    ("lang", "wording"),
+    [("en", "/history [N]    show the last N events of this room"), ("zh", "最近的 N 条消息")],
+)
+def test_help_says_history_shows_the_last_events(lang: str, wording: str) -> None:
+    assert wording in "\n".join(render(Notice("help"), lang=lang))
 
 
 def test_prompt_shows_the_current_room() -> None:

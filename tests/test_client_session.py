@@ -521,32 +521,81 @@ def test_who_shows_users_and_feeds_completion() -> None:
     assert OnlineChanged(("alice",)) in out
 
 
-def test_history_command_pulls_earlier_events_and_shows_them_dimmed() -> None:
+def test_history_command_pulls_the_last_events_again_and_shows_them_dimmed() -> None:
     s = new_session(history=2)
     out = login(s, last_id=40)
     assert p.Pull(SID, 38, 2) in sent(out)
     s.receive(ev(39), 0.1)
     s.receive(ev(40), 0.1)
+    s.receive(ev(41, "join", "carol", ""), 0.2)  # live: the last events include it
     out = s.typed("/history 5", 1.0)
-    assert p.Pull(SID, 33, 5) in sent(out)
+    assert p.Pull(SID, 36, 5) in sent(out)
     got: list[Output] = []
-    for i in (37, 34, 36, 35):
-        got += s.receive(ev(i), 1.1)
+    for i in (40, 37, 39, 41):
+        got += s.receive(ev(i, "join", "carol", "") if i == 41 else ev(i), 1.1)
     assert shown(got) == []
     got += s.receive(ev(38), 1.1)  # the live copy rule does not swallow it
-    assert [e.event.id for e in shown(got)] == [34, 35, 36, 37, 38]
+    assert [e.event.id for e in shown(got)] == [37, 38, 39, 40, 41]
     assert all(e.history for e in shown(got))
-    assert notices(got) == ["history_header"]
-    # the next /history continues further back
-    assert p.Pull(SID, 30, 3) in sent(s.typed("/history 3", 2.0))
+    assert got[0] == Notice("history_header", {"count": 5, "room": "#lobby"})
+    # the next /history shows the last N again: it does not page further back
+    assert p.Pull(SID, 38, 3) in sent(s.typed("/history 3", 2.0))
 
 
-def test_history_command_with_nothing_earlier() -> None:
+def test_history_command_in_a_fresh_room_shows_its_events() -> None:
+    # The room is younger than the replay: every event of it is on the screen
+    # already. /history used to say "no earlier events"; people expect the last N.
     s = new_session(history=20)
-    login(s, last_id=3)
+    out = login(s, last_id=3)
+    assert p.Pull(SID, 0, 3) in sent(out)
     for i in (1, 2, 3):
         s.receive(ev(i), 0.1)
-    assert notices(s.typed("/history", 0.2)) == ["no_earlier"]
+    out = s.typed("/history", 0.2)
+    assert notices(out) == []
+    assert p.Pull(SID, 0, 3) in sent(out)
+    got: list[Output] = []
+    for i in (1, 2, 3):
+        got += s.receive(ev(i), 0.3)
+    assert [e.event.id for e in shown(got)] == [1, 2, 3]
+    assert notices(got) == ["history_header"]
+    assert all(e.history for e in shown(got))
+
+
+def test_history_command_marks_our_own_messages() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.receive(ev(1, "join", "alice", ""), 0.1)
+    pump = s.typed("mine", 0.2)
+    (say,) = sent(pump)
+    assert isinstance(say, p.Say)
+    s.receive(p.encode(p.Acked(say.seq, 2, 1_700_000_002.0)), 0.3)
+    s.typed("/history 2", 0.4)
+    got = s.receive(ev(1, "join", "alice", ""), 0.5) + s.receive(
+        ev(2, name="alice", text="mine"), 0.5
+    )
+    assert [(e.event.id, e.own) for e in shown(got)] == [(1, False), (2, True)]
+
+
+def test_history_command_in_a_room_with_no_events_kept() -> None:
+    s = new_session(history=20)
+    login(s, last_id=0)
+    assert notices(s.typed("/history", 0.2)) == ["no_events"]
+
+
+def test_history_command_after_gone_fetches_what_is_kept() -> None:
+    s = new_session(history=0)
+    out = login(s, last_id=50)
+    s.receive(ev(51), 0.1)
+    out = s.typed("/history 30", 0.2)
+    assert p.Pull(SID, 21, 30) in sent(out)
+    got = s.receive(p.encode(p.Gone(45)), 0.3)
+    for i in range(45, 52):
+        got += s.receive(ev(i), 0.3)
+    assert [e.event.id for e in shown(got)] == list(range(45, 52))
+    assert notices(got) == ["history_header"]
+    # the server keeps nothing before 45: the next /history does not ask for it
+    out = s.typed("/history 1000", 0.4)
+    assert p.Pull(SID, 44, 7) in sent(out)
 
 
 # ---------------------------------------------------------------- liveness, resume

@@ -40,9 +40,9 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "unknown_command": "unknown command {command} — type /help for the list",
         "usage:/history": "usage: /history [N]   (N from 1 to 1000, default 10)",
         "usage:/me": "usage: /me ACTION   (shown as * yourname ACTION)",
-        "history_header": "— {count} earlier event(s) —",
+        "history_header": "— the last {count} event(s) of {room} —",
         "history_busy": "still fetching the previous /history…",
-        "no_earlier": "no earlier events",
+        "no_events": "no events to show",
         "users": "online ({total}): {names}",
         "users_in": "in {room} ({total}): {names}",
         "users_more": "{names} … and {more} more",
@@ -75,7 +75,7 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
             "  /who [#room]    who is in the room\n"
             "  /msg NAME TEXT  a direct message only NAME sees\n"
             "  /reply TEXT     answer the last person who wrote to you\n"
-            "  /history [N]    show N earlier events of this room (default 10)\n"
+            "  /history [N]    show the last N events of this room again (default 10)\n"
             "  /me ACTION      describe what you do: * you ACTION\n"
             "  /help           this help\n"
             "  /quit or quit   leave (Ctrl-D and Ctrl-C too)\n"
@@ -112,9 +112,9 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "unknown_command": "未知命令 {command} — 输入 /help 查看命令列表",
         "usage:/history": "用法: /history [N]   (N 为 1 到 1000, 默认 10)",
         "usage:/me": "用法: /me 动作   (显示为 * 你的名字 动作)",
-        "history_header": "— 之前的 {count} 条消息 —",
+        "history_header": "— {room} 最近的 {count} 条消息 —",
         "history_busy": "正在获取上一次 /history…",
-        "no_earlier": "没有更早的消息",
+        "no_events": "没有可显示的消息",
         "users": "在线 ({total}): {names}",
         "users_in": "{room} 中 ({total}): {names}",
         "users_more": "{names} … 等 {more} 人",
@@ -146,7 +146,7 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
             "  /who [#房间]    查看房间中的用户\n"
             "  /msg 名字 文字  发送只有该用户能看到的私信\n"
             "  /reply 文字     回复最近给你发私信的人\n"
-            "  /history [N]    显示本房间之前的 N 条消息 (默认 10)\n"
+            "  /history [N]    再次显示本房间最近的 N 条消息 (默认 10)\n"
             "  /me 动作        描述你的动作: * 你 动作\n"
             "  /help           显示本帮助\n"
             "  /quit 或 quit   退出聊天室 (也可用 Ctrl-D, Ctrl-C)\n"

@@ -10,7 +10,7 @@ have arrived past it (TCP's fast retransmit, RFC 5681: that many overtaking
 datagrams make a loss likelier than a reordering), and again after a timeout if
 the answer is lost.
 
-``Scrollback`` fetches a range of *earlier* events for ``/history N`` and hands
+``Scrollback`` fetches the last N events shown (``/history N``), again, and hands
 them over in one ordered batch once all of them have arrived.
 
 Both are pure: ``now`` is passed in, nothing is sent from here.
@@ -213,21 +213,25 @@ class EventStream:
 
 @dataclass(slots=True)
 class Scrollback:
-    """Fetches the ``count`` events before ``oldest_shown`` for /history."""
+    """Fetches the last ``count`` events up to the newest shown, for /history:
+    those of the replay and of the live stream alike, which is what people
+    expect of it (``/history 20``: the room's last 20 events), not only the ones
+    older than the screen (none, in a room younger than the replay)."""
 
-    oldest_shown: int
+    #: Ids up to this one are no longer kept by the server (GONE).
+    floor: int = 0
     lo: int = 0
     hi: int = 0
     active: bool = False
     got: dict[int, Event] = field(default_factory=dict)
     _pull: _Outstanding | None = None
 
-    def request(self, count: int) -> bool:
-        """Start fetching; False when there is nothing earlier to fetch."""
-        hi = self.oldest_shown - 1
-        if hi <= 0 or count <= 0:
+    def request(self, count: int, newest: int) -> bool:
+        """Start fetching the ``count`` events up to id ``newest``; False when
+        there is none to fetch."""
+        if newest <= self.floor or count <= 0:
             return False
-        self.lo, self.hi = max(0, hi - count), hi
+        self.lo, self.hi = max(self.floor, newest - count), newest
         self.active = True
         self.got.clear()
         self._pull = None
@@ -248,7 +252,6 @@ class Scrollback:
 
     def _finish(self) -> list[Event]:
         batch = [self.got[i] for i in sorted(self.got)]
-        self.oldest_shown = self.lo + 1
         self.active = False
         self.got.clear()
         self._pull = None
@@ -256,6 +259,7 @@ class Scrollback:
 
     def skip_to(self, oldest: int) -> list[Event] | None:
         """GONE: the earliest ids are not kept any more; narrow the range."""
+        self.floor = max(self.floor, oldest - 1)
         if not self.active or self.lo + 1 >= oldest:
             return None
         self.lo = min(oldest - 1, self.hi)

@@ -3,7 +3,7 @@
 A ``Timeline`` is one conversation: a room (``#lobby``, ``#dev``) or the direct
 messages with one peer (``@bob``), each with its own contiguous event ids. It
 turns incoming events into display outputs: the live stream in id order exactly
-once (``stream.EventStream``), earlier events fetched by /history
+once (``stream.EventStream``), the last N events fetched again by /history
 (``stream.Scrollback``), which events are history (id <= the WELCOME's or
 JOINED's last_id: dimmed; days other than today dated), which messages are our
 own, and the set of names in the room (for tab completion: ``online_changed``
@@ -64,9 +64,7 @@ class Timeline:
         start = max(0, last_id - max(0, history))
         stream = EventStream(start, start, gap_delay)
         stream.learn_high(last_id, now, immediate=True)
-        return cls(
-            name, last_id, stream, Scrollback(start + 1), ack_every, ack_delay, start, chan=chan
-        )
+        return cls(name, last_id, stream, Scrollback(), ack_every, ack_delay, start, chan=chan)
 
     # ------------------------------------------------------------------ incoming
 
@@ -104,7 +102,8 @@ class Timeline:
         return out
 
     def _show_scrollback(self, batch: list[Event]) -> list[Output]:
-        out: list[Output] = [Notice("history_header", {"count": len(batch)})]
+        header = Notice("history_header", {"count": len(batch), "room": self.chan})
+        out: list[Output] = [header]
         out += [ShowEvent(e, history=True, own=e.id in self.own_ids) for e in batch]
         return out
 
@@ -112,16 +111,13 @@ class Timeline:
         """GONE: the server no longer keeps the ids before ``oldest``."""
         out: list[Output] = []
         skipped, ready = self.stream.skip_to(oldest)
-        if skipped is not None:
-            if self.scrollback.oldest_shown > skipped[0]:
-                self.scrollback.oldest_shown = skipped[1] + 1
-            if skipped[1] > self.history_upto:
-                out.append(Notice("unavailable", {"first": skipped[0], "last": skipped[1]}))
+        if skipped is not None and skipped[1] > self.history_upto:
+            out.append(Notice("unavailable", {"first": skipped[0], "last": skipped[1]}))
         for e in ready:
             out += self._show(e, claim)
         batch = self.scrollback.skip_to(oldest)
         if batch is not None:
-            out += self._show_scrollback(batch) if batch else [Notice("no_earlier")]
+            out += self._show_scrollback(batch) if batch else [Notice("no_events")]
         return out
 
     def users(self, total: int, names: tuple[str, ...]) -> None:
@@ -137,16 +133,17 @@ class Timeline:
 
     def rebase(self, last_id: int) -> None:
         self.stream.rebase(last_id)
+        self.scrollback = Scrollback()  # a different history: what was gone may exist
         self.acked = last_id
 
     # ------------------------------------------------------------------ outgoing
 
     def more_history(self, count: int) -> Notice | None:
-        """/history N: start fetching, or say why not."""
+        """/history N: start fetching the last N events shown, or say why not."""
         if self.scrollback.active:
             return Notice("history_busy")
-        if not self.scrollback.request(count):
-            return Notice("no_earlier")
+        if not self.scrollback.request(count, self.stream.delivered):
+            return Notice("no_events")
         return None
 
     def pulls_due(self, now: float, rto: float) -> list[PullRequest]:
