@@ -54,9 +54,10 @@ def poisoned(tmp_path: Path) -> Iterator[Callable[[], ServerProcess]]:
     with sqlite3.connect(db) as conn:
         start = conn.execute("select coalesce(max(id), 0) from events").fetchone()[0]
         conn.executemany(
-            "insert into events (id, kind, name, text, created_at) values (?, 'message', ?, ?, ?)",
+            "insert into events (id, kind, name, text, created_at, room, room_seq)"
+            " values (?, 'message', ?, ?, ?, '#lobby', ?)",
             [
-                (start + i + 1, "mallory", text, 1_764_000_000_000_000 + i)
+                (start + i + 1, "mallory", text, 1_764_000_000_000_000 + i, start + i + 1)
                 for i, text in enumerate(PAYLOADS.values())
             ],
         )

@@ -27,9 +27,13 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def plan(checkout: Path, target: str) -> list[str]:
+    # Not the outer make's settings (this runs inside `make test`): they would make
+    # this one print "Entering/Leaving directory" lines around its plan.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
         ["make", "-n", target],
         cwd=checkout,
+        env=env,
         capture_output=True,
         text=True,
         timeout=30,

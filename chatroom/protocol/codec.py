@@ -266,7 +266,8 @@ def encode_client(frame: ClientFrame) -> bytes:
         case Ping(sid=sid, seen=seen):
             return V2_PREFIX + f"PING {sid} {seen}".encode()
         case Who(sid=sid, room=room):
-            return V2_PREFIX + f"WHO {sid} {_opt(room)}".rstrip().encode()
+            where = "" if room == LOBBY else f" {room}"
+            return V2_PREFIX + f"WHO {sid}{where}".encode()
         case Bye(sid=sid):
             return V2_PREFIX + f"BYE {sid}".encode()
         case Join(sid=sid, chan=chan):
