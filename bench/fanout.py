@@ -131,9 +131,11 @@ class Relay:
         return cls.start(name or f"server[{registry}]", cmd, cwd=source)
 
     @classmethod
-    def bare(cls, receivers: Sequence[tuple[str, int]]) -> Relay:
+    def bare(cls, receivers: Sequence[tuple[str, int]], *, batched: bool = False) -> Relay:
+        """The bare relay (bench/bare_relay.py); ``batched``: its sendmmsg variant."""
         lines = "".join(f"{host} {port}\n" for host, port in receivers)
-        return cls.start("bare", [sys.executable, "-m", "bench.bare_relay"], lines.encode())
+        cmd = [sys.executable, "-m", "bench.bare_relay", *(["--sendmmsg"] if batched else [])]
+        return cls.start("bare-sendmmsg" if batched else "bare", cmd, lines.encode())
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, then reap (SIGKILL if it does not exit); returns the exit status."""

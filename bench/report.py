@@ -460,6 +460,7 @@ def render_registry(results: list[Result], img_dir: Path) -> list[str]:
 FANOUT_TARGET = 0.70  # issue 6: server >= 70% of the bare relay's deliveries/s at N=100
 FANOUT_TARGET_N = 100
 BARE = "bare relay"
+BATCHED = "bare relay, sendmmsg"
 
 
 def fanout_cells(results: list[Result]) -> tuple[list[int], list[str], dict[tuple[str, int], Any]]:
@@ -477,8 +478,16 @@ def fanout_cells(results: list[Result]) -> tuple[list[int], list[str], dict[tupl
                 for key in ("deliveries_per_s", "p50_us", "p99_us", "idle_p50_us", "idle_p99_us")
                 if all(f"bare_{key}" in b for b in bare)
             } | {"lost": sum(int(b.get("bare_lost", 0)) for b in bare)}
+        batched = [
+            r.extra for r in results if r.size == n and "batched_deliveries_per_s" in r.extra
+        ]
+        if batched:
+            cells[(BATCHED, n)] = {
+                "deliveries_per_s": median([float(b["batched_deliveries_per_s"]) for b in batched])
+            }
     rows = ordered_impls(results)
-    return sizes, [*rows, BARE] if any(k[0] == BARE for k in cells) else rows, cells
+    ceilings = [row for row in (BARE, BATCHED) if any(k[0] == row for k in cells)]
+    return sizes, [*rows, *ceilings], cells
 
 
 def median(values: list[float]) -> float:
@@ -558,6 +567,10 @@ def plot_fanout(
     plt.close(fig)
 
 
+def _rate(extra: dict[str, Any]) -> float:
+    return float(extra["deliveries_per_s"])
+
+
 def fanout_findings(
     sizes: list[int], rows: list[str], cells: dict[tuple[str, int], Any]
 ) -> list[str]:
@@ -576,6 +589,19 @@ def fanout_findings(
         f"(median of the per-round ratios: {float(default.get('ratio_median', 'nan')):.0%}).",
         "",
     ]
+    batched = cells.get((BATCHED, n))
+    if batched:
+        out += [
+            "**Against the batched ceiling** (the bare relay with one `sendmmsg` per "
+            "received datagram), by N: "
+            + "; ".join(
+                f"N = {m:,}: {fmt_ratio(_rate(e) / _rate(b))}"
+                for m in sizes
+                if (e := cells.get(("indexed", m))) and (b := cells.get((BATCHED, m)))
+            )
+            + ".",
+            "",
+        ]
     kinds = [k for k in REGISTRY_KINDS if all((k, n) in cells for n in sizes)]
     if len(kinds) > 1:
 
@@ -629,7 +655,10 @@ def render_fanout(results: list[Result], img_dir: Path) -> list[str]:
         "idles and never overflows its input queue. Details: bench/fanout.py.",
         "",
         "- **deliveries/s** = datagrams delivered / (last arrival − first send) in the best "
-        "of the rounds, **× bare** = that over the bare relay's best round in the same test. "
+        "of the rounds, **× bare** = that over the bare relay's best round in the same test; "
+        "**× batched** = over the same relay sending each datagram to all N with one "
+        "`sendmmsg(2)` (`bare_relay.py --sendmmsg`, the new ceiling; the server batches its "
+        "sends the same way, chatroom/server/sendmany.py). "
         "The best round, because on a shared 2-core machine load from elsewhere only ever "
         "slows a round down (as `timeit` reports the minimum); the median of the per-round "
         "ratios is in the per-test table at the end.",
@@ -652,6 +681,9 @@ def render_fanout(results: list[Result], img_dir: Path) -> list[str]:
 
     def rate(e: dict[str, Any]) -> str:
         ratio = f" ({fmt_ratio(float(e['ratio_to_bare']))})" if "ratio_to_bare" in e else ""
+        if "batched_deliveries_per_s" in e:
+            batched = float(e["deliveries_per_s"]) / float(e["batched_deliveries_per_s"])
+            ratio += f" ({fmt_ratio(batched)} batched)"
         return fmt_rate(float(e["deliveries_per_s"])) + ratio
 
     def lat(prefix: str) -> Callable[[dict[str, Any]], str]:
@@ -663,7 +695,7 @@ def render_fanout(results: list[Result], img_dir: Path) -> list[str]:
         return f
 
     def name(row: str) -> str:
-        return f"**{row}**" if row == BARE else f"`{row}`"
+        return f"**{row}**" if row in (BARE, BATCHED) else f"`{row}`"
 
     header = ["", *(f"N = {n:,}" for n in sizes)]
     out += ["### Deliveries per second (× the bare relay)", ""]
@@ -753,9 +785,7 @@ def render_storage(results: list[Result], img_dir: Path) -> list[str]:
         size = next((r.size for r in queries if r.size), None)
         extra = next((r.extra for r in queries if r.extra.get("db_mb")), {})
         gen = (
-            f" (generated in {extra['db_generated_s']:g} s, {extra['db_mb']:g} MB)"
-            if extra
-            else ""
+            f" (generated in {extra['db_generated_s']:g} s, {extra['db_mb']:g} MB)" if extra else ""
         )
         worst = max((r for r in queries if "no index" not in r.impl), key=lambda r: r.median)
         out += [

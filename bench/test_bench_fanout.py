@@ -43,7 +43,7 @@ from bench.conftest import QUICK, sizes
 from bench.fanout import Relay, Rig, RoundStats, _Round
 from chatroom.registry import REGISTRY_KINDS
 
-SIZES = sizes((10, 100, 1_000), quick=(10,))
+SIZES = sizes((2, 10, 100, 1_000), quick=(10,))
 #: Deliveries per loaded round: about half a second of work for either relay. Rounds
 #: are short and many, so that a burst of load from elsewhere on a shared 2-core
 #: machine spoils a round or two, not the median.
@@ -75,6 +75,7 @@ def test_fanout(benchmark: Benchmark, tmp_path: Path, kind: str, n: int) -> None
     bare_loaded: list[RoundStats] = []
     idle_rounds: list[RoundStats] = []
     bare_idle: list[RoundStats] = []
+    batched_loaded: list[RoundStats] = []
     pending: list[_Round] = []
     with (
         Rig(n, max_messages=messages) as rig,
@@ -82,8 +83,12 @@ def test_fanout(benchmark: Benchmark, tmp_path: Path, kind: str, n: int) -> None
     ):
         rig.login(server.addr)
         window = rig.window
-        with Relay.bare(rig.addresses) as bare:
+        with (
+            Relay.bare(rig.addresses) as bare,
+            Relay.bare(rig.addresses, batched=True) as batched,
+        ):
             rig.settle(bare.addr)
+            rig.settle(batched.addr)
             if not QUICK:  # warm both up (imports, caches, the SQLite file)
                 rig.measure(bare.addr, messages // 4, window)
                 rig.measure(server.addr, messages // 4, window)
@@ -94,6 +99,7 @@ def test_fanout(benchmark: Benchmark, tmp_path: Path, kind: str, n: int) -> None
                 idle_rounds.append(rig.measure(server.addr, idle, 1))
                 bare_idle.append(rig.measure(bare.addr, idle, 1))
                 bare_loaded.append(rig.measure(bare.addr, messages, window))
+                batched_loaded.append(rig.measure(batched.addr, messages, window))
                 return (server.addr, messages, window), {}
 
             def timed(addr: tuple[str, int], count: int, win: int) -> None:
@@ -111,6 +117,10 @@ def test_fanout(benchmark: Benchmark, tmp_path: Path, kind: str, n: int) -> None
     ]
     best = max(r.deliveries_per_s for r in loaded)
     bare_best = max(r.deliveries_per_s for r in bare_loaded)
+    batched_best = max(r.deliveries_per_s for r in batched_loaded)
+    batched_ratios = [
+        s.deliveries_per_s / b.deliveries_per_s for s, b in zip(loaded, batched_loaded, strict=True)
+    ]
     benchmark.extra_info.update(
         impl=kind,
         size=n,
@@ -124,6 +134,8 @@ def test_fanout(benchmark: Benchmark, tmp_path: Path, kind: str, n: int) -> None
         deliveries_per_s_median=round(med([r.deliveries_per_s for r in loaded])),
         bare_deliveries_per_s_median=round(med([r.deliveries_per_s for r in bare_loaded])),
         ratio_median=round(med(ratios), 3),
+        batched_deliveries_per_s=round(batched_best),
+        batched_ratio_median=round(med(batched_ratios), 3),
         p50_us=round(med([r.latency_us(0.5) for r in loaded]), 1),
         p99_us=round(med([r.latency_us(0.99) for r in loaded]), 1),
         bare_p50_us=round(med([r.latency_us(0.5) for r in bare_loaded]), 1),
