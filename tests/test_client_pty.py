@@ -628,6 +628,22 @@ def test_refused_name_is_asked_again(join) -> None:  # type: ignore[no-untyped-d
     second.expect("#lobby> ")
 
 
+def test_a_refused_name_is_worded_in_chinese(join) -> None:  # type: ignore[no-untyped-def]
+    # The server answers in English (its --lang); the refusal's code is on the
+    # wire, so the client words it in its own language instead of mixing them.
+    join("alice")
+    second = join(None, "--history", "0", env={"LANG": "zh_CN.UTF-8"})
+    second.expect("请输入姓名: ")
+    second.sendline("ALICE")
+    second.expect("无法使用该名字: 该用户已存在")
+    second.sendline("has space")
+    second.expect("无法使用该名字: 用户名无效")
+    second.sendline("carol")
+    second.expect("#lobby> ")
+    assert "name already taken" not in second.output
+    assert "invalid name" not in second.output
+
+
 # ------------------------------------------------------------------ leaving
 
 

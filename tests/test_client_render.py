@@ -6,12 +6,13 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from chatroom.client import commands as c
 from chatroom.client.effects import Notice, ShowEvent, ShowRooms, ShowUsers
-from chatroom.client.i18n import CATALOGS, detect_lang, tr
+from chatroom.client.i18n import CATALOGS, detect_lang, reason, tr
 from chatroom.client.render import Renderer
 from chatroom.client.style import PALETTE, Style, colour_enabled, cursor_enabled, name_colour
 from chatroom.client.terminal import clear_input
@@ -49,6 +50,122 @@ def test_both_catalogs_have_the_same_keys_and_fields() -> None:
     fields = re.compile(r"{(\w+)}")
     for key in en:
         assert set(fields.findall(en[key])) == set(fields.findall(zh[key])), key
+
+
+#: Every code the server sends (chatroom/server/v2.py, hub.py, guard.py,
+#: directory.py, protocol/rules.py and codec.py), by frame.
+SERVER_CODES = {
+    "refused": (
+        ["taken", "invalid", "reserved", "confusable", "ratelimited", "full", "badroom", "storage"]
+    ),
+    "err": [
+        "nosession",
+        "slowdown",
+        "badtext",
+        "toolong",
+        "utf8",
+        "fields",
+        "verb",
+        "notmember",
+        "badroom",
+        "toomany",
+        "storage",
+        "shutdown",
+    ],
+    "rejected": ["offline", "notmember", "badroom", "self"],
+}
+_ASCII_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+@pytest.mark.parametrize("kind", sorted(SERVER_CODES))
+def test_every_code_the_server_sends_is_worded_in_both_languages(kind: str) -> None:
+    for code in SERVER_CODES[kind]:
+        en = reason("en", kind, code, "FALLBACK")
+        zh = reason("zh", kind, code, "FALLBACK")
+        assert "FALLBACK" not in (en, zh), (kind, code)
+        # no English in the Chinese (but UTF-8, and /part: a command)
+        english = [w for w in _ASCII_WORD.findall(zh) if w not in ("UTF", "part")]
+        assert not english, (kind, code, zh)
+
+
+def test_the_server_sends_no_error_code_the_client_cannot_word() -> None:
+    # A new ERR code on the server without a wording here fails this test.
+    root = Path(__file__).resolve().parent.parent / "chatroom"
+    sources = [*(root / "server").glob("*.py"), root / "protocol" / "codec.py"]
+    text = _read(*sources)
+    sent = set(re.findall(r'Error\("(\w+)"', text))
+    sent |= set(re.findall(r'BadFrame\("(\w+)"', text)) - {"empty", "oversize"}  # no answer
+    assert sent - set(SERVER_CODES["err"]) == set()
+    assert sent, "the scan found the codes"
+    # Login refusals: the name and room rules, the directory and the guard.
+    checks = [root / "protocol" / "rules.py", root / "server" / "directory.py"]
+    refusals = set(re.findall(r'return (?:raw|name), "(\w+)"', _read(*checks)))
+    refusals |= set(re.findall(r'return "(\w+)"', _read(root / "server" / "guard.py")))
+    assert refusals - set(SERVER_CODES["refused"]) == set()
+    assert {"taken", "invalid", "ratelimited"} <= refusals, "the scan found the codes"
+
+
+def _read(*paths: Path) -> str:
+    return "\n".join(path.read_text() for path in paths)
+
+
+def test_an_unknown_code_falls_back_to_the_server_s_text() -> None:
+    assert reason("zh", "err", "brandnew", "something new") == "something new"
+    lines = render(Notice("server_error", {"code": "brandnew", "text": "new\x1b[2J"}), lang="zh")
+    assert lines == ["12:01         -- │ 服务器: new\\x1b[2J"]
+
+
+@pytest.mark.parametrize(
+    ("out", "en", "zh"),
+    [
+        (
+            Notice("server_error", {"code": "storage", "text": "the server cannot store"}),
+            "server: the server cannot store messages right now — yours stay queued and are "
+            "retried",
+            "服务器: 服务器暂时无法保存消息 — 你的消息仍在队列中, 将自动重试",
+        ),
+        (
+            Notice("server_error", {"code": "shutdown", "text": "the server is shutting down"}),
+            "server: the server is shutting down",
+            "服务器: 服务器即将关闭",
+        ),
+        (
+            Notice("server_error", {"code": "toomany", "text": "at most 16 rooms at once"}),
+            "server: you are in too many rooms at once — /part one first",
+            "服务器: 同时加入的房间过多 — 请先 /part 一个",
+        ),
+        (
+            Notice("rejected", {"code": "badroom", "reason": "not a valid room", "text": "hi"}),
+            "not sent (not a valid room): hi",
+            "未发送 (无效的房间名): hi",
+        ),
+        (
+            Notice("rejoin_refused", {"name": "bob", "code": "taken", "text": "name taken"}),
+            "cannot rejoin as bob: name already taken — retrying",
+            "无法以 bob 重新加入: 该用户已存在 — 正在重试",
+        ),
+    ],
+)
+def test_server_codes_are_worded_in_the_client_s_language(out: Notice, en: str, zh: str) -> None:
+    assert render(out)[0].endswith(en)
+    assert render(out, lang="zh")[0].endswith(zh)
+
+
+@pytest.mark.parametrize(
+    ("code", "en", "zh"),
+    [
+        ("taken", "name refused: name already taken", "无法使用该名字: 该用户已存在"),
+        ("invalid", "name refused: invalid name: 1-32", "无法使用该名字: 用户名无效"),
+        ("confusable", "name refused: name looks too much", "无法使用该名字: 该用户名与在线"),
+        ("full", "cannot log in: too many sessions", "无法登录: 该地址的会话数已达上限"),
+        ("storage", "cannot log in: the server cannot store", "无法登录: 服务器暂时无法保存"),
+        ("brandnew", "cannot log in: what the server said", "无法登录: what the server said"),
+    ],
+)
+def test_a_login_refusal_is_worded_from_its_code(code: str, en: str, zh: str) -> None:
+    for lang, expected in (("en", en), ("zh", zh)):
+        line = Renderer(lang, Style(False)).refused(code, "what the server said")  # type: ignore[arg-type]
+        assert line.startswith(expected), line
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from chatroom.client.effects import (
 from chatroom.client.session import ClientSession, SessionConfig, State
 from chatroom.client.stream import PULL_BACKOFF_MAX, EventStream, PullRequest
 from chatroom.events import Event, EventKind
+from chatroom.server.storage_state import UNAVAILABLE
 
 SID = "0123456789abcdef0123456789abcdef"
 
@@ -672,6 +673,34 @@ def test_nosession_just_after_welcome_is_a_stale_answer() -> None:
     assert s.state is State.LIVE
 
 
+def test_a_refused_relogin_says_why_by_code() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    (frame,) = sent(s.receive(p.encode(p.Error("nosession", "x")), 2.0))
+    assert isinstance(frame, p.Login)
+    out = s.receive(p.encode(p.Refused(frame.nonce, "taken", "name already taken")), 2.1)
+    assert out == [
+        Notice("rejoin_refused", {"name": "alice", "code": "taken", "text": "name already taken"})
+    ]
+
+
+def test_storage_trouble_is_told_once_while_the_line_is_retried() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    (say,) = sent(s.typed("hello", 1.0))
+    err = p.encode(p.Error("storage", UNAVAILABLE))
+    out = s.receive(err, 1.1)
+    assert [o for o in out if isinstance(o, Notice)] == [
+        Notice("server_error", {"code": "storage", "text": UNAVAILABLE})
+    ]
+    retries = [f for f in sent(run(s, 1.1, 2.0)) if isinstance(f, p.Say)]
+    assert retries and all(f == say for f in retries)  # still queued, same seq
+    assert notices(s.receive(err, 2.1)) == []  # said already
+    s.receive(p.encode(p.Acked(1, 1, 1_700_000_001.0)), 2.2)  # stored at last
+    s.typed("again", 2.3)
+    assert notices(s.receive(err, 2.4)) == ["server_error"]  # a new outage: said again
+
+
 def test_server_with_a_shorter_history_rebases() -> None:
     s = new_session(history=0)
     login(s, last_id=10)
@@ -1084,7 +1113,12 @@ def test_our_direct_message_coming_back_before_its_acked_is_ours() -> None:
         ("/msg Bob hi", "offline", "dm_offline", {"name": "Bob", "text": "hi"}),
         ("hello", "notmember", "not_member", {"room": p.LOBBY, "text": "hello"}),
         ("/msg bob hi", "self", "dm_self", {}),
-        ("/msg bob hi", "badroom", "rejected", {"reason": "why not", "text": "hi"}),
+        (
+            "/msg bob hi",
+            "badroom",
+            "rejected",
+            {"code": "badroom", "reason": "why not", "text": "hi"},
+        ),
     ],
 )
 def test_a_rejected_message_is_not_retried_and_the_user_told(

@@ -5,6 +5,9 @@ and a test can check that every key exists in both. The Chinese strings follow
 the course's wording (``alice 进入了聊天室``, ``alice退出了聊天室``,
 ``管理员消息: text``). The language comes from ``--lang`` or, failing that, the
 POSIX locale variables in their order of precedence (LC_ALL, LC_MESSAGES, LANG).
+What the server refuses or reports comes with a code (REFUSED, ERR, REJECTED):
+the catalogs word each code (``refused:taken``, ``err:storage``...), so no notice
+mixes the server's language into the client's.
 """
 
 from __future__ import annotations
@@ -84,9 +87,41 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
             "rooms show their room, direct messages show → NAME (yours) or NAME →.\n"
             "Tab completes commands, rooms and the names of people online."
         ),
+        # what the server's codes mean (REFUSED, ERR, REJECTED): the server's own
+        # text, in its language, is shown only for a code not listed here
+        "refused:taken": "name already taken",
+        "refused:invalid": (
+            "invalid name: 1-32 characters, no spaces or control characters, "
+            "not starting with # or @"
+        ),
+        "refused:reserved": "name reserved for the operator",
+        "refused:confusable": "name looks too much like someone who is online",
+        "refused:ratelimited": "too many logins from your address; try again shortly",
+        "refused:full": "too many sessions from your address",
+        "refused:badroom": "invalid room: # and 1-32 characters, no spaces, colons or controls",
+        "refused:storage": "the server cannot store messages right now; try again shortly",
+        "err:nosession": "the server does not know this session (restarted?); logging in again",
+        "err:slowdown": "slow down: too many messages; yours are retried",
+        "err:badtext": "control characters are not allowed",
+        "err:toolong": "the message is too long for the server",
+        "err:utf8": "the server could not read a request (not valid UTF-8)",
+        "err:fields": "the server could not read a request (malformed)",
+        "err:verb": "the server does not know a request of this client (a newer client?)",
+        "err:notmember": "you are not in that room",
+        "err:badroom": "not a valid room or name",
+        "err:toomany": "you are in too many rooms at once — /part one first",
+        "err:storage": (
+            "the server cannot store messages right now — yours stay queued and are retried"
+        ),
+        "err:shutdown": "the server is shutting down",
+        "rejected:offline": "not online",
+        "rejected:notmember": "you are not in that room",
+        "rejected:badroom": "not a valid room",
+        "rejected:self": "that is you",
         # the shell
         "name_prompt": "your name: ",
         "refused": "name refused: {text}",
+        "login_refused": "cannot log in: {text}",
         "no_answer": "no answer from {host}:{port} — is chatroom serve running?",
         "joined_as": "you are {name} — /help lists the commands, /quit leaves",
         "child_died": "the network process ended unexpectedly — exiting",
@@ -155,8 +190,33 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
             "私信显示为 → 名字 (你发的) 或 名字 →。\n"
             "Tab 键可补全命令、房间名和在线用户名。"
         ),
+        "refused:taken": "该用户已存在",
+        "refused:invalid": "用户名无效: 1-32 个字符, 不能含空格或控制字符, 不能以 # 或 @ 开头",
+        "refused:reserved": "该用户名保留给管理员",
+        "refused:confusable": "该用户名与在线用户过于相似",
+        "refused:ratelimited": "该地址登录过于频繁, 请稍后再试",
+        "refused:full": "该地址的会话数已达上限",
+        "refused:badroom": "房间名无效: # 加 1-32 个字符, 不能含空格、冒号或控制字符",
+        "refused:storage": "服务器暂时无法保存消息, 请稍后再试",
+        "err:nosession": "服务器不认识本会话 (已重启?), 正在重新登录",
+        "err:slowdown": "发言太快, 消息将稍后重试",
+        "err:badtext": "消息不能包含控制字符",
+        "err:toolong": "消息太长, 服务器不接受",
+        "err:utf8": "服务器无法读取请求 (不是有效的 UTF-8)",
+        "err:fields": "服务器无法读取请求 (格式错误)",
+        "err:verb": "服务器不认识本客户端的请求 (客户端版本较新?)",
+        "err:notmember": "你不在该房间",
+        "err:badroom": "无效的房间名或用户名",
+        "err:toomany": "同时加入的房间过多 — 请先 /part 一个",
+        "err:storage": "服务器暂时无法保存消息 — 你的消息仍在队列中, 将自动重试",
+        "err:shutdown": "服务器即将关闭",
+        "rejected:offline": "对方不在线",
+        "rejected:notmember": "你不在该房间",
+        "rejected:badroom": "无效的房间名",
+        "rejected:self": "不能给自己发私信",
         "name_prompt": "请输入姓名: ",
         "refused": "无法使用该名字: {text}",
+        "login_refused": "无法登录: {text}",
         "no_answer": "{host}:{port} 无应答 — chatroom serve 是否在运行?",
         "joined_as": "你是 {name} — 输入 /help 查看命令, /quit 退出",
         "child_died": "网络进程意外结束 — 正在退出",
@@ -173,6 +233,19 @@ def detect_lang(flag: str | None, env: Mapping[str, str]) -> Lang:
         if value:
             return "zh" if value.lower().startswith("zh") else "en"
     return "en"
+
+
+#: Login refusals about the name itself (``name refused: ...``); the others
+#: (the address's limits, the room, the storage) are ``cannot log in: ...``.
+NAME_REFUSALS: Final = frozenset({"taken", "invalid", "reserved", "confusable"})
+
+
+def reason(lang: Lang, kind: str, code: str, fallback: str) -> str:
+    """What the server meant by ``code`` in a REFUSED (``kind`` "refused"), an
+    ERR ("err") or a REJECTED ("rejected"), in ``lang``. The codes are on the
+    wire for this: the server's text (``fallback``) is in the server's language,
+    and is shown only for a code this client does not know."""
+    return CATALOGS[lang].get(f"{kind}:{code}") or fallback
 
 
 def tr(lang: Lang, key: str, **args: object) -> str:

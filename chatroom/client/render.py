@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from chatroom.client import style as st
 from chatroom.client.effects import Notice, Output, ShowEvent, ShowRooms, ShowUsers
-from chatroom.client.i18n import Lang, tr
+from chatroom.client.i18n import NAME_REFUSALS, Lang, reason, tr
 from chatroom.client.width import display_width, pad_left, wrap
 from chatroom.events import DM_PREFIX, Event
 from chatroom.sanitize import visible
@@ -66,6 +66,13 @@ _ERRORS = frozenset(
 )
 #: Notices that quote one of our messages: shortened to a line.
 _QUOTING = frozenset({"gave_up", "dm_offline", "not_member", "rejected"})
+#: Notices that carry a code from the server (``code``): the field its wording
+#: fills, and which codes they are (i18n.reason's ``kind``).
+_CODED: dict[str, tuple[str, str]] = {
+    "server_error": ("text", "err"),
+    "rejoin_refused": ("text", "refused"),
+    "rejected": ("reason", "rejected"),
+}
 #: The arrow of a direct message.
 ARROW = "→"
 
@@ -217,6 +224,9 @@ class Renderer:
 
     def notice(self, key: str, args: dict[str, str | int], wall: float) -> list[str]:
         safe = {k: visible(v) if isinstance(v, str) else v for k, v in args.items()}
+        if key in _CODED and "code" in args:
+            field, kind = _CODED[key]
+            safe[field] = reason(self.lang, kind, str(args["code"]), str(safe.get(field, "")))
         if key == "history_header":
             self._day = None  # the batch that follows starts with its own date
         if key == "usage":
@@ -265,3 +275,9 @@ class Renderer:
     def plain(self, key: str, **args: object) -> str:
         """A catalog message for the shell (prompts, errors), unstyled."""
         return tr(self.lang, key, **args)
+
+    def refused(self, code: str, text: str) -> str:
+        """A login refusal (``REFUSED code text``) in the client's language; the
+        server's ``text`` only for a code this client does not know."""
+        key = "refused" if code in NAME_REFUSALS else "login_refused"
+        return tr(self.lang, key, text=reason(self.lang, "refused", code, visible(text)))

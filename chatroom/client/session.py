@@ -158,6 +158,9 @@ class ClientSession:
     _rebase: set[str] = field(default_factory=set)
     #: Ids of our messages to conversations whose JOINED we wait for.
     _own_pending: dict[str, list[int]] = field(default_factory=dict)
+    #: The user was told the server cannot store messages (ERR storage), and
+    #: nothing has been stored since.
+    _storage_told: bool = False
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -282,6 +285,12 @@ class ClientSession:
                 pass  # a PULL or ACK that crossed our PART, or came before a JOIN
             case p.Error(code="toomany" | "badroom" as code, text=text):
                 out += self._join_refused(code, text)
+            case p.Error(code="storage", text=text):
+                # Not stored, not acked: the line stays queued and is retried.
+                # Said once until something is stored again, not at every retry.
+                if not self._storage_told:
+                    self._storage_told = True
+                    out.append(Notice("server_error", {"code": "storage", "text": text}))
             case p.Error(code=code, text=text):
                 out.append(Notice("server_error", {"code": code, "text": text}))
         out += self._ack(now) + self._pump(now) + self._requests_due(now)
@@ -436,7 +445,7 @@ class ClientSession:
         # Logging in again after a server restart and someone holds our name now:
         # keep trying (they may leave) but say so.
         self._login.start_over(self.rng, now)
-        return [Notice("rejoin_refused", {"name": self.name, "text": r.text})]
+        return [Notice("rejoin_refused", {"name": self.name, "code": r.code, "text": r.text})]
 
     def _on_nosession(self, now: float) -> list[Output]:
         if self.state == State.CLOSING:
@@ -704,6 +713,7 @@ class ClientSession:
         sent = self.outbox.acked(seq, now)
         if sent is None:
             return []  # a duplicate answer
+        self._storage_told = False
         key = self._key(chan)
         tl = self.convs.get(key)
         if tl is None:
@@ -743,7 +753,7 @@ class ClientSession:
                 return [Notice("not_member", {"room": sent.chan, "text": sent.text})]
             case "self":
                 return [Notice("dm_self")]
-        return [Notice("rejected", {"reason": text, "text": sent.text})]
+        return [Notice("rejected", {"code": code, "reason": text, "text": sent.text})]
 
     def _who(self, key: str, chan: str, now: float, *, show: bool) -> list[Output]:
         if self.state != State.LIVE:

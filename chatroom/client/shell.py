@@ -34,7 +34,6 @@ from chatroom.client.render import Renderer
 from chatroom.client.session import ClientSession, SessionConfig
 from chatroom.client.style import Style, colour_enabled, cursor_enabled
 from chatroom.client.terminal import Screen, SharedTerminal
-from chatroom.sanitize import visible
 
 
 class ClientError(Exception):
@@ -113,16 +112,15 @@ def _login(
             continue
         clean, why = p.check_name(name)
         if why is not None:
-            text = p.classic_text(renderer.lang, why).decode()
-            print(renderer.plain("refused", text=text), file=sys.stderr)
+            print(renderer.refused(why, ""), file=sys.stderr)
             name = None
             continue
         outcome, rest = _exchange(sock, session, renderer, session.login(clean, time.monotonic()))
         match outcome:
             case LoggedIn():
                 return None, rest
-            case LoginRefused(text=text):
-                print(renderer.plain("refused", text=visible(text)), file=sys.stderr)
+            case LoginRefused(code=code, text=text):
+                print(renderer.refused(code, text), file=sys.stderr)
                 name = None
             case NoAnswer():
                 message = renderer.plain("no_answer", host=opts.host, port=opts.port)
