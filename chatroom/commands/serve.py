@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import sys
+import time
 
 import click
 
@@ -14,6 +15,7 @@ from chatroom.commands.options import db_option, host_option, port_option
 from chatroom.ratelimit import Rate
 from chatroom.registry import REGISTRY_KINDS, make_registry
 from chatroom.server import DEFAULT_LOGIN_RATE, Hub, ServerConfig
+from chatroom.server.console_log import SUMMARY_EVERY, ConsoleLog
 from chatroom.server.loop import Server, bind_udp, console_stream, new_token
 
 
@@ -92,6 +94,19 @@ class RateType(click.ParamType["Rate | None", object]):
 )
 @db_option
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail to stderr.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Do not print joins, leaves, timeouts and the summary a minute on stdout.",
+)
+@click.option(
+    "--summary-every",
+    type=click.FloatRange(min=0.1),
+    default=SUMMARY_EVERY,
+    hidden=True,  # for tests: a minute is long to wait
+    metavar="SECONDS",
+)
 def serve(
     host: str,
     port: int,
@@ -104,12 +119,17 @@ def serve(
     send_mode: str,
     db: str | None,
     verbose: bool,
+    quiet: bool,
+    summary_every: float,
 ) -> None:
     """Run the chat server.
 
-    Lines typed at the server's terminal are broadcast as announcements, and so
-    is `chatroom announce TEXT --port PORT` from another terminal of the same
-    user. Ctrl-C (or SIGTERM) tells everyone and stops cleanly.
+    It prints a line for each join, leave and timeout (with how many are
+    online) and a summary a minute (messages per second, users online); -q
+    turns that off. Lines typed at the server's terminal are broadcast as
+    announcements, and so is `chatroom announce TEXT --port PORT` from another
+    terminal of the same user. Ctrl-C (or SIGTERM) tells everyone and stops
+    cleanly.
     """
     from storage.config import resolve_url
     from storage.store import EventStore, StorageError
@@ -168,6 +188,9 @@ def serve(
             send_mode=send_mode,  # type: ignore[arg-type]
             console=console_stream(),
             control=ctl,
+            activity=None
+            if quiet
+            else ConsoleLog(sys.stdout, hub.online, time.monotonic(), every=summary_every),
         )
         server.install_signal_handlers()
         click.echo(

@@ -53,8 +53,11 @@ class Committer:
         state: StorageState,
         errors: tuple[type[Exception], ...] = (StorageFailure,),
         lock_wait: Callable[[float | None], None] | None = None,
+        on_commit: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.sink = sink
+        #: Told each batch once it is committed (the server's console log).
+        self._on_commit = on_commit
         self._lock_wait = lock_wait
         self.state = state
         self._errors = errors
@@ -129,7 +132,9 @@ class Committer:
             self._retry_at = now + self._backoff
             return
         self.state.committed = self._pending[-1].id
-        self._pending.clear()
+        done, self._pending = self._pending, []
+        if self._on_commit is not None:
+            self._on_commit(done)
         if self._retry_at is not None:
             log.warning("storage works again after %.1f s; serving as usual", now - self._failed_at)
             self.state.writable = True

@@ -26,6 +26,7 @@ from typing import TextIO
 from chatroom import control
 from chatroom import protocol as p
 from chatroom.server.commits import Committer, EventSink, StorageFailure
+from chatroom.server.console_log import ConsoleLog
 from chatroom.server.effects import Effect, Send
 from chatroom.server.hub import Hub
 from chatroom.server.sendmany import SendMode, make_sender
@@ -73,11 +74,15 @@ class Server:
         control: socket.socket | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        activity: ConsoleLog | None = None,
     ) -> None:
         self.hub = hub
         self.sock = sock
         self.sink = sink
-        self.commits = Committer(sink, hub.storage, storage_errors, lock_wait)
+        #: Joins, leaves and a summary a minute on the terminal (console_log.py).
+        self.activity = activity
+        on_commit = activity.committed if activity is not None else None
+        self.commits = Committer(sink, hub.storage, storage_errors, lock_wait, on_commit)
         self.sender = make_sender(sock, self._wait_writable, send_mode)
         self.console = console
         self.control = control
@@ -138,6 +143,8 @@ class Server:
                 if now >= next_tick:
                     next_tick = now + TICK
                     self._apply(self.hub.on_timer(now, self._wall()))
+                    if self.activity is not None:
+                        self.activity.tick(now, self._wall())
             self._shutdown()
         finally:
             self._sel.close()
