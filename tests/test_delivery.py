@@ -139,3 +139,41 @@ def test_held_session_catches_up_without_its_own_messages() -> None:
     h.send(A, f"v2 ACK {sid} {WINDOW}")
     # Caught up with bob's lines, but not alice's two (their ACKEDs were her copies).
     assert _event_ids(h.take(A)) == [WINDOW + 1, WINDOW + 2, WINDOW + 3, WINDOW + 6]
+
+
+def test_catch_up_stops_where_the_ring_ends_then_gone_and_resume() -> None:
+    """A session held behind its window while its room moves on by more than the
+    room keeps in memory: the catch-up on its ACK stops at the first event no
+    longer in the ring (v2.py ``_acked``) and sends nothing after it (the client
+    shows events in order, so they would only wait behind the hole); the PULL of
+    the hole gets ``GONE <oldest>``, and once the client takes that as its new
+    start (acknowledging up to oldest - 1) it is caught up from the ring again."""
+    ring = 64
+    h = Harness("indexed", idle_timeout=1000.0, rate=None, ring_size=ring)
+    sid = h.v2_login(A, "alice")
+    h.send(B, "L bob")
+    for i in range(WINDOW + 100):
+        h.send(B, f"C bob m{i}")
+    last = WINDOW + 102  # alice joined as 1, bob as 2, his lines are 3..last
+    oldest = last - ring + 1
+    assert oldest > WINDOW + 1  # the next event alice needs is gone from memory
+    assert _event_ids(h.take(A)) == list(range(2, WINDOW + 1))  # the window is full
+
+    h.send(A, f"v2 ACK {sid} {WINDOW}")  # she has shown everything she got
+    assert h.take(A) == []  # nothing: neither the lost events nor later ones
+    h.tick(RTO_MAX + 1)
+    assert h.take(A) == []  # and nothing to retransmit
+    h.send(A, p.encode_client(p.Ping(sid, WINDOW)))
+    assert [p.parse_server(d) for d in h.take(A)] == [p.Pong(last)]  # the tail is known
+    h.send(A, p.encode_client(p.Pull(sid, WINDOW, 32)))
+    assert [p.parse_server(d) for d in h.take(A)] == [p.Gone(oldest)]
+
+    # The client starts again at oldest: a pull from there is answered...
+    h.send(A, p.encode_client(p.Pull(sid, oldest - 1, 32)))
+    assert _event_ids(h.take(A)) == list(range(oldest, oldest + 32))
+    # ...and its ACK opens the window: the catch-up sends the rest of the ring, in order.
+    h.send(A, p.encode_client(p.Ack(sid, oldest - 1)))
+    assert _event_ids(h.take(A)) == list(range(oldest, last + 1))
+    h.send(A, p.encode_client(p.Ack(sid, last)))
+    h.send(B, "C bob live again")
+    assert _event_ids(h.take(A)) == [last + 1]  # back to the live fan-out
