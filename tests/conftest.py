@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-LISTEN_RE = re.compile(rb"listening on udp://([0-9.]+):(\d+)")
+#: The banner's address: IPv4, or IPv6 such as ``::1`` (the port is after the last colon).
+LISTEN_RE = re.compile(rb"listening on udp://([0-9A-Fa-f.:]+):(\d+) ")
 RECV_TIMEOUT = 3.0
 #: Servers started by the tests put their control sockets here, not in the user's
 #: runtime directory; removed when the test session ends (servers killed with
