@@ -92,6 +92,13 @@ class RateType(click.ParamType["Rate | None", object]):
     help="How datagrams leave: batched with sendmmsg(2) (auto: where the system has it), "
     "or one sendto per datagram (for comparison).",
 )
+@click.option(
+    "--pipeline/--no-pipeline",
+    default=True,
+    show_default=True,
+    help="Commit each batch on a second thread while the next one is handled "
+    "(what is shown still waits for its commit).",
+)
 @db_option
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail to stderr.")
 @click.option(
@@ -117,6 +124,7 @@ def serve(
     rate_limit: Rate | None,
     max_sessions_per_ip: int,
     send_mode: str,
+    pipeline: bool,
     db: str | None,
     verbose: bool,
     quiet: bool,
@@ -186,6 +194,7 @@ def serve(
             storage_errors=(StorageError,),
             lock_wait=store.set_lock_wait,
             send_mode=send_mode,  # type: ignore[arg-type]
+            pipeline=pipeline,
             console=console_stream(),
             control=ctl,
             activity=None

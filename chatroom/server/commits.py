@@ -13,11 +13,22 @@ them. The core is told the database cannot be written (``StorageState``), so it
 refuses what would only pile up (docs/architecture.md, "Storage faults"). The
 cause is logged once when the fault starts and once when it ends, never per
 datagram.
+
+Pipelining (``CommitThread``): the commit of batch k runs on a second thread
+while the loop receives and handles batch k+1; its sends wait for the commit
+as always. SQLite does its B-tree work with the GIL released, so on two cores
+the storage leaves the loop's path (docs/benchmarks.md has what it measured).
+All of the Committer's state still changes on the loop's thread: the worker
+only writes and reports the outcome through a pipe the loop selects on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
@@ -46,6 +57,72 @@ class EventSink(Protocol):
     def write_batch(self, events: Iterable[Event]) -> None: ...
 
 
+class CommitThread:
+    """Writes batches on a thread of its own; reports each outcome (None, or
+    the exception) in order, and wakes the loop through ``fileno()``."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+        self._jobs: queue.SimpleQueue[tuple[list[Event], float | None, bool] | None] = (
+            queue.SimpleQueue()
+        )
+        self._results: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._thread = threading.Thread(target=self._run, name="chatroom-commit", daemon=True)
+        self._thread.start()
+
+    def fileno(self) -> int:
+        return self._wake_r
+
+    def submit(
+        self,
+        events: list[Event],
+        lock_wait: float | None = None,
+        set_lock_wait: bool = False,
+    ) -> None:
+        self._jobs.put((events, lock_wait, set_lock_wait))
+
+    def results(self) -> list[BaseException | None]:
+        """The outcomes reported since the last call, in submission order."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake_r, 4096)
+        out: list[BaseException | None] = []
+        while True:
+            try:
+                out.append(self._results.get_nowait())
+            except queue.Empty:
+                return out
+
+    def wait(self, timeout: float) -> BaseException | bool | None:
+        """Block for the next outcome (False: none within ``timeout``)."""
+        try:
+            return self._results.get(timeout=timeout)
+        except queue.Empty:
+            return False
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _run(self) -> None:
+        set_wait = getattr(self._sink, "set_lock_wait", None)
+        while (job := self._jobs.get()) is not None:
+            events, lock_wait, change_wait = job
+            outcome: BaseException | None = None
+            try:
+                if change_wait and set_wait is not None:
+                    set_wait(lock_wait)  # on this thread: the writer connection lives here
+                self._sink.write_batch(events)
+            except BaseException as exc:  # reported to the loop, which decides
+                outcome = exc
+            self._results.put(outcome)
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"c")
+
+
 class Committer:
     def __init__(
         self,
@@ -54,8 +131,15 @@ class Committer:
         errors: tuple[type[Exception], ...] = (StorageFailure,),
         lock_wait: Callable[[float | None], None] | None = None,
         on_commit: Callable[[list[Event]], None] | None = None,
+        worker: CommitThread | None = None,
     ) -> None:
         self.sink = sink
+        #: Pipelined commits (None: each batch is committed inline).
+        self.worker = worker
+        #: The batch the worker is writing (pipelined mode).
+        self._in_flight: list[Event] = []
+        #: A lock-wait change for the worker to make before its next write.
+        self._next_wait: tuple[float | None] | None = None
         #: Told each batch once it is committed (the server's console log).
         self._on_commit = on_commit
         self._lock_wait = lock_wait
@@ -77,7 +161,7 @@ class Committer:
     @property
     def pending(self) -> int:
         """Events waiting for a commit."""
-        return len(self._pending)
+        return len(self._pending) + len(self._in_flight)
 
     def apply(self, effects: list[Effect], now: float) -> list[Send]:
         """Commit the batch's events (unless a fault is being waited out), and
@@ -85,7 +169,7 @@ class Committer:
         stores = [e.event for e in effects if isinstance(e, Store)]
         if stores:
             self._pending += stores
-            if self._retry_at is None:
+            if self._retry_at is None and not self._in_flight:
                 self._commit(now)
         ready = self._release()
         committed = self.state.committed
@@ -99,49 +183,105 @@ class Committer:
 
     def retry(self, now: float) -> list[Send]:
         """Retry a failed commit if it is due; the sends it releases."""
-        if self._retry_at is None or now < self._retry_at:
+        if self._retry_at is None or now < self._retry_at or self._in_flight:
             return []
         self._commit(now)
         return self._release()
 
-    def retry_now(self, now: float) -> list[Send]:
-        """Retry a failed commit at once (a last try before stopping)."""
+    def poll(self, now: float) -> list[Send]:
+        """Pipelined mode: take the worker's outcomes (the loop calls this when
+        ``worker.fileno()`` is readable); the sends they release."""
+        if self.worker is None:
+            return []
+        for outcome in self.worker.results():
+            self._outcome(outcome, now)
+        if self._pending and not self._in_flight and self._retry_at is None:
+            self._commit(now)  # what gathered meanwhile: the next group commit
+        return self._release()
+
+    def retry_now(self, now: float, timeout: float = 5.0) -> list[Send]:
+        """A last try before stopping: a failed commit at once; in pipelined
+        mode, wait (up to ``timeout``) until everything pending is written."""
+        if self.worker is not None:
+            out: list[Send] = []
+            if self._retry_at is not None:
+                self._retry_at = now
+                out += self.retry(now)
+            elif self._pending and not self._in_flight:
+                self._commit(now)
+            while self._in_flight:
+                outcome = self.worker.wait(timeout)
+                if outcome is False:
+                    break
+                self._outcome(outcome, now)  # type: ignore[arg-type]
+                if self._pending and not self._in_flight and self._retry_at is None:
+                    self._commit(now)
+            return out + self._release()
         if self._retry_at is not None:
             self._retry_at = now
         return self.retry(now)
 
     def _commit(self, now: float) -> None:
+        if self.worker is not None:
+            self._in_flight, self._pending = self._pending, []
+            change = self._next_wait
+            self._next_wait = None
+            if change is None:
+                self.worker.submit(self._in_flight)
+            else:
+                self.worker.submit(self._in_flight, change[0], set_lock_wait=True)
+            return
         try:
             self.sink.write_batch(self._pending)
         except self._errors as exc:
-            self.last_error = str(exc)
-            if self._retry_at is None:
-                log.error(
-                    "%s: %s; %d event(s) wait and are retried (messages are refused meanwhile)",
-                    UNAVAILABLE,
-                    exc,
-                    len(self._pending),
-                )
-                self.state.writable = False
-                self._failed_at = now
-                self._backoff = RETRY_MIN
-                if self._lock_wait is not None:
-                    self._lock_wait(RETRY_LOCK_WAIT)
-            else:
-                self._backoff = min(self._backoff * 2, RETRY_MAX)
-            self._retry_at = now + self._backoff
+            self._failed(exc, now)
             return
-        self.state.committed = self._pending[-1].id
-        done, self._pending = self._pending, []
+        self._done(self._pending, now)
+        self._pending = []
+
+    def _outcome(self, outcome: BaseException | None, now: float) -> None:
+        batch, self._in_flight = self._in_flight, []
+        if outcome is None:
+            self._done(batch, now)
+        elif isinstance(outcome, self._errors):
+            self._pending = batch + self._pending  # back in front, in order
+            self._failed(outcome, now)
+        else:
+            raise outcome  # not a storage fault: a bug, as inline mode would raise
+
+    def _set_lock_wait(self, seconds: float | None) -> None:
+        if self.worker is not None:
+            self._next_wait = (seconds,)
+        elif self._lock_wait is not None:
+            self._lock_wait(seconds)
+
+    def _failed(self, exc: BaseException, now: float) -> None:
+        self.last_error = str(exc)
+        if self._retry_at is None:
+            log.error(
+                "%s: %s; %d event(s) wait and are retried (messages are refused meanwhile)",
+                UNAVAILABLE,
+                exc,
+                len(self._pending),
+            )
+            self.state.writable = False
+            self._failed_at = now
+            self._backoff = RETRY_MIN
+            self._set_lock_wait(RETRY_LOCK_WAIT)
+        else:
+            self._backoff = min(self._backoff * 2, RETRY_MAX)
+        self._retry_at = now + self._backoff
+
+    def _done(self, batch: list[Event], now: float) -> None:
+        self.state.committed = batch[-1].id
         if self._on_commit is not None:
-            self._on_commit(done)
+            self._on_commit(batch)
         if self._retry_at is not None:
             log.warning("storage works again after %.1f s; serving as usual", now - self._failed_at)
             self.state.writable = True
             self._retry_at = None
             self.last_error = ""
-            if self._lock_wait is not None:
-                self._lock_wait(None)
+            self._set_lock_wait(None)
 
     def _release(self) -> list[Send]:
         out: list[Send] = []

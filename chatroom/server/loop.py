@@ -25,7 +25,7 @@ from typing import TextIO
 
 from chatroom import control
 from chatroom import protocol as p
-from chatroom.server.commits import Committer, EventSink, StorageFailure
+from chatroom.server.commits import Committer, CommitThread, EventSink, StorageFailure
 from chatroom.server.console_log import ConsoleLog
 from chatroom.server.effects import Effect, Send
 from chatroom.server.hub import Hub
@@ -70,6 +70,7 @@ class Server:
         storage_errors: tuple[type[Exception], ...] = (StorageFailure,),
         lock_wait: Callable[[float | None], None] | None = None,
         send_mode: SendMode = "auto",
+        pipeline: bool = False,
         console: TextIO | None = None,
         control: socket.socket | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -82,7 +83,10 @@ class Server:
         #: Joins, leaves and a summary a minute on the terminal (console_log.py).
         self.activity = activity
         on_commit = activity.committed if activity is not None else None
-        self.commits = Committer(sink, hub.storage, storage_errors, lock_wait, on_commit)
+        worker = CommitThread(sink) if pipeline else None
+        self.commits = Committer(
+            sink, hub.storage, storage_errors, lock_wait, on_commit, worker=worker
+        )
         self.sender = make_sender(sock, self._wait_writable, send_mode)
         self.console = console
         self.control = control
@@ -121,6 +125,8 @@ class Server:
             self._sel.register(self.console, selectors.EVENT_READ, "console")
         if self.control is not None:
             self._sel.register(self.control, selectors.EVENT_READ, "control")
+        if self.commits.worker is not None:
+            self._sel.register(self.commits.worker, selectors.EVENT_READ, "commit")
         next_tick = self._clock() + TICK
         try:
             while not self._stopping:
@@ -135,6 +141,8 @@ class Server:
                         self._console_line()
                     elif key.data == "control":
                         self._control_request()
+                    elif key.data == "commit":
+                        self._send_all(self.commits.poll(self._clock()))
                     else:
                         with contextlib.suppress(OSError):
                             os.read(self._wake_r, 512)
@@ -147,6 +155,8 @@ class Server:
                         self.activity.tick(now, self._wall())
             self._shutdown()
         finally:
+            if self.commits.worker is not None:
+                self.commits.worker.close()
             self._sel.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -231,6 +241,7 @@ class Server:
         self._send_all(self.commits.retry_now(now))
         if self.hub.storage.writable:
             self._apply(self.hub.shutdown(now, self._wall()))
+            self._send_all(self.commits.retry_now(self._clock()))  # pipelined: wait for it
         else:
             self._send_all([e for e in self.hub.farewell() if isinstance(e, Send)])
             log.error(
