@@ -49,6 +49,8 @@ SIZES = sizes((2, 10, 100, 1_000), quick=(10,))
 #: machine spoils a round or two, not the median.
 ROUND_DELIVERIES = 100_000
 ROUNDS = 1 if QUICK else 7
+#: The least server / bare relay ratio a quick run accepts (see the assertion).
+FANOUT_FLOOR = 0.3
 
 Benchmark = Any  # pytest-benchmark's fixture has no public type
 
@@ -121,6 +123,12 @@ def test_fanout(benchmark: Benchmark, tmp_path: Path, kind: str, n: int) -> None
     batched_ratios = [
         s.deliveries_per_s / b.deliveries_per_s for s, b in zip(loaded, batched_loaded, strict=True)
     ]
+    if QUICK:
+        # make test's smoke run can fail, but only on a clear regression: the
+        # server against the bare relay in the same test, floored at about half
+        # of what N = 10 measures here (0.54-0.66 in quick runs on this 2-core
+        # machine under load; the full target is 0.7 at N = 100).
+        assert best / bare_best >= FANOUT_FLOOR, (best, bare_best)
     benchmark.extra_info.update(
         impl=kind,
         size=n,
