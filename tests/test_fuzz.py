@@ -21,9 +21,18 @@ from tests.conftest import ServerProcess, UdpPeer
 from tests.test_room import A, B, Harness
 
 SEEDS = [
-    b"L alice", b"C alice hello", b"Q alice", b"v2 LOGIN n1 alice - - ", b"v2 SAY s 1 hi",
-    b"v2 ACK s 3", b"v2 PULL s 0 32", b"v2 PING s 0", b"v2 WHO s", b"v2 BYE s",
-    "C alice 你好 🙂".encode(), b"C alice \x1b[2J",
+    b"L alice",
+    b"C alice hello",
+    b"Q alice",
+    b"v2 LOGIN n1 alice - - ",
+    b"v2 SAY s 1 hi",
+    b"v2 ACK s 3",
+    b"v2 PULL s 0 32",
+    b"v2 PING s 0",
+    b"v2 WHO s",
+    b"v2 BYE s",
+    "C alice 你好 🙂".encode(),
+    b"C alice \x1b[2J",
 ]
 
 
@@ -85,11 +94,12 @@ def test_one_hundred_thousand_mutated_datagrams() -> None:
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from([A, B, ("127.0.0.1", 7)]), st.binary(max_size=300)),
-                max_size=30))
-def test_room_never_raises_on_random_bytes(
-    datagrams: list[tuple[tuple[str, int], bytes]]
-) -> None:
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([A, B, ("127.0.0.1", 7)]), st.binary(max_size=300)), max_size=30
+    )
+)
+def test_room_never_raises_on_random_bytes(datagrams: list[tuple[tuple[str, int], bytes]]) -> None:
     h = Harness("indexed", rate=None)
     h.send(A, "L alice")
     for addr, data in datagrams:
@@ -97,8 +107,22 @@ def test_room_never_raises_on_random_bytes(
     _check_invariants(h)
 
 
-_verbs = st.sampled_from(["L", "C", "Q", "v2 LOGIN", "v2 SAY", "v2 ACK", "v2 PULL", "v2 PING",
-                          "v2 WHO", "v2 BYE", "X", ""])
+_verbs = st.sampled_from(
+    [
+        "L",
+        "C",
+        "Q",
+        "v2 LOGIN",
+        "v2 SAY",
+        "v2 ACK",
+        "v2 PULL",
+        "v2 PING",
+        "v2 WHO",
+        "v2 BYE",
+        "X",
+        "",
+    ]
+)
 _fields = st.lists(
     st.one_of(st.text(max_size=12), st.integers(-5, 10**20).map(str), st.just("-")), max_size=5
 )

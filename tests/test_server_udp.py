@@ -138,7 +138,9 @@ def test_course_reference_client(server: ServerProcess, peers: Peers) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, str(here / "course_client.py"), server.host, str(server.port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         for _ in range(2)
     ]
@@ -188,7 +190,9 @@ def test_no_console_when_stdin_is_not_a_terminal(tmp_path: Path, peers: Peers) -
     """A pipe closed at once (like a service manager's) must not crash or spin."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatroom", "serve", "--port", "0", "--db", str(tmp_path / "c.db")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     assert proc.stdin is not None
     proc.stdin.close()
@@ -215,9 +219,19 @@ def test_no_console_when_stdin_is_not_a_terminal(tmp_path: Path, peers: Peers) -
 
 def test_port_in_use_is_a_clear_error(server: ServerProcess, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "chatroom", "serve", "--port", str(server.port),
-         "--db", str(tmp_path / "other.db")],
-        capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "chatroom",
+            "serve",
+            "--port",
+            str(server.port),
+            "--db",
+            str(tmp_path / "other.db"),
+        ],
+        capture_output=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 1
     assert b"cannot listen on udp://127.0.0.1:" in result.stderr
@@ -226,13 +240,20 @@ def test_port_in_use_is_a_clear_error(server: ServerProcess, tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "args",
-    [["--port", "70000"], ["--registry", "tree"], ["--lang", "fr"], ["--classic", "maybe"],
-     ["--idle-timeout", "0"]],
+    [
+        ["--port", "70000"],
+        ["--registry", "tree"],
+        ["--lang", "fr"],
+        ["--classic", "maybe"],
+        ["--idle-timeout", "0"],
+    ],
 )
 def test_bad_options_are_usage_errors(args: list[str], tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "chatroom", "serve", *args, "--db", str(tmp_path / "x.db")],
-        capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 2
     assert b"Traceback" not in result.stderr
@@ -259,8 +280,9 @@ def test_server_restart_keeps_counting(tmp_path: Path, peers: Peers) -> None:
 
 
 def test_version_and_module_entry() -> None:
-    out = subprocess.run([sys.executable, "-m", "chatroom", "--version"],
-                         capture_output=True, timeout=30, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "chatroom", "--version"], capture_output=True, timeout=30, check=True
+    )
     assert out.stdout.startswith(b"chatroom, version ")
     assert os.path.exists(Path(sys.executable).parent / "chatroom")
 
@@ -281,7 +303,9 @@ def test_announce_reaches_everyone_through_the_control_socket(
         a.recv()
         result = subprocess.run(
             [sys.executable, "-m", "chatroom", "announce", "--port", str(srv.port), "tea", "time"],
-            capture_output=True, timeout=30, env={**os.environ, **env},
+            capture_output=True,
+            timeout=30,
+            env={**os.environ, **env},
         )
         assert result.returncode == 0, result.stderr
         assert b"announced to 2 user(s)" in result.stdout
@@ -294,7 +318,9 @@ def test_announce_reaches_everyone_through_the_control_socket(
         assert not sock.exists()
         missing = subprocess.run(
             [sys.executable, "-m", "chatroom", "announce", "--port", str(srv.port), "hi"],
-            capture_output=True, timeout=30, env={**os.environ, **env},
+            capture_output=True,
+            timeout=30,
+            env={**os.environ, **env},
         )
         assert missing.returncode == 1
         assert b"no chatroom server on port" in missing.stderr
