@@ -63,6 +63,20 @@ def cleanup() -> Iterator[list[UdpPeer | Headless]]:
         thing.close()
 
 
+def _alice_and_bob(
+    srv: ServerProcess, cleanup: list[UdpPeer | Headless]
+) -> tuple[UdpPeer, UdpPeer]:
+    """Two classic users logged in (alice has been told bob joined)."""
+    alice, bob = UdpPeer(srv.addr), UdpPeer(srv.addr)
+    cleanup += [alice, bob]
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    bob.send("L bob")
+    assert bob.recv() == b"OK"
+    assert alice.recv() == b"bob joined"
+    return alice, bob
+
+
 def _fill_until_refused(alice: UdpPeer) -> int:
     """Send long lines until the server says it cannot store them."""
     for i in range(20_000):
@@ -78,12 +92,9 @@ def test_disk_full_refuses_then_recovers_and_loses_nothing_shown(
     server_factory: Callable[..., ServerProcess], cleanup: list[UdpPeer | Headless]
 ) -> None:
     srv = server_factory(*FAST, preexec_fn=_limited)
-    alice, bob, late = UdpPeer(srv.addr), UdpPeer(srv.addr), UdpPeer(srv.addr)
-    cleanup += [alice, bob, late]
-    alice.send("L alice")
-    assert alice.recv() == b"OK"
-    bob.send("L bob")
-    assert bob.recv() == b"OK"
+    alice, bob = _alice_and_bob(srv, cleanup)
+    late = UdpPeer(srv.addr)
+    cleanup.append(late)
     carol = Headless(srv.addr, "carol")
     cleanup.append(carol)
     assert carol.logged_in.wait(10)
@@ -119,12 +130,7 @@ def test_sigterm_during_a_fault_stops_cleanly_and_tells_the_users(
     server_factory: Callable[..., ServerProcess], cleanup: list[UdpPeer | Headless]
 ) -> None:
     srv = server_factory(*FAST, preexec_fn=_limited)
-    alice, bob = UdpPeer(srv.addr), UdpPeer(srv.addr)
-    cleanup += [alice, bob]
-    alice.send("L alice")
-    assert alice.recv() == b"OK"
-    bob.send("L bob")
-    assert bob.recv() == b"OK"
+    alice, bob = _alice_and_bob(srv, cleanup)
     _fill_until_refused(alice)
     _drain(bob, 0.5)
     assert srv.stop(signal.SIGTERM) == 0
@@ -135,13 +141,7 @@ def test_a_database_locked_by_another_process_is_waited_out(
     server_factory: Callable[..., ServerProcess], cleanup: list[UdpPeer | Headless]
 ) -> None:
     srv = server_factory(*FAST)
-    alice, bob = UdpPeer(srv.addr), UdpPeer(srv.addr)
-    cleanup += [alice, bob]
-    alice.send("L alice")
-    assert alice.recv() == b"OK"
-    bob.send("L bob")
-    assert bob.recv() == b"OK"
-    assert alice.recv() == b"bob joined"
+    alice, bob = _alice_and_bob(srv, cleanup)
     locker = subprocess.Popen(
         [
             sys.executable,
