@@ -92,16 +92,23 @@ def test_bad_input_never_hurts_the_server(server: ServerProcess, peers: Peers) -
         evil.send(data)
     time.sleep(0.3)
     bob.recv_none()  # nothing reached the innocent bystander
-    for peer in (alice, evil):
-        # Garbage is dropped; a well-formed frame from the wrong address draws one
-        # short error, and errors are rate-limited to one a second per address.
+    # Garbage is dropped; a well-formed frame that cannot be honoured draws one
+    # short error, and errors are rate-limited to one a second per address: all
+    # of this was sent within milliseconds, so each sender got exactly its first.
+    first_error = {
+        # A known address: its bare newline is an unknown request.
+        "alice": b"ERR unknown request (use L name, C name text or Q name)",
+        # A stranger: garbage gets nothing, a well-formed SAY without a session this.
+        "evil": b"v2 ERR nosession not logged in; log in again",
+    }
+    for name, peer in (("alice", alice), ("evil", evil)):
         got = []
         for _ in range(3):
             try:
                 got.append(peer.recv(0.3))
             except TimeoutError:
                 break
-        assert len(got) <= 1 and all(len(d) < 100 for d in got), got
+        assert got == [first_error[name]], (name, got)
     # ...and the server still serves.
     alice.send("C alice still here")
     assert bob.recv() == b"alice : still here"
@@ -115,6 +122,41 @@ def test_bad_input_never_hurts_the_server(server: ServerProcess, peers: Peers) -
         assert db.execute("pragma integrity_check").fetchone() == ("ok",)
     assert ("message", "alice", "still here") in rows
     assert all("pwned" not in (text or "") for _, _, text in rows)
+
+
+def test_forged_c_and_q_change_nothing_and_draw_the_documented_error(
+    server: ServerProcess, peers: Peers
+) -> None:
+    """docs/protocol.md: a C or Q is honoured only under the name registered at the
+    source address; otherwise nothing changes and the sender gets at most one short
+    error a second (``ERR not logged in as bob from this address``, ``ERR not
+    logged in (send L name first)``)."""
+    alice, bob, stranger = peers(server.addr), peers(server.addr), peers(server.addr)
+    alice.send("L alice")
+    assert alice.recv() == b"OK"
+    bob.send("L bob")
+    assert bob.recv() == b"OK"
+    assert alice.recv() == b"bob joined"
+    alice.send("C bob I am not bob")
+    alice.send("Q bob")  # within the second: no second error
+    assert alice.recv() == b"ERR not logged in as bob from this address"
+    stranger.send("C bob forged from nowhere\n")  # netcat: whole lines back
+    assert stranger.recv() == b"ERR not logged in (send L name first)\n"
+    alice.recv_none(0.5)
+    stranger.recv_none()
+    bob.recv_none()  # bob saw nothing of it
+    # bob is still there, under his name; the next thing alice gets is really his.
+    bob.send("C bob still me")
+    assert alice.recv() == b"bob : still me"
+    assert server.stop() == 0
+    with sqlite3.connect(server.db) as db:
+        rows = db.execute("SELECT kind, name, text FROM events ORDER BY id").fetchall()
+    assert rows == [
+        ("join", "alice", ""),
+        ("join", "bob", ""),
+        ("message", "bob", "still me"),
+        ("announce", "", "server shutting down"),
+    ]
 
 
 def test_largest_datagram_is_relayed(server: ServerProcess, peers: Peers) -> None:
