@@ -426,18 +426,24 @@ def test_a_directory_is_not_a_database(tmp_path: Path) -> None:
 
 
 def test_reads_while_a_server_writes(db: Path) -> None:
-    # The writer commits batch after batch in another thread (its own connections);
-    # every history run succeeds and sees a growing, consistent count.
+    # The writer commits batch after batch in another thread (its own connections)
+    # until told to stop. Each history run starts once a batch newer than what the
+    # previous run saw is committed, while the writer goes on: every run reads
+    # during the writing, and must see every batch committed before it started,
+    # and never part of a batch.
     import threading
+    import time
 
     stop = threading.Event()
     errors: list[BaseException] = []
+    committed = [len(EVENTS)]  # the newest id committed so far
+    progress = threading.Condition()
 
     def server() -> None:
         try:
             with EventStore.open(sqlite_url(db)) as store:
-                next_id = 11
-                while not stop.is_set() and next_id < 5_000:
+                next_id = len(EVENTS) + 1
+                while not stop.is_set() and next_id < 50_000:
                     store.write_batch(
                         [
                             Event(i, "message", "writer", f"burst {i}", NOW.timestamp())
@@ -445,26 +451,42 @@ def test_reads_while_a_server_writes(db: Path) -> None:
                         ]
                     )
                     next_id += 25
+                    with progress:
+                        committed[0] = next_id - 1
+                        progress.notify_all()
+                    time.sleep(0.001)  # room for the readers; a small database
         except BaseException as exc:  # reported below
             errors.append(exc)
+        finally:
+            with progress:
+                progress.notify_all()
 
     thread = threading.Thread(target=server)
     thread.start()
     try:
-        counts = []
+        counts: list[int] = []
         for _ in range(15):
+            seen = counts[-1] if counts else len(EVENTS)
+            with progress:
+                assert progress.wait_for(lambda n=seen: committed[0] > n or errors, timeout=10)
+                before = committed[0]  # committed before this run starts
+            assert not errors
             result = CliRunner().invoke(build_history(), ["--db", str(db), "--count"])
             assert result.exit_code == 0, result.output
             counts.append(int(result.output))
+            assert counts[-1] >= before, (counts, before)
             result = CliRunner().invoke(build_history(), ["--db", str(db), "-q", "burst", "--json"])
             assert result.exit_code == 0, result.output
-            assert len(json.loads(result.output)) == 20 or counts[-1] < 30
+            found = ids_of(result)
+            assert len(found) == 20 and max(found) >= before, (found, before)
     finally:
         stop.set()
         thread.join(timeout=30)
     assert not errors
-    assert counts == sorted(counts)
-    assert all(c % 25 == 10 for c in counts)  # whole batches only
+    assert not thread.is_alive()
+    assert counts == sorted(set(counts)), counts  # each run saw newer writes
+    assert all(c % 25 == len(EVENTS) for c in counts)  # whole batches only
+    assert counts[-1] <= committed[0]
 
 
 def test_me_actions_read_as_in_the_chat(tmp_path: Path) -> None:
