@@ -26,12 +26,15 @@ def _register() -> None:
     from chatroom.commands.history import history
     from chatroom.commands.join import join
     from chatroom.commands.serve import serve
+    from chatroom.commands.status import status, who
 
     cli.add_command(serve)
     cli.add_command(announce)
     cli.add_command(db)
     cli.add_command(history)
     cli.add_command(join)
+    cli.add_command(status)
+    cli.add_command(who)
 
 
 _register()

@@ -5,8 +5,12 @@ A Unix stream socket with mode 0600 in a 0700 directory under $XDG_RUNTIME_DIR
 server's own user can connect, and the server also checks the peer's uid with
 SO_PEERCRED. Nothing a network client sends can produce an announcement.
 
-Request: one line, ``ANNOUNCE <text>``. Answer: one line, ``OK <recipients>`` or
-``ERR <reason>``.
+Requests, one line each (the verbs below are the only ones):
+
+- ``ANNOUNCE <text>`` -> ``OK <recipients>`` or ``ERR <reason>``;
+- ``STATUS`` -> ``OK <JSON>``: uptime, who is online per room, messages/s over
+  the last minute, drops by reason, the database and its state;
+- ``WHO <#room>`` -> ``OK <JSON>``: the room's members, every name.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ import struct
 from pathlib import Path
 
 MAX_REQUEST = 4096
+
+ANNOUNCE = "ANNOUNCE"
+STATUS = "STATUS"
+WHO = "WHO"
 
 
 class ControlError(Exception):

@@ -8,6 +8,7 @@ where Core ``insert()`` executemany is ~0.3x (docs/architecture.md, "Storage").
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -280,6 +281,18 @@ class EventStore:
             conn.execute(insert(events_t), [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in rows])
 
     # ------------------------------------------------------------------ internals
+
+    def size_bytes(self) -> int | None:
+        """The database's size on disk (an SQLite file with its WAL), or None
+        where that is not a file here (another database)."""
+        path = sqlite_file(self.url)
+        if path is None:
+            return None
+        total = 0
+        for part in (path, path.with_name(path.name + "-wal")):
+            with contextlib.suppress(OSError):
+                total += part.stat().st_size
+        return total
 
     def set_lock_wait(self, seconds: float | None) -> None:
         """How long a write waits for another process's lock before failing

@@ -10,6 +10,7 @@ clears, and lines typed in the v2 client delivered in order, each stored once.
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import sqlite3
@@ -107,6 +108,14 @@ def test_disk_full_refuses_then_recovers_and_loses_nothing_shown(
         carol.say(f"typed during the fault {i}")
     time.sleep(1.5)
     assert srv.proc.poll() is None, "the server died of a full disk"
+    status = subprocess.run(
+        chatroom_cmd("status", "--port", str(srv.port), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    storage = json.loads(status.stdout)["storage"]
+    assert storage["writable"] is False and storage["error"]  # the operator can see why
     assert [t for _, t in carol.texts() if t.startswith("typed during")] == []
     _free_space(srv)
     # Space is back: the queued lines go through, in order, each stored once.

@@ -197,6 +197,8 @@ def serve(
             pipeline=pipeline,
             console=console_stream(),
             control=ctl,
+            database=_display(url),
+            database_bytes=store.size_bytes,
             activity=None
             if quiet
             else ConsoleLog(sys.stdout, hub.online, time.monotonic(), every=summary_every),

@@ -152,6 +152,8 @@ class Committer:
         self._failed_at = 0.0
         #: The last error's text (for the operator: status, logs).
         self.last_error = ""
+        #: When the last commit succeeded (the loop's clock; None: none yet).
+        self.last_commit_at: float | None = None
 
     @property
     def retry_at(self) -> float | None:
@@ -274,6 +276,7 @@ class Committer:
 
     def _done(self, batch: list[Event], now: float) -> None:
         self.state.committed = batch[-1].id
+        self.last_commit_at = now
         if self._on_commit is not None:
             self._on_commit(batch)
         if self._retry_at is not None:

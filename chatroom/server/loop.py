@@ -11,6 +11,7 @@ commit is what makes "a client was shown it" imply "it is on disk".
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -21,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from chatroom import control
 from chatroom import protocol as p
@@ -30,6 +31,7 @@ from chatroom.server.console_log import ConsoleLog
 from chatroom.server.effects import Effect, Send
 from chatroom.server.hub import Hub
 from chatroom.server.sendmany import SendMode, make_sender
+from chatroom.server.status import Pulse, members, report
 
 log = logging.getLogger("chatroom.server")
 
@@ -76,6 +78,8 @@ class Server:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         activity: ConsoleLog | None = None,
+        database: str = "",
+        database_bytes: Callable[[], int | None] | None = None,
     ) -> None:
         self.hub = hub
         self.sock = sock
@@ -92,6 +96,11 @@ class Server:
         self.control = control
         self._clock = clock
         self._wall = wall
+        #: For chatroom status: where events go, and how big that has grown.
+        self.database = database
+        self._database_bytes = database_bytes
+        self._started = clock()
+        self.pulse = Pulse(self._started)
         self._stopping = False
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -151,6 +160,7 @@ class Server:
                 if now >= next_tick:
                     next_tick = now + TICK
                     self._apply(self.hub.on_timer(now, self._wall()))
+                    self.pulse.sample(now, self.hub.stats["events.message"])
                     if self.activity is not None:
                         self.activity.tick(now, self._wall())
             self._shutdown()
@@ -207,18 +217,40 @@ class Server:
                     conn.sendall(b"ERR not the server's user\n")
                     return
                 verb, _, text = control.read_request(conn).partition(" ")
-                if verb != "ANNOUNCE":
-                    conn.sendall(b"ERR unknown request\n")
-                    return
-                problem = self.hub.announcement_problem(text)
-                if problem is not None:
-                    conn.sendall(f"ERR {problem}\n".encode())
-                    return
-                effects = self.hub.announce(text, self._clock(), self._wall())
-                self._apply(effects)
-                conn.sendall(f"OK {self.hub.online()}\n".encode())
+                conn.sendall(self._control_answer(verb, text).encode() + b"\n")
             except OSError as exc:
                 log.warning("control request failed: %s", exc)
+
+    def _control_answer(self, verb: str, text: str) -> str:
+        match verb:
+            case control.ANNOUNCE:
+                problem = self.hub.announcement_problem(text)
+                if problem is not None:
+                    return f"ERR {problem}"
+                self._apply(self.hub.announce(text, self._clock(), self._wall()))
+                return f"OK {self.hub.online()}"
+            case control.STATUS:
+                return "OK " + json.dumps(self.status(), ensure_ascii=False)
+            case control.WHO:
+                room, why = p.check_room(text.strip() or p.LOBBY)
+                if why is not None:
+                    return f"ERR not a room: {text}"
+                return "OK " + json.dumps(members(self.hub, p.room_key(room)), ensure_ascii=False)
+        return "ERR unknown request"
+
+    def status(self) -> dict[str, Any]:
+        """What ``chatroom status`` shows (chatroom/server/status.py)."""
+        db_bytes = self._database_bytes() if self._database_bytes is not None else None
+        return report(
+            self.hub,
+            self.commits,
+            self.pulse,
+            now=self._clock(),
+            started=self._started,
+            address=self.address,
+            database=self.database,
+            database_bytes=db_bytes,
+        )
 
     def _apply(self, effects: list[Effect]) -> None:
         """Commit the batch's events, then send what they allow: never show what

@@ -9,8 +9,9 @@ conversation the user was in, plus the directory and the guard's accounting.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Final
 
-from chatroom.events import EventKind
+from chatroom.events import EVENT_KINDS, EventKind
 from chatroom.registry import Address, User
 from chatroom.server.config import ServerConfig
 from chatroom.server.conversation import Conversation, Conversations
@@ -20,6 +21,9 @@ from chatroom.server.eventlog import EventLog
 from chatroom.server.fanout import fan_out
 from chatroom.server.guard import Guard
 from chatroom.server.storage_state import StorageState
+
+#: The counter of each event kind (``chatroom status``'s message rate reads one).
+_COUNTERS: Final = {kind: f"events.{kind}" for kind in EVENT_KINDS}
 
 
 class Membership:
@@ -58,6 +62,7 @@ class Membership:
     ) -> list[Effect]:
         """Record a new event in ``conv`` and deliver it (see fanout.py)."""
         event = self.log.record(conv, kind, name, text, wall, session=session, seq=seq, to=to)
+        self.stats[_COUNTERS[kind]] += 1
         return fan_out(conv, event, now, self.config.lang, exclude=exclude, sender=sender)
 
     def conversations_of(self, user: User) -> list[Conversation]:
