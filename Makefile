@@ -29,6 +29,7 @@ run: $(RUN_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check chatroom storage bench tests alembic setup.py
 	$(BIN)/mypy --strict chatroom storage
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest
