@@ -8,6 +8,9 @@ leave. It never touches the socket. Signals:
   and the typed text (terminal.py explains the protocol), with the new prompt
   if the current room changed (the network process sends it on the names pipe
   before printing);
+* SIGCONT — ``fg`` after Ctrl-Z (both processes were stopped): the shell left
+  the terminal echoing whole lines; give readline its mode back and draw the
+  prompt and the typed text again;
 * SIGCHLD — the network process ended: reap it; if we did not ask it to, say so
   and exit 1;
 * SIGINT (Ctrl-C; ``input`` raises KeyboardInterrupt), SIGTERM, SIGHUP, and
@@ -52,6 +55,7 @@ EXIT_WAIT: Final = 4.0
 DEFER: Final = 0.005
 #: The signals the keyboard process handles, in the order it handles them.
 SIGNALS: Final = (
+    signal.SIGCONT,
     signal.SIGUSR1,
     signal.SIGCHLD,
     signal.SIGTERM,
@@ -223,7 +227,9 @@ class Keyboard:
                 self._handle(sig)
 
     def _handle(self, signum: int) -> None:
-        if signum == signal.SIGUSR1:
+        if signum == signal.SIGCONT:
+            self._continued()
+        elif signum == signal.SIGUSR1:
             if self._in_input:
                 self._redraw()
         elif signum == signal.SIGCHLD:
@@ -342,6 +348,20 @@ class Keyboard:
             if self.cursor:
                 self._bottom = rows_of(self.prompt + line, _columns()) - 1
                 self.shared.input_rows = self._bottom
+
+    def _continued(self) -> None:
+        """Continued after a stop: readline, waiting for a key, does not know that
+        the shell had the terminal meanwhile (the first line typed would be echoed
+        twice and could not be edited). The cursor is on a fresh row below what
+        the shell printed: the prompt and the typed text are drawn there."""
+        if self._rl is None or not self._in_input:
+            return
+        self._rl.prepare_terminal()
+        if self.cursor:
+            self._seen = -1  # as after the network process printed: from scratch, here
+            self._display()
+        else:
+            self._rl.forced_redisplay()
 
     # ------------------------------------------------------------------ terminal
 

@@ -152,6 +152,16 @@ class GnuReadline:
         self._set_prompt = lib.rl_set_prompt
         self._set_prompt.restype = ctypes.c_int
         self._set_prompt.argtypes = [ctypes.c_char_p]
+        self._deprep = lib.rl_deprep_terminal
+        self._deprep.restype = None
+        self._deprep.argtypes = []
+        self._prep = lib.rl_prep_terminal
+        self._prep.restype = None
+        self._prep.argtypes = [ctypes.c_int]
+        try:  # readline's own choice (input-meta); 8-bit input otherwise (UTF-8)
+            self._meta: ctypes.c_int | None = ctypes.c_int.in_dll(lib, "_rl_meta_flag")
+        except ValueError:
+            self._meta = None
         self._prompt_bytes = b""  # readline copies it; kept anyway
         self._callback: object = None  # keeps the C callback alive
         self._callback_of: Callable[[], None] | None = None
@@ -191,6 +201,14 @@ class GnuReadline:
         """Forget what is on the screen and draw prompt and line on the current row
         (through the redisplay function)."""
         self._forced()
+
+    def prepare_terminal(self) -> None:
+        """Put the terminal back in readline's mode (no echo, a key at a time),
+        whatever was done to it meanwhile: after Ctrl-Z and ``fg`` the shell has
+        left it echoing whole lines. (readline's own SIGTSTP handling is not
+        installed while Python's ``input()`` waits for a key.)"""
+        self._deprep()  # forget that it was prepared: preparing again is a no-op
+        self._prep(1 if self._meta is None else self._meta.value)
 
     def columns(self) -> int:
         """The screen width readline lays the line out for (it follows SIGWINCH)."""
