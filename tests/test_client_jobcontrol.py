@@ -1,0 +1,152 @@
+"""Ctrl-Z and ``fg`` on ``chatroom join`` in a real pty, under a real shell.
+
+The client runs as a job of an interactive bash in a pseudo-terminal (pexpect), as
+a user runs it: Ctrl-Z makes the terminal stop its process group (both of the
+client's processes), ``fg`` continues it and gives it the terminal back. Another
+real client talks meanwhile. Every expect has a timeout; every process started
+here is ended and waited for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pexpect
+import pytest
+
+from tests.conftest import RUNTIME_DIR, ServerProcess
+from tests.test_client_pty import TIMEOUT, Client, Vt, children_of, process_state
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+
+PROMPT = "SHELL-READY$ "
+#: Short enough to matter: the client heartbeats every 1.5-2 s at this timeout,
+#: so a 3 s pause is silence the server notices, and half of what it tolerates.
+IDLE_TIMEOUT = 6.0
+PAUSE = 3.0
+
+
+class Shell:
+    """``bash -i`` in a pty: job control as a user has it."""
+
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "LC_ALL", "LANG")}
+        env.update(TERM="xterm-256color", LANG="C.UTF-8", PS1=PROMPT, XDG_RUNTIME_DIR=RUNTIME_DIR)
+        self.proc = pexpect.spawn(
+            "bash",
+            ["--norc", "--noprofile", "-i"],
+            env=env,
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            dimensions=(40, 120),
+        )
+        self.proc.delaybeforesend = 0.01
+        self.raw: list[str] = []
+        outer = self
+
+        class _Log:
+            def write(self, data: str) -> None:
+                outer.raw.append(data)
+
+            def flush(self) -> None:
+                pass
+
+        self.proc.logfile_read = _Log()
+        self.expect(PROMPT)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.raw)
+
+    def expect(self, text: str, timeout: float = TIMEOUT) -> str:
+        try:
+            self.proc.expect_exact(text, timeout=timeout)
+        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+            raise AssertionError(f"no {text!r}; output ends {self.output[-1500:]!r}") from exc
+        return str(self.proc.before)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            for pid in children_of(self.proc.pid):  # the client, if still there
+                for grandchild in children_of(pid):
+                    os.kill(grandchild, 9)
+                os.kill(pid, 9)
+        self.proc.terminate(force=True)
+        self.proc.close(force=True)
+
+
+@pytest.fixture
+def shell() -> Iterator[Shell]:
+    sh = Shell()
+    try:
+        yield sh
+    finally:
+        sh.close()
+
+
+def test_ctrl_z_then_fg_nothing_lost_and_not_evicted(
+    server_factory: Callable[..., ServerProcess], shell: Shell
+) -> None:
+    srv = server_factory("--idle-timeout", str(IDLE_TIMEOUT))
+    alice = Client("alice", srv.port, "--no-color")
+    try:
+        alice.ready()
+        join = [sys.executable, "-m", "chatroom", "join", "bob", "--port", str(srv.port)]
+        shell.proc.sendline(" ".join([*join, "--no-color", "--history", "0"]))
+        shell.expect(" bob — ")
+        shell.expect("#lobby> ")
+        alice.expect("bob joined")
+        (keyboard,) = children_of(shell.proc.pid)
+        (network,) = children_of(keyboard)
+
+        shell.proc.sendcontrol("z")  # the terminal stops the job: both processes
+        stopped_at = time.monotonic()
+        shell.expect("Stopped")
+        shell.expect(PROMPT)
+        assert process_state(keyboard) == process_state(network) == "T"
+        for i in range(3):
+            alice.sendline(f"said while bob was away {i}")
+            alice.said(f"said while bob was away {i}")  # stored and acknowledged
+        time.sleep(max(0.0, stopped_at + PAUSE - time.monotonic()))
+
+        shell.proc.sendline("fg")
+        for i in range(3):  # what was said meanwhile, in order
+            shell.expect(f"bob was away {i}")
+        shell.expect("#lobby> ")
+        assert process_state(keyboard) != "T" and process_state(network) != "T"
+        shell.proc.sendline("back again")
+        alice.said("back again")
+        shell.expect("bob │ back again")
+        shell.proc.sendline("/who")
+        shell.expect("online (2): alice, bob")
+        shell.proc.sendline("/quit")
+        shell.expect(PROMPT)
+        shell.proc.sendline("echo status=$?")
+        shell.expect("status=0")
+        alice.expect("bob left")
+        alice.sendline("/quit")
+        assert alice.wait_exit() == 0
+    finally:
+        alice.close()
+
+    # bob was away half the idle timeout: the server kept him (no "timed out").
+    assert "bob timed out" not in alice.output
+    assert srv.stop() == 0
+    with sqlite3.connect(srv.db) as db:
+        bobs = db.execute("SELECT kind, text FROM events WHERE name = 'bob' ORDER BY id").fetchall()
+    assert bobs == [("join", ""), ("message", "back again"), ("quit", "")]
+
+    # bob's screen: each line once, and nothing typed left over from the pause.
+    screen = Vt().feed(shell.output).text()
+    for i in range(3):
+        assert sum(line.endswith(f"│ said while bob was away {i}") for line in screen) == 1
+    assert sum(line.endswith("│ back again") for line in screen) == 1, screen
+    leftovers = [line for line in screen if re.search(r"back again$", line) and "│" not in line]
+    assert leftovers == [], screen
