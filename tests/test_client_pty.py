@@ -755,6 +755,69 @@ def test_an_idle_client_notices_the_server_shutting_down_in_seconds(
 
 
 @pytest.mark.slow
+def test_a_line_typed_during_an_outage_is_shown_pending_then_delivered(
+    join, server: ServerProcess
+) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = join("alice", wait=False), join("bob")
+    alice.ready().expect("bob joined")
+    alice.sendline("all is well")
+    bob.said("all is well")
+    alice.said("all is well")
+    os.kill(server.proc.pid, signal.SIGSTOP)  # the server stops answering
+    try:
+        alice.sendline("first in the dark")
+        start = time.monotonic()
+        alice.expect("… sending")  # it waited a second: shown, marked
+        assert time.monotonic() - start < 4, "before the connection is declared lost"
+        alice.expect("connection lost — retrying…", timeout=10)
+        alice.sendline("second in the dark")
+        start = time.monotonic()
+        alice.expect("second in the dark")
+        alice.expect("… sending")  # the connection is lost: shown at once
+        assert time.monotonic() - start < 0.8
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    alice.expect("reconnected", timeout=10)
+    for _ in range(2):
+        alice.expect("✓ delivered")
+    bob.said("second in the dark")
+    time.sleep(0.3)
+    alice.proc.expect(pexpect.TIMEOUT, timeout=0.2)  # read what is there
+    screen = Vt().feed(alice.output).text()
+    said = [line.split(" │ ", 1)[1] for line in screen if " alice │ " in line]
+    assert said == [
+        "all is well",  # normal chat: as it always was, no mark
+        "first in the dark  … sending",
+        "second in the dark  … sending",
+        "first in the dark  ✓ delivered",
+        "second in the dark  ✓ delivered",
+    ], screen[-12:]
+    assert screen[-1] == "#lobby>", "the prompt, no echo left behind"
+    assert "\x1b[2mfirst in the dark" in alice.output, "the pending line is dimmed"
+    bob_screen = Vt().feed(bob.output).text()
+    assert not [line for line in bob_screen if "sending" in line or "delivered" in line]
+
+
+@pytest.mark.slow
+def test_a_pending_line_never_delivered_is_marked_failed(join, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    alice = join("alice", "--give-up-after", "2", "--lang", "zh")
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        alice.sendline("into the void")
+        alice.expect("… 发送中")
+        alice.expect("发送失败 (多次重试后放弃): into the void", timeout=8)
+        alice.sendline("/quit")
+        assert alice.wait_exit() == 0  # before the server hears of it again
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    screen = Vt().feed(alice.output).text()
+    assert [line for line in screen if "into the void" in line][-1].endswith(
+        "发送失败 (多次重试后放弃): into the void"
+    )
+    assert "已送达" not in alice.output
+
+
+@pytest.mark.slow
 def test_server_restart_connection_lost_then_resumed_nothing_lost_or_repeated(
     server_factory,
     clients: list[Client],  # type: ignore[no-untyped-def]
@@ -775,11 +838,14 @@ def test_server_restart_connection_lost_then_resumed_nothing_lost_or_repeated(
     alice.expect("reconnected", timeout=8)
     bob.sendline("/who")  # bob had nothing in flight: his next request finds out
     bob.expect("reconnected")
-    for c in (alice, bob):
-        c.said("during the outage", timeout=8)
+    alice.expect("✓ delivered", timeout=8)  # it was shown pending meanwhile
+    bob.said("during the outage", timeout=8)
     time.sleep(0.5)
     for c in (alice, bob):
         c.proc.expect(pexpect.TIMEOUT, timeout=0.2)  # read what is there
         screen = "\n".join(Vt().feed(c.output).text())
         assert screen.count("before the restart") == 1, c.name
-        assert screen.count("│ during the outage") == 1, c.name
+        outage = [line for line in screen.splitlines() if "│ during the outage" in line]
+        marks = [line.split("during the outage", 1)[1].strip() for line in outage]
+        # alice's line waited: shown pending, then delivered; nobody else sees that
+        assert marks == (["… sending", "✓ delivered"] if c is alice else [""]), c.name

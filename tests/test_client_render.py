@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chatroom.client import commands as c
-from chatroom.client.effects import Notice, ShowEvent, ShowRooms, ShowUsers
+from chatroom.client.effects import Notice, ShowEvent, ShowPending, ShowRooms, ShowUsers
 from chatroom.client.i18n import CATALOGS, detect_lang, reason, tr
 from chatroom.client.render import Renderer
 from chatroom.client.style import PALETTE, Style, colour_enabled, cursor_enabled, name_colour
@@ -683,3 +683,53 @@ def test_join_takes_a_room_with_or_without_its_hash(monkeypatch: pytest.MonkeyPa
         assert CliRunner().invoke(cli, ["join", "alice", "--room", room]).exit_code == 0
     assert CliRunner().invoke(cli, ["join", "alice"]).exit_code == 0
     assert rooms == ["#dev", "#dev", "#Ｄev", "#lobby"]
+
+
+# ------------------------------------------------------------------ pending lines
+
+
+@pytest.mark.parametrize(
+    ("lang", "waiting", "delivered"),
+    [
+        ("en", "12:01      alice │ hello  … sending", "12:01      alice │ hello  ✓ delivered"),
+        ("zh", "12:01      alice │ hello  … 发送中", "12:01      alice │ hello  ✓ 已送达"),
+    ],
+)
+def test_a_pending_message_and_its_delivery_are_marked(
+    lang: str, waiting: str, delivered: str
+) -> None:
+    assert render(ShowPending("alice", "hello", "#lobby"), lang=lang) == [waiting]
+    line = ShowEvent(event("message", "alice", "hello"), own=True, delivered=True)
+    assert render(line, lang=lang) == [delivered]
+    plain = ShowEvent(event("message", "alice", "hello"), own=True)
+    assert render(plain, lang=lang) == ["12:01      alice │ hello"]  # as ever
+
+
+def test_a_pending_line_is_dimmed_like_history_and_its_mark_too() -> None:
+    (line,) = render(ShowPending("alice", "hello", "#lobby"), colour=True)
+    assert "\x1b[2mhello" in line
+    assert line.endswith("\x1b[2m… sending\x1b[0m")
+    own = ShowEvent(event("message", "alice", "hello"), own=True, delivered=True)
+    (line,) = render(own, colour=True)
+    assert "\x1b[2mhello" not in line  # the delivered line is a normal one
+    assert line.endswith("  \x1b[2m✓ delivered\x1b[0m")
+
+
+def test_pending_lines_elsewhere_direct_and_actions() -> None:
+    assert render(ShowPending("alice", "hi", "#dev", elsewhere=True)) == [
+        "12:01      alice │ [#dev] hi  … sending"
+    ]
+    assert render(ShowPending("alice", "psst", "@bob", elsewhere=True)) == [
+        "12:01      → bob │ psst  … sending"
+    ]
+    assert render(ShowPending("alice", "/me waves", "#lobby")) == [
+        "12:01            │ * alice waves  … sending"
+    ]
+
+
+def test_a_mark_that_does_not_fit_gets_a_row_of_its_own() -> None:
+    text = "x" * 58  # fills the row of a 80-column terminal
+    lines = render(ShowPending("alice", text, "#lobby"), columns=80)
+    assert lines == ["12:01      alice │ " + text, "                 │ … sending"]
+    lines = render(ShowPending("alice", "x" * 49, "#lobby"), columns=80)
+    assert lines == ["12:01      alice │ " + "x" * 49 + "  … sending"]  # 79 columns

@@ -23,6 +23,7 @@ from chatroom.client.effects import (
     Output,
     RoomsChanged,
     ShowEvent,
+    ShowPending,
     ShowRooms,
     ShowUsers,
     Transmit,
@@ -1382,3 +1383,142 @@ def test_a_message_to_a_long_named_room_still_fits_every_frame() -> None:
     assert len(frame.payload) <= p.MAX_DATAGRAM
     event = Event(10**18, "message", name, "x" * limit, 9_999_999_999.0, room=room)
     assert p.encode(p.EventFrame(event)).endswith(b" " + b"x" * limit)
+
+
+# ---------------------------------------------------------------- pending lines
+
+
+def pending(outs: list[Output]) -> list[ShowPending]:
+    return [o for o in outs if isinstance(o, ShowPending)]
+
+
+def test_normal_chat_shows_no_pending_line() -> None:
+    # Answers take milliseconds: nothing is shown before the message's own line,
+    # which is marked nothing, exactly as before pending lines existed.
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.receive(ev(1, "join", "alice", ""), 0.05)
+    out: list[Output] = []
+    for i in range(10):  # a pasted burst, paced by the rate limit: not pending
+        out += s.typed(f"line {i}", 0.1)
+    seq, t = 1, 0.1
+    while seq <= 10 and t < 20:
+        out += s.tick(t)
+        for f in sent(out):
+            if isinstance(f, p.Say) and f.seq == seq:
+                out += s.receive(acked(seq, seq + 1), t + 0.01)
+                seq += 1
+        out = [o for o in out if not isinstance(o, Transmit)] + []
+        t = round(t + 0.05, 3)
+        assert pending(out) == []
+    assert seq == 11
+    assert not [o for o in out if isinstance(o, ShowEvent) and o.delivered]
+
+
+def test_a_message_unanswered_for_a_second_is_shown_pending_then_delivered() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.receive(ev(1, "join", "alice", ""), 0.05)
+    assert sent(s.typed("are you there", 1.0)) == [p.Say(SID, 1, "are you there")]
+    assert s.deadline() is not None and s.deadline() <= 2.0  # type: ignore[operator]
+    assert pending(run(s, 1.0, 1.95)) == []
+    out = run(s, 1.96, 2.05)
+    assert pending(out) == [ShowPending("alice", "are you there", p.LOBBY, False)]
+    assert pending(run(s, 2.05, 3.0)) == []  # once
+    out = s.receive(acked(1, 2), 3.1)
+    (line,) = shown(out)
+    assert (line.event.text, line.own, line.delivered) == ("are you there", True, True)
+    # the next one is answered at once: no marks
+    s.typed("and now?", 3.2)
+    (line,) = shown(s.receive(acked(2, 3), 3.25))
+    assert not line.delivered
+    assert pending(run(s, 3.25, 5.0)) == []
+
+
+def test_while_the_connection_is_lost_a_typed_line_is_pending_at_once() -> None:
+    s = new_session(history=0, lost_after=4.0)
+    login(s, last_id=0)
+    s.receive(ev(1, "join", "alice", ""), 0.05)
+    s.typed("/who", 0.1)
+    out = run(s, 0.1, 5.0)  # the server is gone: nothing answers
+    assert "connection_lost" in notices(out)
+    out = s.typed("hello?", 5.5)
+    assert pending(out) == [ShowPending("alice", "hello?", p.LOBBY, False)]
+    out = s.typed("anyone?", 5.6)  # queued behind it: pending too
+    assert pending(out) == [ShowPending("alice", "anyone?", p.LOBBY, False)]
+    out = s.receive(p.encode(p.Pong(1)), 6.0)  # back
+    assert "reconnected" in notices(out)
+    out += s.receive(acked(1, 2), 6.1)
+    out += run(s, 6.1, 7.0)
+    for f in sent(out):
+        if isinstance(f, p.Say) and f.seq == 2:
+            out += s.receive(acked(2, 3), 7.1)
+            break
+    delivered = [(o.event.text, o.delivered) for o in shown(out)]
+    assert delivered == [("hello?", True), ("anyone?", True)]
+
+
+def test_messages_waiting_when_the_connection_is_lost_are_shown_pending() -> None:
+    s = new_session(history=0, lost_after=4.0, pending_after=10.0)
+    login(s, last_id=0)
+    s.typed("one", 0.1)
+    s.typed("two", 0.1)
+    out = run(s, 0.1, 5.0)
+    assert notices(out) == ["connection_lost"]
+    lost_at = notices(out).index("connection_lost")
+    assert [o.text for o in pending(out)] == ["one", "two"]
+    keys = [
+        o.key if isinstance(o, Notice) else "pending" for o in out if not isinstance(o, Transmit)
+    ]
+    assert keys[lost_at:] == ["connection_lost", "pending", "pending"]
+
+
+def test_a_pending_message_never_delivered_is_marked_failed() -> None:
+    s = new_session(history=0, give_up_after=20.0)
+    login(s, last_id=0)
+    s.typed("into the void", 1.0)
+    out = run(s, 1.0, 22.0, step=0.1)
+    assert [o.text for o in pending(out)] == ["into the void"]
+    assert Notice("gave_up", {"text": "into the void"}) in out
+    assert out.index(pending(out)[0]) < out.index(Notice("gave_up", {"text": "into the void"}))
+
+
+def test_a_pending_message_left_behind_on_quit_is_listed() -> None:
+    s = new_session(history=0, flush_timeout=1.5)
+    login(s, last_id=0)
+    s.typed("stuck", 1.0)
+    assert pending(run(s, 1.0, 2.5))
+    out = s.typed("/quit", 2.5) + run(s, 2.5, 6.0)
+    assert notices(out)[:2] == ["undelivered", "undelivered_line"]
+
+
+def test_a_pending_message_whose_event_comes_before_its_ack_is_marked_delivered() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.receive(ev(1, "join", "alice", ""), 0.05)
+    s.typed("late ack", 1.0)
+    assert pending(run(s, 1.0, 2.1))
+    out = s.receive(ev(2, "message", "alice", "late ack"), 2.5)  # its ACKED was lost
+    (line,) = shown(out)
+    assert (line.own, line.delivered) == (True, True)
+    assert not s.outbox
+    assert s.receive(acked(1, 2), 2.6) == []  # the late ACKED changes nothing
+
+
+def test_a_pending_direct_message_and_one_to_another_room() -> None:
+    s = new_session(history=0)
+    login(s, last_id=0)
+    s.receive(ev(1, "join", "alice", ""), 0.05)
+    s.typed("/msg bob psst", 1.0)
+    out = run(s, 1.0, 2.1)
+    assert pending(out) == [ShowPending("alice", "psst", "@bob", True)]
+    out = s.receive(acked(1, 1, "@bob"), 2.2)  # our first to bob: JOIN @bob first
+    assert p.Join(SID, "@bob") in sent(out)
+    out = s.receive(p.encode(p.Joined("@bob", 0)), 2.3)
+    (line,) = shown(out)
+    assert (line.event.room, line.own, line.delivered) == ("@bob", True, True)
+    # typed in #lobby, then /join #dev: by the time it is shown, it is elsewhere
+    s.typed("still here?", 3.0)
+    s.typed("/join #dev", 3.1)
+    out = run(s, 3.1, 4.1)
+    assert pending(out) == [ShowPending("alice", "still here?", p.LOBBY, True)]

@@ -31,6 +31,23 @@ class ShowEvent:
     history: bool = False
     own: bool = False
     elsewhere: bool = False
+    #: Our message, shown as pending while it waited (``ShowPending``), and
+    #: now stored: its line says it was delivered.
+    delivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ShowPending:
+    """One of our messages has waited (the connection is lost, or no answer
+    came for a while): show it at once, marked as not delivered yet. It is shown
+    again, marked delivered (``ShowEvent.delivered``), once stored; if it never
+    is, a ``gave_up`` or ``undelivered_line`` notice says so. ``room`` is its
+    conversation (``#dev``, ``@bob``), ``elsewhere`` as for ShowEvent."""
+
+    name: str
+    text: str
+    room: str
+    elsewhere: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +128,7 @@ class Finished:
 Output = (
     Transmit
     | ShowEvent
+    | ShowPending
     | Notice
     | ShowUsers
     | ShowRooms

@@ -33,6 +33,8 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "unavailable": "events {first}–{last} are no longer kept by the server",
         "server_error": "server: {text}",
         # messages
+        "pending": "… sending",
+        "delivered": "✓ delivered",
         "gave_up": "not delivered (gave up after retrying): {text}",
         "undelivered": "{count} message(s) were not delivered:",
         "undelivered_line": "  not sent: {text}",
@@ -138,6 +140,8 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "rejoin_refused": "无法以 {name} 重新加入: {text} — 正在重试",
         "unavailable": "第 {first}–{last} 条消息服务器已不再保存",
         "server_error": "服务器: {text}",
+        "pending": "… 发送中",
+        "delivered": "✓ 已送达",
         "gave_up": "发送失败 (多次重试后放弃): {text}",
         "undelivered": "{count} 条消息未送达:",
         "undelivered_line": "  未发送: {text}",

@@ -38,6 +38,8 @@ class Outgoing:
     #: The conversation: ``#room`` or ``@peer`` as sent, and its canonical key.
     chan: str = LOBBY
     key: str = LOBBY
+    #: The user was shown it as pending (it waited): its delivery is marked.
+    pending_shown: bool = False
 
 
 @dataclass(slots=True)
@@ -169,11 +171,15 @@ class Outbox:
         lost): the oldest in-flight message of conversation ``key`` with that
         text is stored. Only a message of our own session can carry our name
         while we hold it."""
+        return self.claim(text, key) is not None
+
+    def claim(self, text: str, key: str = LOBBY) -> Outgoing | None:
+        """``stored_as_event``, returning the message it settles."""
         for o in self.items.values():
             if o.sent_at is not None and o.text == text and o.key == key:
                 del self.items[o.seq]
-                return True
-        return False
+                return o
+        return None
 
     def resend_now(self, now: float) -> None:
         """The path is back: make everything in flight due at once, fresh timer."""

@@ -17,6 +17,15 @@ for ours to bob and ``bob →`` for bob's to us, and its own colour::
     12:05      bob → │ lunch?
     12:05      → bob │ sure
 
+One of our messages that waits (the connection is lost, or no answer came for
+a second) is shown at once, dimmed and marked ``… sending``; once stored it is
+shown again where it belongs, marked ``✓ delivered`` (a message that never is
+gets a ``not delivered`` notice instead)::
+
+    12:06      alice │ are you there?  … sending
+    12:06         -- │ reconnected
+    12:06      alice │ are you there?  ✓ delivered
+
 Every line keeps the ``HH:MM`` column, so history and live lines stay aligned;
 the date is a dimmed line of its own (``── 2025-01-31 ──``) before the first
 event of a day that is not today, and again whenever the day changes (older
@@ -33,7 +42,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatroom.client import style as st
-from chatroom.client.effects import Notice, Output, ShowEvent, ShowRooms, ShowUsers
+from chatroom.client.effects import (
+    Notice,
+    Output,
+    ShowEvent,
+    ShowPending,
+    ShowRooms,
+    ShowUsers,
+)
 from chatroom.client.i18n import NAME_REFUSALS, Lang, reason, tr
 from chatroom.client.width import display_width, pad_left, wrap
 from chatroom.events import DM_PREFIX, Event
@@ -97,9 +113,17 @@ class Renderer:
     def render(self, out: Output, wall: float) -> list[str]:
         """The lines (without newlines) to print for one output; [] for none."""
         match out:
-            case ShowEvent(event=ev, history=history, own=own, elsewhere=elsewhere):
-                lines = self.event(ev, history=history, own=own, elsewhere=elsewhere)
+            case ShowEvent(
+                event=ev, history=history, own=own, elsewhere=elsewhere, delivered=delivered
+            ):
+                mark = tr(self.lang, "delivered") if delivered else ""
+                lines = self.event(ev, history=history, own=own, elsewhere=elsewhere, mark=mark)
                 return self.day_line(ev.created_at, wall) + lines
+            case ShowPending(name=name, text=text, room=room, elsewhere=elsewhere):
+                ev = Event(0, "message", name, text, wall, room=room)
+                mark = tr(self.lang, "pending")
+                lines = self.event(ev, own=True, elsewhere=elsewhere, mark=mark, pending=True)
+                return self.day_line(wall, wall) + lines
             case Notice(key=key, args=args):
                 return self.notice(key, args, wall)
             case ShowUsers(total=total, names=names, room=room):
@@ -137,9 +161,11 @@ class Renderer:
         text_codes: tuple[str, ...] = (),
         dim: bool = False,
         label: str = "",
+        mark: str = "",
     ) -> list[str]:
         """One event or notice: time, tag (right-aligned), text wrapped under
-        itself. ``label`` starts the text in its own style (the room's name)."""
+        itself. ``label`` starts the text in its own style (the room's name);
+        ``mark`` ends it, dimmed (a message's delivery state)."""
         s = self.style
         head_plain = f"{stamp} {pad_left(tag, NAME_COLUMNS)} │ "
         indent = " " * (display_width(head_plain) - 2) + "│ "
@@ -169,28 +195,47 @@ class Renderer:
             first_out = s.sgr(first, *extra, *text_codes)
         lines = [head + first_out]
         lines += [s.sgr(indent, *st.TIME) + s.sgr(p, *extra, *text_codes) for p in parts[1:]]
+        if mark:
+            last = display_width(head_plain) + display_width(parts[-1])
+            if room < MIN_TEXT_COLUMNS or last + 2 + display_width(mark) <= columns - 1:
+                lines[-1] += "  " + s.sgr(mark, *st.HISTORY)
+            else:  # no room left on the last row: a row of its own
+                lines.append(s.sgr(indent, *st.TIME) + s.sgr(mark, *st.HISTORY))
         return lines
 
     def event(
-        self, ev: Event, *, history: bool = False, own: bool = False, elsewhere: bool = False
+        self,
+        ev: Event,
+        *,
+        history: bool = False,
+        own: bool = False,
+        elsewhere: bool = False,
+        mark: str = "",
+        pending: bool = False,
     ) -> list[str]:
+        """One event's lines. ``mark`` ends a message (delivered, pending);
+        ``pending``: one of ours not stored yet, dimmed like history."""
         s = self.style
         stamp = self._stamp(ev.created_at)
         name = visible(ev.name)
         text = visible(ev.text)
-        dim = history
+        dim = history or pending
         direct = ev.room.startswith(DM_PREFIX)
         if direct and ev.kind == "message":
-            return self._direct(ev, stamp, name, text, own=own, dim=dim)
+            return self._direct(ev, stamp, name, text, own=own, dim=dim, mark=mark)
         label = f"[{visible(ev.room)}] " if elsewhere or direct else ""
         match ev.kind:
             case "message" if text.startswith("/me "):
                 body = tr(self.lang, "action", name=name, text=text[4:])
                 codes: tuple[str, ...] = ("1",) if own else ()
-                return self._line(stamp, "", body, dim=dim, text_codes=codes, label=label)
+                return self._line(
+                    stamp, "", body, dim=dim, text_codes=codes, label=label, mark=mark
+                )
             case "message":
                 styled = s.name(ev.name, name, own=own, dim=dim)
-                return self._line(stamp, name, text, tag_styled=styled, dim=dim, label=label)
+                return self._line(
+                    stamp, name, text, tag_styled=styled, dim=dim, label=label, mark=mark
+                )
             case "join" | "quit" | "timeout" | "announce":
                 tag, codes = _NOTICE_STYLE[ev.kind]
                 body = tr(self.lang, ev.kind, name=name, text=text)
@@ -206,7 +251,7 @@ class Renderer:
         return []
 
     def _direct(
-        self, ev: Event, stamp: str, name: str, text: str, *, own: bool, dim: bool
+        self, ev: Event, stamp: str, name: str, text: str, *, own: bool, dim: bool, mark: str = ""
     ) -> list[str]:
         """A direct message: ``→ peer`` (ours) or ``name →`` (theirs), its colour."""
         s = self.style
@@ -220,7 +265,9 @@ class Renderer:
             styled = s.name(ev.name, name, dim=dim) + " " + s.sgr(ARROW, *st.DIRECT)
         if text.startswith("/me "):
             text = tr(self.lang, "action", name=name, text=text[4:])
-        return self._line(stamp, tag, text, tag_styled=styled, text_codes=st.DIRECT, dim=dim)
+        return self._line(
+            stamp, tag, text, tag_styled=styled, text_codes=st.DIRECT, dim=dim, mark=mark
+        )
 
     def notice(self, key: str, args: dict[str, str | int], wall: float) -> list[str]:
         safe = {k: visible(v) if isinstance(v, str) else v for k, v in args.items()}

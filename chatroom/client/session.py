@@ -49,6 +49,7 @@ from chatroom.client.effects import (
     Output,
     RoomsChanged,
     ShowEvent,
+    ShowPending,
     ShowRooms,
     ShowUsers,
     Transmit,
@@ -105,6 +106,10 @@ class SessionConfig:
     #: next heartbeat is due this soon: an idle client notices the server gone
     #: in ~5 s rather than at its next heartbeat, 15-20 s away.
     announce_check: float = 1.0
+    #: A message in flight this long without an answer (or any message while
+    #: the connection is lost) is shown at once as pending: normal chat, whose
+    #: answers take milliseconds, looks as if it did not exist.
+    pending_after: float = 1.0
 
 
 @dataclass(slots=True)
@@ -161,6 +166,9 @@ class ClientSession:
     #: The user was told the server cannot store messages (ERR storage), and
     #: nothing has been stored since.
     _storage_told: bool = False
+    #: (conversation key, id) of our stored messages that were shown as pending:
+    #: their line, when it is shown, says they were delivered.
+    _delivered_ids: set[tuple[str, int]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -214,7 +222,7 @@ class ClientSession:
                 return [Notice("unknown_command", {"command": cmd})]
             case _:  # pragma: no cover - exhaustive match
                 return []
-        return out + self._completion()
+        return out + self._completion() + self._show_pending(now)
 
     def quit(self, now: float) -> list[Output]:
         """Leave: wait briefly until our messages are stored and shown and the
@@ -296,7 +304,9 @@ class ClientSession:
         out += self._ack(now) + self._pump(now) + self._requests_due(now)
         if self.state == State.CLOSING and self._close_phase == "flush":
             out += self._flush_step(now)
-        return out + self._completion()
+        if self._delivered_ids:
+            out = self._mark_delivered(out)
+        return out + self._completion() + self._show_pending(now)
 
     def tick(self, now: float) -> list[Output]:
         """Let time pass: retransmissions, pulls, acks, heartbeats, give-ups."""
@@ -309,11 +319,11 @@ class ClientSession:
                     return [NoAnswer()]
                 return self._login_retry(now)
             case State.RELOGIN:
-                return self._login_retry(now) + self._check_lost(now)
+                return self._login_retry(now) + self._check_lost(now) + self._show_pending(now)
             case State.LIVE:
-                return self._live_timers(now)
+                return self._live_timers(now) + self._show_pending(now)
             case State.CLOSING:
-                return self._closing_timers(now)
+                return self._closing_timers(now) + self._show_pending(now)
         return []
 
     def deadline(self) -> float | None:
@@ -326,6 +336,8 @@ class ClientSession:
             if self.state == State.LOGIN:
                 times.append(self._login.started + self.config.first_login_timeout)
         if self.state in (State.LIVE, State.CLOSING) and (t := self.outbox.deadline(self._hold)):
+            times.append(t)
+        if self.outbox.items and (t := self._pending_due()) is not None:
             times.append(t)
         if self.state in (State.LIVE, State.RELOGIN):  # where tick checks the path
             times += self.live.deadlines(live=self.state == State.LIVE)
@@ -476,7 +488,7 @@ class ClientSession:
     def _claim(self, key: str) -> _Claim:
         claim = self._claims.get(key)
         if claim is None:
-            claim = self._claims[key] = _Claim(self.outbox, key)
+            claim = self._claims[key] = _Claim(self.outbox, key, self._delivered_ids)
         return claim
 
     def _open(self, chan: str, key: str, last_id: int, history: int, now: float) -> Timeline:
@@ -521,6 +533,7 @@ class ClientSession:
         out = tl.event(ev, now, self._claim(key))
         if len(out) <= 1 and ev.kind == "message" and key == self.current:
             return out  # the common case (just this message): nothing to mark
+            # (a delivered mark is added at the end of ``receive``)
         out = self._present(key, tl, out, now)
         if any(_live_announcement(o) for o in out):
             self.live.check_soon(now + self.config.announce_check)
@@ -715,6 +728,8 @@ class ClientSession:
             return []  # a duplicate answer
         self._storage_told = False
         key = self._key(chan)
+        if sent.pending_shown:
+            self._note_delivered(key, id_)
         tl = self.convs.get(key)
         if tl is None:
             if not is_direct(key):
@@ -871,6 +886,61 @@ class ClientSession:
         refusal = tl.more_history(count)
         return [refusal] if refusal is not None else self._live_timers(now)
 
+    # ------------------------------------------------------------------ pending
+
+    def _show_pending(self, now: float) -> list[Output]:
+        """Our messages the user should see now as not delivered yet: every one
+        while the connection is lost; otherwise one in flight for
+        ``pending_after`` without an answer, and every one queued behind it.
+        Each is shown once (its delivery, or its failure, is said later)."""
+        if not self.outbox.items or self.state in (State.IDLE, State.LOGIN, State.DONE):
+            return []
+        show = self.live.lost
+        after = self.config.pending_after
+        out: list[Output] = []
+        for o in self.outbox.items.values():  # in the order typed
+            if o.pending_shown:
+                show = True  # what follows a pending message is pending too
+                continue
+            if not show and o.first_sent is not None and now >= o.first_sent + after:
+                show = True
+            if show:
+                o.pending_shown = True
+                out.append(
+                    ShowPending(self._me or self.name, o.text, o.chan, o.key != self.current)
+                )
+        return out
+
+    def _pending_due(self) -> float | None:
+        """When ``_show_pending`` will have a message to show (None: not by the
+        clock; losing the connection shows them at that tick)."""
+        if self.live.lost:
+            return None
+        after = self.config.pending_after
+        times = [
+            o.first_sent + after
+            for o in self.outbox.items.values()
+            if o.first_sent is not None and not o.pending_shown
+        ]
+        return min(times) if times else None
+
+    def _note_delivered(self, key: str, event_id: int) -> None:
+        if len(self._delivered_ids) >= _ANNOUNCED_MAX:
+            self._delivered_ids.clear()  # events never shown (a room left): forget them
+        self._delivered_ids.add((key, event_id))
+
+    def _mark_delivered(self, outs: list[Output]) -> list[Output]:
+        """Our stored messages that were shown as pending say they were delivered."""
+        result: list[Output] = []
+        for o in outs:
+            if isinstance(o, ShowEvent) and o.own and not o.history:
+                mark = (self._key(o.event.room), o.event.id)
+                if mark in self._delivered_ids:
+                    self._delivered_ids.discard(mark)
+                    o = dataclasses.replace(o, delivered=True)
+            result.append(o)
+        return result
+
     # ------------------------------------------------------------------ timers
 
     def _followed(self) -> Iterable[Timeline]:
@@ -988,13 +1058,18 @@ class ClientSession:
 @dataclass(frozen=True, slots=True)
 class _Claim:
     """``Timeline.event``'s ``claim``: our in-flight message of one conversation
-    whose event came before (or without) its ACKED."""
+    whose event came before (or without) its ACKED. One shown as pending has
+    its delivery marked (``delivered``: the session's ``_delivered_ids``)."""
 
     outbox: Outbox
     key: str
+    delivered: set[tuple[str, int]]
 
-    def __call__(self, text: str) -> bool:
-        return self.outbox.stored_as_event(text, self.key)
+    def __call__(self, ev: Event) -> bool:
+        o = self.outbox.claim(ev.text, self.key)
+        if o is not None and o.pending_shown:
+            self.delivered.add((self.key, ev.id))
+        return o is not None
 
 
 def _live_announcement(out: Output) -> bool:

@@ -68,8 +68,8 @@ class Timeline:
 
     # ------------------------------------------------------------------ incoming
 
-    def event(self, ev: Event, now: float, claim: Callable[[str], bool]) -> list[Output]:
-        """One EV. ``claim(text)`` settles one of our in-flight messages whose EV
+    def event(self, ev: Event, now: float, claim: Callable[[Event], bool]) -> list[Output]:
+        """One EV. ``claim(event)`` settles one of our in-flight messages whose EV
         came before (or without) its ACKED; True if it was ours."""
         out: list[Output] = []
         if ev.id > self.stream.delivered:
@@ -86,10 +86,10 @@ class Timeline:
             self._reack_after = now + self.ack_delay / 4
         return out
 
-    def _show(self, ev: Event, claim: Callable[[str], bool]) -> list[Output]:
+    def _show(self, ev: Event, claim: Callable[[Event], bool]) -> list[Output]:
         history = ev.id <= self.history_upto
         own = ev.id in self.own_ids or (not history and ev.name == self.name)
-        if own and ev.kind == "message" and ev.id not in self.own_ids and claim(ev.text):
+        if own and ev.kind == "message" and ev.id not in self.own_ids and claim(ev):
             self.own_ids.add(ev.id)
         out: list[Output] = [ShowEvent(ev, history=history, own=own and ev.kind == "message")]
         if not history and ev.kind in ("join", "quit", "timeout"):
@@ -107,7 +107,7 @@ class Timeline:
         out += [ShowEvent(e, history=True, own=e.id in self.own_ids) for e in batch]
         return out
 
-    def gone(self, oldest: int, claim: Callable[[str], bool]) -> list[Output]:
+    def gone(self, oldest: int, claim: Callable[[Event], bool]) -> list[Output]:
         """GONE: the server no longer keeps the ids before ``oldest``."""
         out: list[Output] = []
         skipped, ready = self.stream.skip_to(oldest)

@@ -48,6 +48,13 @@ def _room(ctx: click.Context, param: click.Parameter, value: str) -> str:
     callback=_room,
     help="Start in this room (created if new) and replay its history.",
 )
+@click.option(
+    "--give-up-after",
+    type=click.FloatRange(min=0.5),
+    default=60.0,
+    hidden=True,  # for tests: a minute is long to wait
+    metavar="SECONDS",
+)
 def join(
     name: str | None,
     host: str,
@@ -56,6 +63,7 @@ def join(
     lang: str | None,
     no_color: bool,
     room: str,
+    give_up_after: float,
 ) -> None:
     """Join the chat as NAME (asked for when not given).
 
@@ -66,12 +74,16 @@ def join(
       /reply TEXT  /history [N]  /me ACTION  /help
       /quit (or quit, Ctrl-D, Ctrl-C)
     """
+    from chatroom.client.session import SessionConfig
     from chatroom.client.shell import ClientError, JoinOptions, run
 
     if port == 0:
         raise click.BadParameter("the server's port cannot be 0", param_hint="--port")
+    config = SessionConfig(give_up_after=give_up_after)
     try:
-        status = run(JoinOptions(name, host, port, history, lang, no_color, room=room))
+        status = run(
+            JoinOptions(name, host, port, history, lang, no_color, config=config, room=room)
+        )
     except ClientError as exc:
         raise click.ClickException(str(exc)) from exc
     raise SystemExit(status)
