@@ -774,7 +774,7 @@ def test_a_line_typed_during_an_outage_is_shown_pending_then_delivered(
         start = time.monotonic()
         alice.expect("second in the dark")
         alice.expect("… sending")  # the connection is lost: shown at once
-        assert time.monotonic() - start < 0.8
+        assert time.monotonic() - start < 0.9, "at once, not after pending_after (1 s)"
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
     alice.expect("reconnected", timeout=10)

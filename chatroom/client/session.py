@@ -15,7 +15,8 @@ A session's life: login (the first one gives up with ``NoAnswer`` after
 history pulled page by page and shown dimmed; live events shown once each in id
 order, acked cumulatively, each conversation (a room, or the direct messages
 with one peer) on its own; messages sent with a sequence number and retried
-until ACKED, shown when their event comes back; ``/join`` and ``/part`` change
+until ACKED, shown when their event comes back (one that waits is shown at once
+as pending, and marked delivered or failed later); ``/join`` and ``/part`` change
 the rooms, ``/msg`` starts a direct conversation (one someone else starts
 appears out of the blue with its first event); ``ERR nosession`` (the server
 restarted or evicted us) -> log in again with ``resume`` = our sid into the
