@@ -62,6 +62,24 @@ class ServerProcess:
         return rc
 
 
+def make_plan(checkout: Path, target: str) -> list[str]:
+    """The commands ``make -n TARGET`` would run in ``checkout``. Not with the
+    outer make's settings (the suite runs inside ``make test``): they would make
+    this make print "Entering/Leaving directory" lines around its plan."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    result = subprocess.run(
+        ["make", "-n", target],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
 def chatroom_cmd(*args: str) -> list[str]:
     """The chatroom command line as a user would run it, from this venv."""
     return [sys.executable, "-m", "chatroom", *args]

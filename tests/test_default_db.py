@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from storage.migrations import HEAD
-from tests.conftest import LISTEN_RE, RUNTIME_DIR, UdpPeer, chatroom_cmd
+from tests.conftest import LISTEN_RE, RUNTIME_DIR, UdpPeer, chatroom_cmd, make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,16 +39,7 @@ def make_run_command(tmp_path: Path) -> list[str]:
     os.utime(checkout / "pyproject.toml", (past, past))
     for name in ("bin/python", ".installed-run"):
         (checkout / ".venv" / name).touch()
-    plan = subprocess.run(
-        ["make", "-n", "run"],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
-    assert plan.returncode == 0, plan.stderr
-    (line,) = plan.stdout.splitlines()
+    (line,) = make_plan(checkout, "run")
     return shlex.split(line)
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,20 +28,7 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def plan(checkout: Path, target: str) -> list[str]:
-    # Not the outer make's settings (this runs inside `make test`): they would make
-    # this one print "Entering/Leaving directory" lines around its plan.
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    result = subprocess.run(
-        ["make", "-n", target],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.splitlines()
+    return make_plan(checkout, target)
 
 
 def installs(lines: list[str]) -> list[str]:
