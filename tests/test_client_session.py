@@ -767,6 +767,14 @@ def test_quit_right_after_joining_waits_for_the_history_replay() -> None:
     assert sent(out)[-1] == p.Bye(SID)
 
 
+def test_an_orphaned_client_says_bye_at_once_without_waiting_for_the_replay() -> None:
+    """The keyboard process died: nobody will see the replay, and the network
+    process has half a second to say goodbye before it exits."""
+    s = new_session(history=5)
+    login(s, last_id=10)
+    assert sent(s.quit(0.02, wait=False)) == [p.Bye(SID)]
+
+
 def test_quit_keeps_pulling_what_it_waits_for() -> None:
     s = new_session(history=5)
     login(s, last_id=10)  # its PULL is lost

@@ -106,8 +106,11 @@ class NetworkProcess:
             while not self._finished:
                 now = time.monotonic()
                 if self._orphaned and self._hard_deadline is None:
+                    # BYE at once: waiting for our lines and the replay to be shown
+                    # (a quit's flush) could outlast the grace, and the others would
+                    # then learn of the leave only at the idle timeout.
                     self._hard_deadline = now + ORPHAN_GRACE
-                    self._apply(self.session.quit(now))
+                    self._apply(self.session.quit(now, wait=False))
                 if self._hard_deadline is not None and now >= self._hard_deadline:
                     break
                 for key, _ in sel.select(self._wait(now)):

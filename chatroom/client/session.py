@@ -225,15 +225,19 @@ class ClientSession:
                 return []
         return out + self._completion() + self._show_pending(now)
 
-    def quit(self, now: float) -> list[Output]:
+    def quit(self, now: float, *, wait: bool = True) -> list[Output]:
         """Leave: wait briefly until our messages are stored and shown and the
         history replays are shown (``flush_timeout``, renewed while that makes
-        progress with ``flush_while_progress``), say BYE, then ``Finished``."""
+        progress with ``flush_while_progress``), say BYE, then ``Finished``.
+        ``wait=False``: say BYE at once (nobody is left to see anything: the
+        keyboard process died, and the network process has moments to say it)."""
         if self.state in (State.CLOSING, State.DONE):
             return []
         if self.state != State.LIVE:
             return self._finish()
         self.state = State.CLOSING
+        if not wait:
+            return self._start_bye(now)
         self._close_phase = "flush"
         self._close_deadline = now + self.config.flush_timeout
         self._flush_left = self._unflushed()
