@@ -90,6 +90,9 @@ def iter_events(source: Engine | EventStore, q: HistoryQuery) -> Iterator[Event]
         with engine.connect() as conn:
             stmt, fts_joined = _filtered(conn, q, select(*event_columns))
             order_col = _fts_table.c.rowid if fts_joined else events.c.id
+            if descending and not fts_joined and _one_room(q):
+                # The same order, through the (room, room_seq) index (migration 0003).
+                order_col = events.c.room_seq
             stmt = stmt.order_by(order_col.desc() if descending else order_col.asc())
             if q.limit > 0:
                 stmt = stmt.limit(q.limit)
@@ -113,6 +116,12 @@ def count_events(source: Engine | EventStore, q: HistoryQuery) -> int:
             return int(conn.execute(stmt).scalar_one())
     except SQLAlchemyError as exc:
         raise StorageError(f"querying {describe(url)}: {detail(exc)}") from exc
+
+
+def _one_room(q: HistoryQuery) -> bool:
+    """Whether ``q`` reads one room only (its spellings are one room: the column
+    compares ignoring case), where positions order the events as ids do."""
+    return len({r.casefold() for r in q.rooms}) == 1 and not q.dms
 
 
 def _engine(source: Engine | EventStore) -> tuple[Engine, str]:

@@ -37,7 +37,7 @@ def test_upgrade_head_on_empty_database_creates_everything(db: Path) -> None:
     assert migrations.current(url) is None
     assert not db.exists(), "current() must not create the database"
     migrations.upgrade(url)
-    assert migrations.current(url) == migrations.head() == "0002"
+    assert migrations.current(url) == migrations.head() == "0003"
     assert {"events", "events_fts", "events_fts_defer", "alembic_version"} <= tables(db)
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -49,7 +49,6 @@ def test_upgrade_head_on_empty_database_creates_everything(db: Path) -> None:
         "ix_events_name_id",
         "ix_events_kind_id",
         "ix_events_created_at",
-        "ix_events_room_id",
         "ix_events_recipient_id",
         "ix_events_dm_sender_id",
     } <= indexes
@@ -184,7 +183,7 @@ def test_check_target_reports_refusals_and_changes_nothing(db: Path, tmp_path: P
         migrations.check_target(url, "nope", upgrade=True)
     migrations.upgrade(url)
     before = digest(db)
-    assert migrations.check_target(url, "base", upgrade=False) == "0002"
+    assert migrations.check_target(url, "base", upgrade=False) == "0003"
     assert digest(db) == before
     with sqlite3.connect(db) as c:
         c.execute("UPDATE alembic_version SET version_num = 'abc123'")
@@ -300,7 +299,7 @@ def test_upgrade_from_0001_puts_the_old_events_in_the_lobby(tmp_path: Path) -> N
     path = tmp_path / "old.db"
     url = database_of_0001(path)
     migrations.upgrade(url)
-    assert migrations.current(url) == "0002"
+    assert migrations.current(url) == "0003"
     with sqlite3.connect(path) as c:
         rows = c.execute("SELECT id, room, room_seq, recipient FROM events ORDER BY id").fetchall()
         # The table was rebuilt: id is still the rowid alias, name still ignores case.
@@ -387,7 +386,7 @@ def test_downgrade_to_0001_of_a_lobby_only_database_keeps_everything(tmp_path: P
     assert fts_ids(path, "hello") == [2, 4, 5]
     fts_consistent(path)
     migrations.upgrade(url)  # and up again
-    assert migrations.current(url) == "0002"
+    assert migrations.current(url) == "0003"
     fts_consistent(path)
 
 
@@ -423,7 +422,7 @@ def test_downgrade_refuses_while_rooms_or_direct_messages_are_stored(tmp_path: P
     with pytest.raises(StorageError, match=message):
         migrations.downgrade(url, "0001")
     assert digest(path) == before
-    assert migrations.current(url) == "0002"
+    assert migrations.current(url) == "0003"
 
     # The operator deletes them, knowingly; then the downgrade goes through, and the
     # lobby's ids are its positions again (no gap where the deleted rows were).
@@ -458,3 +457,25 @@ def test_downgrade_to_base_drops_rooms_and_direct_messages_too(tmp_path: Path) -
     migrations.downgrade(url, "base")
     assert migrations.current(url) is None
     assert tables(path) == {"alembic_version"}
+
+
+def test_0003_drops_the_room_id_index_and_a_downgrade_restores_it(tmp_path: Path) -> None:
+    db = tmp_path / "chat.db"
+    url = sqlite_url(db)
+    migrations.upgrade(url, "0002")
+
+    def indexes() -> set[str]:
+        with sqlite3.connect(db) as c:
+            return {r[1] for r in c.execute("PRAGMA index_list(events)")}
+
+    assert "ix_events_room_id" in indexes()
+    migrations.upgrade(url)
+    assert migrations.current(url) == "0003" and "ix_events_room_id" not in indexes()
+    with sqlite3.connect(db) as c:  # one room's last N still walk an index, not the table
+        plan = c.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM events WHERE room = '#dev' "
+            "ORDER BY room_seq DESC LIMIT 50"
+        ).fetchall()
+    assert "INDEX" in str(plan) and "TEMP B-TREE" not in str(plan), plan
+    migrations.downgrade(url, "0002")
+    assert "ix_events_room_id" in indexes()
