@@ -156,13 +156,15 @@ class EventStore:
     def recent(self, limit: int, *, room: str | None = None) -> list[Event]:
         """The last ``limit`` events, oldest first: of every room and direct
         conversation in id order, or of ``room`` only (its stored key, e.g. ``#dev``
-        or ``@alice bob``; through the ``(room, id)`` index)."""
+        or ``@alice bob``; by its positions, through the ``(room, room_seq)`` index)."""
         if limit <= 0:
             return []
         stmt = _SELECT
+        order = events_t.c.id
         if room is not None:
             stmt = stmt.where(events_t.c.room == room)
-        stmt = stmt.order_by(events_t.c.id.desc()).limit(limit)
+            order = events_t.c.room_seq  # the same order within a room (migration 0003)
+        stmt = stmt.order_by(order.desc()).limit(limit)
         with self._reading() as conn:
             rows = conn.execute(stmt).all()
         return [event_from_row(r) for r in reversed(rows)]
