@@ -62,10 +62,8 @@ class ClassicDialect:
             if m.guard.over_limit(addr, now):
                 m.stats["mutes"] += 1
             return self.replies.error(addr, now, line(p.classic_text(lang, "slowdown")))
-        lobby = m.conversations.lobby
-        if lobby.members.get(user.key) is not user:  # cannot happen: classic peers stay
-            return []
-        return m.publish(lobby, "message", name, text, now, wall, exclude=addr)
+        # A classic peer is in the lobby from its L to its Q (it cannot part).
+        return m.publish(m.conversations.lobby, "message", name, text, now, wall, exclude=addr)
 
     def _login(
         self,
