@@ -37,7 +37,7 @@ def test_upgrade_head_on_empty_database_creates_everything(db: Path) -> None:
     assert migrations.current(url) is None
     assert not db.exists(), "current() must not create the database"
     migrations.upgrade(url)
-    assert migrations.current(url) == migrations.head() == "0003"
+    assert migrations.current(url) == migrations.head() == "0004"
     assert {"events", "events_fts", "events_fts_defer", "alembic_version"} <= tables(db)
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -183,7 +183,7 @@ def test_check_target_reports_refusals_and_changes_nothing(db: Path, tmp_path: P
         migrations.check_target(url, "nope", upgrade=True)
     migrations.upgrade(url)
     before = digest(db)
-    assert migrations.check_target(url, "base", upgrade=False) == "0003"
+    assert migrations.check_target(url, "base", upgrade=False) == "0004"
     assert digest(db) == before
     with sqlite3.connect(db) as c:
         c.execute("UPDATE alembic_version SET version_num = 'abc123'")
@@ -299,7 +299,7 @@ def test_upgrade_from_0001_puts_the_old_events_in_the_lobby(tmp_path: Path) -> N
     path = tmp_path / "old.db"
     url = database_of_0001(path)
     migrations.upgrade(url)
-    assert migrations.current(url) == "0003"
+    assert migrations.current(url) == "0004"
     with sqlite3.connect(path) as c:
         rows = c.execute("SELECT id, room, room_seq, recipient FROM events ORDER BY id").fetchall()
         # The table was rebuilt: id is still the rowid alias, name still ignores case.
@@ -386,7 +386,7 @@ def test_downgrade_to_0001_of_a_lobby_only_database_keeps_everything(tmp_path: P
     assert fts_ids(path, "hello") == [2, 4, 5]
     fts_consistent(path)
     migrations.upgrade(url)  # and up again
-    assert migrations.current(url) == "0003"
+    assert migrations.current(url) == "0004"
     fts_consistent(path)
 
 
@@ -422,7 +422,7 @@ def test_downgrade_refuses_while_rooms_or_direct_messages_are_stored(tmp_path: P
     with pytest.raises(StorageError, match=message):
         migrations.downgrade(url, "0001")
     assert digest(path) == before
-    assert migrations.current(url) == "0003"
+    assert migrations.current(url) == "0004"
 
     # The operator deletes them, knowingly; then the downgrade goes through, and the
     # lobby's ids are its positions again (no gap where the deleted rows were).
@@ -470,7 +470,7 @@ def test_0003_drops_the_room_id_index_and_a_downgrade_restores_it(tmp_path: Path
 
     assert "ix_events_room_id" in indexes()
     migrations.upgrade(url)
-    assert migrations.current(url) == "0003" and "ix_events_room_id" not in indexes()
+    assert migrations.current(url) == "0004" and "ix_events_room_id" not in indexes()
     with sqlite3.connect(db) as c:  # one room's last N still walk an index, not the table
         plan = c.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM events WHERE room = '#dev' "
