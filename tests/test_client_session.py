@@ -27,6 +27,7 @@ from chatroom.client.effects import (
     ShowRooms,
     ShowUsers,
     Transmit,
+    UseServer,
 )
 from chatroom.client.session import ClientSession, SessionConfig, State
 from chatroom.client.stream import PULL_BACKOFF_MAX, EventStream, PullRequest
@@ -1530,3 +1531,178 @@ def test_a_pending_direct_message_and_one_to_another_room() -> None:
     s.typed("/join #dev", 3.1)
     out = run(s, 3.1, 4.1)
     assert pending(out) == [ShowPending("alice", "still here?", p.LOBBY, True)]
+
+
+# ---------------------------------------------------------------- several servers
+
+SERVERS = ("127.0.0.1:9001", "127.0.0.1:9002", "[::1]:9003")
+
+
+def cluster_session(**config: float) -> ClientSession:
+    """A session given three servers (``chatroom join --server`` x3)."""
+    cfg = SessionConfig(**config)  # type: ignore[arg-type]
+    return ClientSession("alice", random.Random(7), cfg, servers=SERVERS)
+
+
+def moves(outs: list[Output]) -> list[int]:
+    return [o.index for o in outs if isinstance(o, UseServer)]
+
+
+def logins(outs: list[Output]) -> list[p.Login]:
+    return [f for f in sent(outs) if isinstance(f, p.Login)]
+
+
+def said_notices(outs: list[Output], key: str) -> list[dict[str, str | int]]:
+    return [o.args for o in outs if isinstance(o, Notice) and o.key == key]
+
+
+def test_a_silent_server_is_left_for_the_next_in_order_round_robin() -> None:
+    s = cluster_session(history=0, lost_after=4.0, failover_after=4.0)
+    login(s, last_id=0)  # on the first server
+    s.typed("hello?", 1.0)  # never answered: every server is gone
+    timed = ticks(s, 1.0, 18.0, step=0.05)
+    switches = [(t, o) for t, outs in timed for o in outs if isinstance(o, UseServer)]
+    assert [o.index for _, o in switches] == [1, 2, 0, 1]  # and round again
+    assert [o.label for _, o in switches] == [SERVERS[1], SERVERS[2], SERVERS[0], SERVERS[1]]
+    times = [t for t, _ in switches]
+    assert times[0] == pytest.approx(5.0)  # when one server would say "connection lost"
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([4.0, 4.0, 4.0])
+    out = [o for _, outs in timed for o in outs]
+    assert said_notices(out, "failover") == [{"server": SERVERS[i]} for i in (1, 2, 0, 1)]
+    assert "connection_lost" not in notices(out)
+    # Each move logs in on the new server at once, taking the session back,
+    # into the current room: what a restarted server is told.
+    for _, outs in timed:
+        if moves(outs):
+            (frame,) = logins(outs)
+            assert (frame.name, frame.resume, frame.cookie, frame.room) == (
+                "alice",
+                SID,
+                None,
+                None,
+            )
+            kinds = [type(o).__name__ for o in outs]
+            login_at = outs.index(Transmit(p.encode_client(frame)))
+            assert kinds.index("UseServer") < login_at, "the address changes before the login"
+    assert s.state is State.RELOGIN and s.lost
+    _never_busy(s, 18.0, 30.0)
+
+
+def test_a_server_that_answers_in_time_is_kept() -> None:
+    s = cluster_session(history=0)
+    login(s, last_id=0)
+    s.typed("slow", 1.0)
+    out = run(s, 1.0, 4.9, step=0.05)
+    out += s.receive(acked(1, 1), 4.95)  # just in time
+    out += run(s, 4.95, 14.0, step=0.05)
+    assert moves(out) == [] and notices(out) == []
+    assert [(e.event.text, e.own) for e in shown(out)] == [("slow", True)]
+
+
+def test_a_server_moved_to_is_left_only_after_it_fell_silent() -> None:
+    s = cluster_session(history=0)
+    login(s, last_id=0)
+    s.typed("x", 1.0)
+    out = run(s, 1.0, 5.0, step=0.05)
+    assert moves(out) == [1]
+    (frame,) = logins(out)
+    s.receive(p.encode(p.Cookie(frame.nonce, "1.ab")), 8.5)  # it answers, slowly: stay
+    assert moves(run(s, 5.05, 12.45, step=0.05)) == []
+    assert moves(run(s, 12.5, 12.6, step=0.05)) == [2]  # silent for 4 s since its COOKIE
+
+
+def test_moving_on_wraps_around_to_the_first_server_answering_again() -> None:
+    s = cluster_session(history=0)
+    login(s, last_id=3)
+    s.typed("anyone?", 1.0)
+    out = run(s, 1.0, 13.5, step=0.05)  # B at 5, C at 9, back to A at 13
+    assert moves(out) == [1, 2, 0]
+    frame = logins(out)[-1]
+    out = s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 4)), 13.6)  # A is back
+    # Back where the last WELCOME came from: as after a restart of one server.
+    assert notices(out) == ["reconnected"]
+    assert s.state is State.LIVE and not s.lost
+    assert p.Say(SID, 1, "anyone?") in sent(out)
+    assert p.Pull(SID, 3, 1) in sent(out)  # continue from the last event shown
+    assert moves(run(s, 13.6, 17.0, step=0.05)) == []
+
+
+def test_a_move_resends_once_only_what_was_not_acknowledged_same_seq() -> None:
+    s = cluster_session(history=0, window=4)
+    login(s, last_id=10)
+    s.receive(ev(11, "join", "alice", ""), 0.1)
+    s.typed("stored on A", 1.0)
+    s.receive(acked(1, 12), 1.05)
+    s.receive(ev(13, name="bob", text="from bob"), 1.1)
+    s.typed("lost with A", 2.0)  # A dies before answering
+    out = run(s, 2.0, 6.1, step=0.05)
+    assert moves(out) == [1]
+    after = out[out.index(UseServer(1, SERVERS[1])) :]
+    assert not [f for f in sent(after) if isinstance(f, p.Say)], "nothing before B welcomes us"
+    (frame,) = logins(out)
+    out = s.typed("typed while moving", 6.5)
+    assert sent(out) == []  # waits for the WELCOME, shown pending at once
+    assert [o.text for o in out if isinstance(o, ShowPending)] == ["typed while moving"]
+    new_sid = "e" * 32
+    out = s.receive(p.encode(p.Welcome(frame.nonce, new_sid, 60, 14)), 7.0)
+    assert said_notices(out, "connected_to") == [{"server": SERVERS[1]}]
+    assert "reconnected" not in notices(out) and not s.lost
+    says = [f for f in sent(out) if isinstance(f, p.Say)]
+    assert says == [p.Say(new_sid, 2, "lost with A"), p.Say(new_sid, 3, "typed while moving")]
+    assert p.Pull(new_sid, 13, 1) in sent(out)  # carol's 14, said on B meanwhile
+    out = s.receive(ev(14, name="carol", text="on B"), 7.02)
+    out += s.receive(ev(13, name="bob", text="from bob"), 7.02)  # B resends: not again
+    out += s.receive(acked(2, 15), 7.03) + s.receive(acked(3, 16), 7.04)
+    out += run(s, 7.05, 12.0, step=0.05)
+    assert [(e.event.id, e.event.text, e.delivered) for e in shown(out)] == [
+        (14, "on B", False),
+        (15, "lost with A", True),
+        (16, "typed while moving", True),
+    ]
+    resent = [f for f in sent(out) if isinstance(f, p.Say)]
+    assert resent == [], "each unacknowledged message went to B once"
+    assert moves(out) == []
+
+
+def test_the_first_login_tries_each_server_once_then_gives_up() -> None:
+    s = cluster_session(first_login_timeout=3.0)
+    out = s.login("alice", 0.0) + run(s, 0.0, 10.0, step=0.05)
+    assert moves(out) == [1, 2]
+    assert said_notices(out, "no_answer_next") == [
+        {"server": SERVERS[0], "next": SERVERS[1]},
+        {"server": SERVERS[1], "next": SERVERS[2]},
+    ]
+    assert out.count(NoAnswer()) == 1 and out.index(NoAnswer()) > out.index(
+        UseServer(2, SERVERS[2])
+    )
+    assert {f.resume for f in logins(out)} == {None}  # a first login resumes nothing
+    assert s.state is State.IDLE
+
+
+def test_a_first_login_answered_by_the_second_server_says_where() -> None:
+    s = cluster_session()
+    out = s.login("alice", 0.0) + run(s, 0.0, 3.1, step=0.05)
+    frame = logins(out)[-1]
+    out = s.receive(p.encode(p.Welcome(frame.nonce, SID, 60, 0)), 3.2)
+    connected = Notice("connected_to", {"server": SERVERS[1]})
+    assert out.index(connected) < out.index(LoggedIn("alice", SID))  # printed before the fork
+    assert s.failover.index == 1
+
+
+@pytest.mark.parametrize("servers", [(), ("127.0.0.1:8888",)])
+def test_with_one_server_nothing_changes(servers: tuple[str, ...]) -> None:
+    """One ``--server`` is ``--host/--port``: connection lost, the same server
+    retried, reconnected; the same outputs as a session given no list."""
+
+    def scenario(s: ClientSession) -> list[Output]:
+        out = login(s, last_id=2)
+        out += s.typed("are you there", 1.0) + run(s, 1.0, 20.0, step=0.05)
+        out += s.receive(p.encode(p.Pong(2)), 20.1) + run(s, 20.1, 21.0, step=0.05)
+        return out
+
+    plain = scenario(ClientSession("alice", random.Random(7), SessionConfig(history=0)))
+    given = scenario(
+        ClientSession("alice", random.Random(7), SessionConfig(history=0), servers=servers)
+    )
+    assert given == plain
+    assert notices(given) == ["connection_lost", "reconnected"] and moves(given) == []

@@ -1,8 +1,9 @@
 """What the client session asks its shell to do: plain values, no behaviour.
 
 The session (chatroom/client/session.py) returns a list of these for every input.
-``Transmit`` goes to the socket; everything else is for the screen (rendered by
-chatroom/client/render.py in the user's language) or for the shell's control flow.
+``Transmit`` goes to the socket (to the server the last ``UseServer`` named);
+everything else is for the screen (rendered by chatroom/client/render.py in the
+user's language) or for the shell's control flow.
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ class Transmit:
     """Send this datagram to the server."""
 
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UseServer:
+    """From now on send to server ``index`` of the list the session was given
+    (``chatroom join --server``; ``label`` names it): the current one stopped
+    answering. Comes before the datagrams meant for the new server."""
+
+    index: int
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +138,7 @@ class Finished:
 
 Output = (
     Transmit
+    | UseServer
     | ShowEvent
     | ShowPending
     | Notice

@@ -67,6 +67,8 @@ _NOTICE_STYLE: dict[str, tuple[str, tuple[str, ...]]] = {
 _ERRORS = frozenset(
     {
         "connection_lost",
+        "failover",
+        "no_answer_next",
         "gave_up",
         "too_long",
         "control_chars",

@@ -8,7 +8,7 @@ show. Randomness (nonces, heartbeat jitter) comes from the injected
 ``timeline``/``stream`` (one per conversation: event order, gaps, pulls,
 /history), ``outbox`` (messages in flight, whatever their conversation),
 ``rooms`` (JOIN and PART until answered), ``liveness`` (heartbeats, probes,
-connection lost).
+connection lost), ``servers`` (which of several servers to talk to).
 
 A session's life: login (the first one gives up with ``NoAnswer`` after
 ``first_login_timeout``) into one room (``start_room``, #lobby by default);
@@ -23,8 +23,10 @@ restarted or evicted us) -> log in again with ``resume`` = our sid into the
 current room, JOIN every other conversation again and carry on from the last
 event shown in each, resending unacked messages under their old seq so that
 each is stored once; quit -> wait briefly until our messages are stored and
-shown and the history replays are shown, BYE, ``Finished``. docs/client.md has
-the details.
+shown and the history replays are shown, BYE, ``Finished``. Given several
+servers (``servers``: one chat on several nodes), the connection lost moves the
+session to the next one (``UseServer``), where it logs in again with ``resume``
+exactly as after a restart. docs/client.md has the details.
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ from chatroom.client.effects import (
     ShowRooms,
     ShowUsers,
     Transmit,
+    UseServer,
 )
 from chatroom.client.liveness import Liveness
 from chatroom.client.login import LoginAttempt
 from chatroom.client.outbox import Outbox, Outgoing, Pacer
 from chatroom.client.rooms import Request, Requests, chan_key, is_direct
+from chatroom.client.servers import Failover
 from chatroom.client.stream import PullRequest
 from chatroom.client.timeline import Timeline
 from chatroom.events import Event
@@ -111,6 +115,11 @@ class SessionConfig:
     #: the connection is lost) is shown at once as pending: normal chat, whose
     #: answers take milliseconds, looks as if it did not exist.
     pending_after: float = 1.0
+    #: Several servers: one we moved to (the last one stopped answering) that
+    #: says nothing at all for this long is left for the next. As long as the
+    #: wait before "connection lost": a server that answers nothing in that
+    #: time is treated the same, whether we were with it or just came.
+    failover_after: float = 4.0
 
 
 @dataclass(slots=True)
@@ -120,6 +129,10 @@ class ClientSession:
     config: SessionConfig = field(default_factory=SessionConfig)
     #: The room the first login starts in (``chatroom join --room``).
     start_room: str = p.LOBBY
+    #: The servers to talk to, as the user names them (``Server.label``), in
+    #: the order to try them; the first is where the first login goes. Fewer
+    #: than two: the single-server behaviour (the shell sends to its one server).
+    servers: tuple[str, ...] = ()
     state: State = State.IDLE
     sid: str = ""
     idle_timeout: float = 60.0
@@ -131,6 +144,7 @@ class ClientSession:
     current_chan: str | None = None
     outbox: Outbox = field(default_factory=Outbox)
     live: Liveness = field(default_factory=Liveness)
+    failover: Failover = field(default_factory=Failover)
     requests: Requests = field(default_factory=Requests)
     _login: LoginAttempt | None = None
     _welcomed: bool = False
@@ -175,6 +189,7 @@ class ClientSession:
         cfg = self.config
         self.outbox.window, self.outbox.give_up_after = cfg.window, cfg.give_up_after
         self.live = Liveness(cfg.probe_after, cfg.probe_max, cfg.lost_after)
+        self.failover = Failover(self.servers)
 
     @property
     def lost(self) -> bool:
@@ -187,6 +202,7 @@ class ClientSession:
         """Start (or restart, after a refusal) the first login as ``name``."""
         self.name = name
         self.state = State.LOGIN
+        self.failover.first_tries = 1  # each server gets its chance again
         return self._send_login(now, resume=None, room=self.start_room)
 
     def typed(self, line: str, now: float) -> list[Output]:
@@ -248,6 +264,7 @@ class ClientSession:
         frame = p.parse_server(data)
         if isinstance(frame, p.BadFrame) or self.state in (State.IDLE, State.DONE):
             return []
+        self.failover.heard(now, self.config.failover_after)
         match frame:
             case p.Welcome():
                 return self._on_welcome(frame, now)
@@ -319,6 +336,8 @@ class ClientSession:
             case State.LOGIN:
                 assert self._login is not None
                 if now >= self._login.started + self.config.first_login_timeout:
+                    if self.failover.first_tries < len(self.failover.labels):
+                        return self._first_login_elsewhere(now)
                     self.state = State.IDLE
                     self._login = None
                     return [NoAnswer()]
@@ -346,6 +365,8 @@ class ClientSession:
             times.append(t)
         if self.state in (State.LIVE, State.RELOGIN):  # where tick checks the path
             times += self.live.deadlines(live=self.state == State.LIVE)
+        if self.state == State.RELOGIN and self.failover.switch_at is not None:
+            times.append(self.failover.switch_at)
         flushing = self.state == State.CLOSING and self._close_phase == "flush"
         if self.state == State.LIVE or flushing:
             for tl in self._followed():
@@ -417,12 +438,16 @@ class ClientSession:
         self.outbox.pacer = Pacer.from_rate(w.rate, now)
         key = self._key(w.room)
         out: list[Output] = []
+        moved = self.failover.settled()
+        here = Notice("connected_to", {"server": self.failover.current})
         if not self._welcomed:  # the first login
             self._welcomed = True
             self._me = unicodedata.normalize("NFC", self.name)  # as the server stores it
             self._open(w.room, key, w.last_id, self.config.history, now)
             self.current, self.current_chan = key, w.room
             self._recent[key] = w.room
+            if moved:  # the first server(s) did not answer
+                out.append(here)
             out.append(LoggedIn(self.name, self.sid))
         else:  # back after ERR nosession: carry on from the last event shown
             reset = False
@@ -439,7 +464,7 @@ class ClientSession:
                     self.requests.ask(other, t.chan, "join")
                 if other != key and reset:
                     self._rebase.add(other)
-            out.append(Notice("reconnected"))
+            out.append(here if moved else Notice("reconnected"))
             self.live.lost = False
             self.outbox.resend_now(now)  # same seq: stored once
         self.live.heard(ends_outage=False)
@@ -471,6 +496,30 @@ class ClientSession:
             return []  # an answer to a frame sent before our (re)login was processed
         self.state = State.RELOGIN
         return self._send_login(now, resume=self.sid, room=self._login_room())
+
+    def _first_login_elsewhere(self, now: float) -> list[Output]:
+        """The first login got no answer: try the next server (each once)."""
+        silent = self.failover.current
+        self.failover.first_tries += 1
+        index = self.failover.advance(now, self.config.failover_after)
+        label = self.failover.current
+        out: list[Output] = [
+            UseServer(index, label),
+            Notice("no_answer_next", {"server": silent, "next": label}),
+        ]
+        return out + self._send_login(now, resume=None, room=self.start_room)
+
+    def _fail_over(self, now: float) -> list[Output]:
+        """The server stopped answering and there are others: move to the next
+        and log in there with ``resume``, as after a restart (the new node takes
+        the session back; the WELCOME carries on every conversation from the
+        last event shown and resends what was not acknowledged, same seq)."""
+        index = self.failover.advance(now, self.config.failover_after)
+        label = self.failover.current
+        self.state = State.RELOGIN
+        self.live.lost = True  # until the WELCOME: a line typed now shows as pending
+        out: list[Output] = [UseServer(index, label), Notice("failover", {"server": label})]
+        return out + self._send_login(now, resume=self.sid, room=self._login_room())
 
     def _login_room(self) -> str:
         """Where to log in again: the current room, else another of ours, else
@@ -1018,7 +1067,13 @@ class ClientSession:
         return [Notice("reconnected"), *out]
 
     def _check_lost(self, now: float) -> list[Output]:
-        return [Notice("connection_lost")] if self.live.became_lost(now) else []
+        """One server: say the connection is lost (once) and keep trying it.
+        Several: move to the next, and on again while the new one is silent."""
+        if not self.failover.several:
+            return [Notice("connection_lost")] if self.live.became_lost(now) else []
+        if self.live.became_lost(now) or self.failover.due(now):
+            return self._fail_over(now)
+        return []
 
     def _unflushed(self) -> tuple[int, int]:
         """(messages not yet stored, events not yet shown) that quitting waits for:
