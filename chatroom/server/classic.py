@@ -86,10 +86,12 @@ class ClassicDialect:
         name, why = m.directory.check_new_name(raw)
         if why is None and not m.storage.writable:
             why = "storage"  # a join must be stored before anyone sees it
+        if why is None:
+            why = m.directory.admit(name, None)
         if why is not None:
             m.stats[f"refused.{why}"] += 1
             return [Send(line(p.classic_text(lang, why)), (addr,))]
         user = User(name, p.name_key(name), addr, newline=newline)
-        m.directory.add(user)
+        m.arrive(user)
         _, effects = m.enter(user, m.conversations.lobby, now, wall)
         return [Send(line(p.OK), (addr,)), *effects]

@@ -42,13 +42,25 @@ def _encode(event: Event) -> bytes:
 class Conversation:
     """One room (``#dev``) or direct conversation (``dm_key``: ``@alice bob``)."""
 
-    __slots__ = ("key", "last_seq", "members", "ring")
+    __slots__ = ("key", "last_seq", "members", "remote", "ring")
 
     def __init__(self, key: str, members: Registry, ring: Ring, last_seq: int) -> None:
         self.key = key
         self.members = members
         self.ring = ring
         self.last_seq = last_seq
+        #: Members on other nodes of a cluster (name key -> name), kept from the
+        #: events every node applies (chatroom/server/replica.py); empty on a
+        #: single node.
+        self.remote: dict[str, str] = {}
+
+    def count(self) -> int:
+        """Members here and on other nodes."""
+        return len(self.members) + len(self.remote)
+
+    def names(self) -> list[str]:
+        """Every member's name: this node's in join order, then other nodes'."""
+        return [u.name for u in self.members] + list(self.remote.values())
 
     @property
     def is_room(self) -> bool:
@@ -133,7 +145,7 @@ class Conversations:
 
     def left(self, conv: Conversation) -> None:
         """A member left ``conv``; the last one makes it idle (never the lobby)."""
-        if len(conv.members) or conv.key == LOBBY:
+        if len(conv.members) or conv.remote or conv.key == LOBBY:
             return
         conv.ring.shrink(IDLE_RING)
         self._idle[conv.key] = None
@@ -147,9 +159,10 @@ class Conversations:
             self._heads[key] = conv.last_seq
 
     def rooms(self) -> Iterator[Conversation]:
-        """Rooms with members, and the lobby (which always exists)."""
+        """Rooms with members (here or on other nodes), and the lobby (which
+        always exists)."""
         for conv in self._all.values():
-            if conv.is_room and (len(conv.members) or conv.key == LOBBY):
+            if conv.is_room and (len(conv.members) or conv.remote or conv.key == LOBBY):
                 yield conv
 
     def in_memory(self) -> Iterator[Conversation]:

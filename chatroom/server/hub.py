@@ -24,11 +24,12 @@ from chatroom.registry import Address, Registry
 from chatroom.server.classic import ClassicDialect
 from chatroom.server.config import ServerConfig
 from chatroom.server.conversation import Conversations
-from chatroom.server.directory import Directory
+from chatroom.server.directory import Claims, Directory
 from chatroom.server.effects import Effect, Send
 from chatroom.server.eventlog import EventLog
 from chatroom.server.guard import Guard
 from chatroom.server.membership import Membership
+from chatroom.server.replica import Replica
 from chatroom.server.replies import Replies
 from chatroom.server.storage_state import UNAVAILABLE, StorageState
 from chatroom.server.v2 import V2Dialect
@@ -49,12 +50,16 @@ class Hub:
         last_id: int = 0,
         recent: Iterable[Event] = (),
         heads: dict[str, int] | None = None,
+        claims: Claims | None = None,
     ) -> None:
+        """``claims``: this node is one of a cluster (chatroom/cluster/): names
+        are claimed across it, and events are numbered by the database as they
+        are stored, then applied (``replica``) rather than numbered here."""
         self.config = config or ServerConfig()
         self.stats: Counter[str] = Counter()
         #: The loop keeps it current (see storage_state.py).
         self.storage = StorageState(committed=last_id)
-        self.directory = Directory(new_registry())
+        self.directory = Directory(new_registry(), claims)
         self.conversations = Conversations(
             new_registry, self.config.ring_size, recent=recent, heads=heads
         )
@@ -68,7 +73,7 @@ class Hub:
             self.config,
             self.directory,
             self.conversations,
-            EventLog(last_id),
+            EventLog(last_id, numbering=claims is None),
             self.guard,
             self.stats,
             self.storage,
@@ -77,6 +82,8 @@ class Hub:
         self.classic = ClassicDialect(self.members, replies)
         self.v2 = V2Dialect(self.members, replies, token)
         self._replies = replies
+        #: Applies events numbered by the database (a cluster's nodes).
+        self.replica = Replica(self.members)
         self._next_idle_check = 0.0
 
     # ------------------------------------------------------------------ queries

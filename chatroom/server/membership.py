@@ -16,14 +16,14 @@ from chatroom.registry import Address, User
 from chatroom.server.config import ServerConfig
 from chatroom.server.conversation import Conversation, Conversations
 from chatroom.server.directory import Directory
-from chatroom.server.effects import Effect
+from chatroom.server.effects import Effect, Store
 from chatroom.server.eventlog import EventLog
 from chatroom.server.fanout import fan_out
 from chatroom.server.guard import Guard
 from chatroom.server.storage_state import StorageState
 
 #: The counter of each event kind (``chatroom status``'s message rate reads one).
-_COUNTERS: Final = {kind: f"events.{kind}" for kind in EVENT_KINDS}
+COUNTERS: Final = {kind: f"events.{kind}" for kind in EVENT_KINDS}
 
 
 class Membership:
@@ -60,10 +60,24 @@ class Membership:
         sender: User | None = None,
         to: str | None = None,
     ) -> list[Effect]:
-        """Record a new event in ``conv`` and deliver it (see fanout.py)."""
+        """Record a new event in ``conv`` and deliver it (see fanout.py); in a
+        cluster, only a draft to store: it is delivered once it comes back
+        numbered (replica.py)."""
+        if not self.log.numbering:
+            draft = self.log.draft(conv, kind, name, text, wall, session=session, seq=seq, to=to)
+            return [Store(draft)]
         event = self.log.record(conv, kind, name, text, wall, session=session, seq=seq, to=to)
-        self.stats[_COUNTERS[kind]] += 1
+        self.stats[COUNTERS[kind]] += 1
         return fan_out(conv, event, now, self.config.lang, exclude=exclude, sender=sender)
+
+    def arrive(self, user: User) -> None:
+        """``user`` is online here. One who was online on another node (a client
+        that moved) is no longer counted there."""
+        self.directory.add(user)
+        if user.key in self.directory.remote:
+            for conv in self.conversations.in_memory():
+                if conv.remote.pop(user.key, None) is not None:
+                    self.directory.remote_left(user.key)
 
     def conversations_of(self, user: User) -> list[Conversation]:
         """Where ``user`` is: a session's subscriptions; a classic peer's lobby."""

@@ -26,6 +26,9 @@ class Session:
     bucket: Bucket | None
     #: seq -> (conversation key, position): the answer to a retried SAY.
     seqs: dict[int, tuple[str, int]] = field(default_factory=dict)
+    #: In a cluster: messages sent for numbering and storing, not yet back
+    #: (a retry meanwhile is dropped: its ACKED is on its way).
+    pending: set[int] = field(default_factory=set)
     #: One reliable stream per conversation the session is in.
     subs: dict[str, Outbox] = field(default_factory=dict)
     #: The JOINED answer of each conversation joined with JOIN (a retry gets it again).

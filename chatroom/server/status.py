@@ -51,7 +51,7 @@ def report(
 ) -> dict[str, Any]:
     """The status of the server, as JSON-ready data."""
     stats = hub.stats
-    rooms = sorted((c.key, len(c.members)) for c in hub.conversations.rooms())
+    rooms = sorted((c.key, c.count()) for c in hub.conversations.rooms())
     drops = {k: v for k, v in sorted(stats.items()) if k.startswith(("drop.", "errors."))}
     refused = {k: v for k, v in sorted(stats.items()) if k.startswith(("refused.", "rejected."))}
     last_commit = commits.last_commit_at
@@ -79,5 +79,5 @@ def report(
 def members(hub: Hub, room: str) -> dict[str, Any]:
     """Who is in ``room`` (every name: this is local, not a datagram)."""
     conv = hub.conversations.get(room)
-    names = [u.name for u in conv.members] if conv is not None else []
+    names = conv.names() if conv is not None else []
     return {"room": room, "total": len(names), "names": names}

@@ -117,7 +117,7 @@ class V2Dialect:
             # A new login from an address in use: that client restarted; its old
             # session ends here rather than lingering until the idle timeout.
             effects += m.depart(current, "quit", now, wall, exclude=addr)
-        name, why = m.directory.check_new_name(frame.name)
+        name, why = m.directory.check_new_name(frame.name, moving=frame.resume is not None)
         home, bad_room = p.check_room(frame.room or LOBBY)
         why = why or bad_room
         if why is not None:
@@ -134,9 +134,13 @@ class V2Dialect:
     ) -> list[Effect]:
         m = self.members
         resumed = self._resumable(frame.resume, name)
+        sid = resumed or self._token()
+        why = m.directory.admit(name, sid)
+        if why is not None:
+            return self._refuse(frame, why, addr)
         conv = m.conversations.open(home)
         bucket = m.guard.session_bucket(now)
-        session = Session(resumed or self._token(), frame.nonce, now, home, conv.last_seq, bucket)
+        session = Session(sid, frame.nonce, now, home, conv.last_seq, bucket)
         if resumed is not None:
             session.resumed = True
             for c in m.conversations.in_memory():
@@ -144,7 +148,7 @@ class V2Dialect:
                     assert e.seq is not None
                     session.remember(e.seq, c.key, e.room_seq)
         user = User(name, p.name_key(name), addr, session)
-        m.directory.add(user)
+        m.arrive(user)
         m.guard.session_opened(addr[0])
         # Back after a server restart, having never left: the others were not
         # told the user left, so they are not told the user joined either.
@@ -242,6 +246,9 @@ class V2Dialect:
         if seq in session.seqs:  # a retry: same answer, nothing stored twice
             m.stats["retries"] += 1
             return self._acked_again(user, seq, addr)
+        if seq in session.pending:  # a retry while the cluster numbers it
+            m.stats["retries"] += 1
+            return []
         problem = text_problem(text)
         if problem is not None:
             m.stats[f"drop.{problem}"] += 1
@@ -263,19 +270,27 @@ class V2Dialect:
         if key is None:
             why = "self" if frame.chan.startswith(p.PEER_PREFIX) else "badroom"
             return self._reject(seq, why, frame.chan, addr)
+        remote_peer = False
         if key.startswith(DM_PREFIX):
-            peer = m.directory.get(dm_peer(key, user.key))
-            if peer is None or peer.session is None:
+            peer_key = dm_peer(key, user.key)
+            peer = m.directory.get(peer_key)
+            remote_peer = peer is None and peer_key in m.directory.remote
+            if not remote_peer and (peer is None or peer.session is None):
                 return self._reject(seq, "offline", frame.chan, addr)
         elif key not in session.subs:
             return self._reject(seq, "notmember", frame.chan, addr)
         if not self._may_store(user, addr, now):
             return self._slow_down(addr, now)
         conv = m.conversations.open(key)
-        if peer is not None:
-            for party in (user, peer):
+        if peer is not None or remote_peer:
+            # A party on another node of a cluster subscribes there, when the
+            # message reaches its node (replica.py).
+            for party in (user, peer) if peer is not None else (user,):
                 if key not in party.session.subs:
                     m.open_direct(party, conv, now)
+        to: str | None = None if peer is None else peer.name
+        if remote_peer:
+            to = m.directory.remote[dm_peer(key, user.key)]
         effects = m.publish(
             conv,
             "message",
@@ -286,8 +301,11 @@ class V2Dialect:
             session=session.sid,
             seq=seq,
             sender=user,
-            to=None if peer is None else peer.name,
+            to=to,
         )
+        if not m.log.numbering:
+            session.pending.add(seq)  # acknowledged once numbered (replica.py)
+            return effects
         session.remember(seq, key, conv.last_seq)
         acked = p.Acked(seq, conv.last_seq, wall, conv.label_for(user.key))
         effects.append(_send(acked, addr, m.log.last_id))
@@ -394,14 +412,14 @@ class V2Dialect:
             return p.Users(0, (), label)
         names: list[str] = []
         size = _LIST_ROOM + len(label.encode())
-        for u in conv.members:
-            size += len(u.name.encode()) + 1
+        for name in conv.names():
+            size += len(name.encode()) + 1
             if size < p.MAX_DATAGRAM:
-                names.append(u.name)
-        return p.Users(len(conv.members), tuple(names), label)
+                names.append(name)
+        return p.Users(conv.count(), tuple(names), label)
 
     def _rooms(self) -> p.RoomList:
-        rooms = sorted((c.key, len(c.members)) for c in self.members.conversations.rooms())
+        rooms = sorted((c.key, c.count()) for c in self.members.conversations.rooms())
         shown: list[tuple[str, int]] = []
         size = _LIST_ROOM
         for room, count in rooms:
