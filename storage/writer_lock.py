@@ -10,6 +10,11 @@ even by SIGKILL, so a stale file never blocks a restart; the file is left in
 place (removing it would race with a server starting). PostgreSQL: a
 session-level advisory lock on a dedicated connection. Other databases: no
 lock (a documented limit).
+
+The nodes of a cluster (``chatroom serve --cluster``) all write one PostgreSQL
+database, numbering through it (storage/sequencer.py): each holds the same lock
+*shared*, so any number of nodes run together, and a single server (which
+numbers itself) and a cluster never do.
 """
 
 from __future__ import annotations
@@ -39,14 +44,15 @@ class WriterLock:
         self._conn = conn
 
     @classmethod
-    def claim(cls, url: str, owner: str) -> WriterLock:
+    def claim(cls, url: str, owner: str, *, shared: bool = False) -> WriterLock:
         """Take the database for this server (``owner`` says who, for the message
-        another server gets). Raises DatabaseInUse if another server has it."""
+        another server gets); ``shared``: as one node of a cluster, beside the
+        other nodes. Raises DatabaseInUse if another server has it."""
         path = sqlite_file(url)
         if path is not None:
             return cls(fd=_claim_file(path, owner))
         if parse_url(url).get_backend_name() == "postgresql":
-            return cls(conn=_claim_pg(url))
+            return cls(conn=_claim_pg(url, shared))
         return cls()
 
     def release(self) -> None:
@@ -84,14 +90,16 @@ def _claim_file(database: Path, owner: str) -> int:
     return fd
 
 
-def _claim_pg(url: str) -> Connection:
+def _claim_pg(url: str, shared: bool) -> Connection:
     conn = make_engine(url).connect()
-    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
+    lock = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    got = conn.execute(text(f"SELECT {lock}(:k)"), {"k": PG_LOCK_KEY}).scalar()
     conn.commit()
     if not got:
         conn.close()
+        holder = "a single chatroom serve" if shared else "another chatroom serve"
         raise DatabaseInUse(
-            f"{describe(url)} is in use by another chatroom serve; "
-            "stop it first, or give this one another --db"
+            f"{describe(url)} is in use by {holder} (a cluster's nodes share a database "
+            "only with each other); stop it first, or give this one another --db"
         )
     return conn

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,7 +17,11 @@ from chatroom.ratelimit import Rate
 from chatroom.registry import REGISTRY_KINDS, make_registry
 from chatroom.server import DEFAULT_LOGIN_RATE, Hub, ServerConfig
 from chatroom.server.console_log import SUMMARY_EVERY, ConsoleLog
+from chatroom.server.directory import Claims
 from chatroom.server.loop import Server, bind_udp, console_stream, new_token
+
+if TYPE_CHECKING:
+    from chatroom.cluster.assemble import Cluster
 
 
 class RateType(click.ParamType["Rate | None", object]):
@@ -100,6 +105,20 @@ class RateType(click.ParamType["Rate | None", object]):
     "(what is shown still waits for its commit).",
 )
 @db_option
+@click.option(
+    "--cluster",
+    "cluster_url",
+    metavar="URL",
+    help="Run as one node of a cluster through this Redis (redis://host:port); needs a "
+    "PostgreSQL --db shared by every node (docs/cluster.md).",
+)
+@click.option(
+    "--cluster-name",
+    default="chatroom",
+    show_default=True,
+    metavar="NAME",
+    help="Which cluster on that Redis (several may share one).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail to stderr.")
 @click.option(
     "-q",
@@ -126,6 +145,8 @@ def serve(
     send_mode: str,
     pipeline: bool,
     db: str | None,
+    cluster_url: str | None,
+    cluster_name: str,
     verbose: bool,
     quiet: bool,
     summary_every: float,
@@ -148,11 +169,22 @@ def serve(
         format="chatroom: %(levelname)s %(message)s",
     )
     url = resolve_url(db)
+    if cluster_url is not None:
+        from chatroom.cluster.assemble import check_url
+
+        problem = check_url(cluster_url)
+        if problem is None and not url.startswith("postgresql"):
+            problem = (
+                "a cluster's nodes share a PostgreSQL database: give --db postgresql+psycopg://..."
+            )
+        if problem is not None:
+            raise click.UsageError(problem)
     try:
         store = EventStore.open(url, create=True)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
     lock: WriterLock | None = None
+    cluster: Cluster | None = None
     try:
         try:
             sock = bind_udp(host, port)
@@ -163,7 +195,7 @@ def serve(
         try:
             # Before the events are read: no other server may write after that.
             owner = f"pid {os.getpid()}, udp://{bound_host}:{bound_port}"
-            lock = WriterLock.claim(url, owner)
+            lock = WriterLock.claim(url, owner, shared=cluster_url is not None)
         except StorageError as exc:
             sock.close()
             raise click.ClickException(str(exc)) from exc
@@ -175,14 +207,37 @@ def serve(
             login_rate=DEFAULT_LOGIN_RATE if rate_limit is not None else None,
             max_sessions_per_ip=max_sessions_per_ip,
         )
-        hub = Hub(
-            lambda: make_registry(registry),
-            new_token,
-            config,
-            last_id=store.last_id(),
-            recent=store.recent(config.ring_size),
-            heads=store.room_heads(),
-        )
+
+        def new_hub(claims: Claims | None = None) -> Hub:
+            return Hub(
+                lambda: make_registry(registry),
+                new_token,
+                config,
+                last_id=store.last_id(),
+                recent=store.recent(config.ring_size),
+                heads=store.room_heads(),
+                claims=claims,
+            )
+
+        if cluster_url is None:
+            hub = new_hub()
+        else:
+            from chatroom.cluster.assemble import Cluster, ClusterError
+
+            try:
+                cluster = Cluster.join(
+                    store,
+                    cluster_url,
+                    cluster_name,
+                    f"{bound_host}:{bound_port}",
+                    idle_timeout,
+                    new_hub,
+                    time.monotonic(),
+                )
+            except ClusterError as exc:
+                sock.close()
+                raise click.ClickException(str(exc)) from exc
+            hub = cluster.hub
         try:
             ctl = control.listen(server_port(sock))
         except (OSError, control.ControlError) as exc:
@@ -202,12 +257,15 @@ def serve(
             activity=None
             if quiet
             else ConsoleLog(sys.stdout, hub.online, time.monotonic(), every=summary_every),
+            commits=None if cluster is None else cluster.node,
         )
         server.install_signal_handlers()
         click.echo(
             f"chatroom {_version()}: listening on udp://{bound_host}:{bound_port} "
             f"(registry {registry}, classic {classic}, sends {server.sender.name}, "
-            f"database {_display(url)})"
+            f"database {_display(url)}"
+            + ("" if cluster is None else f", cluster {cluster_name} via {cluster_url}")
+            + ")"
         )
         if server.console is not None:
             click.echo("Type a line and press Enter to broadcast an announcement; Ctrl-C stops.")
@@ -219,6 +277,8 @@ def serve(
                 control.control_path(bound_port).unlink(missing_ok=True)
         click.echo("chatroom: stopped")
     finally:
+        if cluster is not None:
+            cluster.close()
         if lock is not None:
             lock.release()
         store.close()

@@ -57,6 +57,33 @@ class EventSink(Protocol):
     def write_batch(self, events: Iterable[Event]) -> None: ...
 
 
+class Commits(Protocol):
+    """What the loop needs of whoever stores its events and releases its
+    sends: the single node's Committer (commits.py) or a cluster node."""
+
+    @property
+    def retry_at(self) -> float | None: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def worker(self) -> Selectable | None: ...
+
+    last_error: str
+    last_commit_at: float | None
+    announces_shutdown: bool
+
+    def apply(self, effects: list[Effect], now: float) -> list[Send]: ...
+    def poll(self, now: float) -> list[Send]: ...
+    def retry(self, now: float) -> list[Send]: ...
+    def retry_now(self, now: float, timeout: float = 5.0) -> list[Send]: ...
+    def tick(self, now: float, wall: float) -> list[Send]: ...
+
+
+class Selectable(Protocol):
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+
+
 class CommitThread:
     """Writes batches on a thread of its own; reports each outcome (None, or
     the exception) in order, and wakes the loop through ``fileno()``."""
@@ -124,6 +151,9 @@ class CommitThread:
 
 
 class Committer:
+    #: A single node stopping is the chat stopping: everyone is told, stored.
+    announces_shutdown = True
+
     def __init__(
         self,
         sink: EventSink,
@@ -182,6 +212,10 @@ class Committer:
                 else:
                     self._held.append(effect)
         return ready
+
+    def tick(self, now: float, wall: float) -> list[Send]:
+        """Nothing to do on the loop's timer (a cluster node has leases)."""
+        return []
 
     def retry(self, now: float) -> list[Send]:
         """Retry a failed commit if it is due; the sends it releases."""

@@ -61,15 +61,14 @@ class Directory:
     def get(self, key: str) -> User | None:
         return self.users.get(key)
 
-    def check_new_name(self, raw: str, *, moving: bool = False) -> tuple[str, str | None]:
+    def check_new_name(self, raw: str) -> tuple[str, str | None]:
         """Normalise a requested name; the reason code if it cannot be had now.
-        ``moving``: a client resuming its session, maybe from another node of
-        the cluster (where its name is then online): the claim decides."""
+        (In a cluster, whether another node has it is the claim's to say:
+        ``admit``. What this node has applied of the others may lag.)"""
         name, why = p.check_name(raw)
         if why is not None:
             return name, why
-        key = p.name_key(name)
-        if self.users.get(key) is not None or (key in self.remote and not moving):
+        if self.users.get(p.name_key(name)) is not None:
             return name, "taken"
         if any(sk in self._skeletons for sk in skeletons(name)):
             return name, "confusable"

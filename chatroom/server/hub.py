@@ -96,7 +96,8 @@ class Hub:
         return self.directory.names()
 
     def online(self) -> int:
-        return len(self.directory)
+        """Users online: here, and on the other nodes of a cluster."""
+        return len(self.directory) + len(self.directory.remote)
 
     # ------------------------------------------------------------------ inputs
 

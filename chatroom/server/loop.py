@@ -26,7 +26,13 @@ from typing import Any, TextIO
 
 from chatroom import control
 from chatroom import protocol as p
-from chatroom.server.commits import Committer, CommitThread, EventSink, StorageFailure
+from chatroom.server.commits import (
+    Commits,
+    Committer,
+    CommitThread,
+    EventSink,
+    StorageFailure,
+)
 from chatroom.server.console_log import ConsoleLog
 from chatroom.server.effects import Effect, Send
 from chatroom.server.hub import Hub
@@ -34,6 +40,7 @@ from chatroom.server.sendmany import SendMode, make_sender
 from chatroom.server.status import Pulse, members, report
 
 log = logging.getLogger("chatroom.server")
+
 
 #: Most datagrams handled before a commit; bounds the latency a batch adds.
 BATCH: int = 256
@@ -80,17 +87,22 @@ class Server:
         activity: ConsoleLog | None = None,
         database: str = "",
         database_bytes: Callable[[], int | None] | None = None,
+        commits: Commits | None = None,
     ) -> None:
+        """``commits``: where effects go instead of the group Committer over
+        ``sink`` (a cluster node: chatroom/cluster/node.py)."""
         self.hub = hub
         self.sock = sock
         self.sink = sink
         #: Joins, leaves and a summary a minute on the terminal (console_log.py).
         self.activity = activity
         on_commit = activity.committed if activity is not None else None
-        worker = CommitThread(sink) if pipeline else None
-        self.commits = Committer(
-            sink, hub.storage, storage_errors, lock_wait, on_commit, worker=worker
-        )
+        if commits is None:
+            worker = CommitThread(sink) if pipeline else None
+            commits = Committer(
+                sink, hub.storage, storage_errors, lock_wait, on_commit, worker=worker
+            )
+        self.commits: Commits = commits
         self.sender = make_sender(sock, self._wait_writable, send_mode)
         self.console = console
         self.control = control
@@ -160,6 +172,7 @@ class Server:
                 if now >= next_tick:
                     next_tick = now + TICK
                     self._apply(self.hub.on_timer(now, self._wall()))
+                    self._send_all(self.commits.tick(now, self._wall()))
                     self.pulse.sample(now, self.hub.stats["events.message"])
                     if self.activity is not None:
                         self.activity.tick(now, self._wall())
@@ -271,7 +284,11 @@ class Server:
         left to find out at their next heartbeat."""
         now = self._clock()
         self._send_all(self.commits.retry_now(now))
-        if self.hub.storage.writable:
+        if not self.commits.announces_shutdown:
+            # One node of a cluster: the chat goes on; its users are told (not
+            # stored) and move to another node.
+            self._send_all([e for e in self.hub.farewell() if isinstance(e, Send)])
+        elif self.hub.storage.writable:
             self._apply(self.hub.shutdown(now, self._wall()))
             self._send_all(self.commits.retry_now(self._clock()))  # pipelined: wait for it
         else:

@@ -44,6 +44,9 @@ class Membership:
         self.guard = guard
         self.stats = stats
         self.storage = storage
+        #: Counts changes of who is online and where (a cluster node writes its
+        #: presence to the broker when it moves).
+        self.changes = 0
 
     def publish(
         self,
@@ -73,6 +76,7 @@ class Membership:
     def arrive(self, user: User) -> None:
         """``user`` is online here. One who was online on another node (a client
         that moved) is no longer counted there."""
+        self.changes += 1
         self.directory.add(user)
         if user.key in self.directory.remote:
             for conv in self.conversations.in_memory():
@@ -94,6 +98,7 @@ class Membership:
         False; a direct conversation: no event). Returns the newest position
         before the entry (the session's stream starts after it) and the effects."""
         base = conv.last_seq
+        self.changes += 1
         conv.members.add(user)
         self.conversations.joined(conv)
         if user.session is not None:
@@ -127,6 +132,7 @@ class Membership:
         exclude: Address | None = None,
     ) -> list[Effect]:
         """Take ``user`` out of ``conv``; a room is told (``quit``/``timeout``)."""
+        self.changes += 1
         conv.members.remove(user.key)
         if user.session is not None:
             user.session.subs.pop(conv.key, None)
@@ -143,6 +149,7 @@ class Membership:
         effects: list[Effect] = []
         for conv in self.conversations_of(user):
             effects += self.leave(user, conv, kind, now, wall, exclude=exclude)
+        self.changes += 1
         self.directory.remove(user)
         if user.session is not None:
             self.guard.session_closed(user.address[0])

@@ -146,6 +146,7 @@ class Replica:
         """``user``'s client moved to another node (which holds the name now):
         forget it here without telling anyone; it has not left."""
         m = self.members
+        m.changes += 1
         for conv in m.conversations_of(user):
             conv.members.remove(user.key)
             if user.session is not None:
@@ -160,19 +161,17 @@ class Replica:
         else:
             m.guard.classic_closed(user.address)
 
-    def reap(self, gone: Iterable[tuple[str, Iterable[str]]], wall: float) -> list[Effect]:
-        """Users of a node that died, each with its rooms: a timeout in each
-        room where it is still a member (drafts, stored and applied as usual)."""
+    def reap(self, gone: Iterable[str], wall: float) -> list[Effect]:
+        """Users (names) of a node that died: a timeout in each room where this
+        node has them as members (drafts, stored and applied as usual). The
+        rooms come from the joins and leaves applied here, which every node
+        applies alike, not from what the dead node last wrote."""
         effects: list[Effect] = []
         log = self.members.log
-        for name, rooms in gone:
-            key = p.name_key(name)
-            if self.members.directory.get(key) is not None:
-                continue  # it came back here meanwhile
-            for room in rooms:
-                conv = self.members.conversations.get(room)
-                if conv is None or key not in conv.remote:
-                    continue
+        keys = {p.name_key(name) for name in gone}
+        keys = {k for k in keys if self.members.directory.get(k) is None}  # not back here
+        for conv in self.members.conversations.in_memory():
+            for key in keys & conv.remote.keys():
                 effects.append(Store(log.draft(conv, "timeout", conv.remote[key], "", wall)))
         return effects
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Final
 
-from chatroom.server.commits import Committer
+from chatroom.server.commits import Commits
 from chatroom.server.hub import Hub
 
 #: The window the message rate is measured over.
@@ -40,7 +40,7 @@ class Pulse:
 
 def report(
     hub: Hub,
-    commits: Committer,
+    commits: Commits,
     pulse: Pulse,
     *,
     now: float,

@@ -117,7 +117,7 @@ class V2Dialect:
             # A new login from an address in use: that client restarted; its old
             # session ends here rather than lingering until the idle timeout.
             effects += m.depart(current, "quit", now, wall, exclude=addr)
-        name, why = m.directory.check_new_name(frame.name, moving=frame.resume is not None)
+        name, why = m.directory.check_new_name(frame.name)
         home, bad_room = p.check_room(frame.room or LOBBY)
         why = why or bad_room
         if why is not None:
