@@ -159,6 +159,13 @@ def test_who_status_and_announce_see_the_whole_cluster(
     )
     assert who.returncode == 0, who.stderr
     assert "2 online" in who.stdout and "alice" in who.stdout and "bob" in who.stdout
+    status = subprocess.run(
+        chatroom_cmd("status", "--port", str(n2.port)), capture_output=True, text=True, timeout=20
+    )
+    assert status.returncode == 0, status.stderr
+    assert "online: 2 in 1 room(s)" in status.stdout
+    assert f"cluster: {cluster.name}, node 127.0.0.1:{n2.port}/" in status.stdout
+    assert "broker up" in status.stdout
     announce = subprocess.run(
         chatroom_cmd("announce", "--port", str(n2.port), "maintenance at noon"),
         capture_output=True,

@@ -73,7 +73,7 @@ class Cluster:
             wake.close()
             raise ClusterError(f"cannot reach the broker at {broker_url}: {exc}") from exc
         hub = new_hub(broker)
-        node = ClusterNode(hub, sequencer, broker, wake, lease=lease)
+        node = ClusterNode(hub, sequencer, broker, wake, lease=lease, name=name)
         broker.start()
         try:
             node.join(now)

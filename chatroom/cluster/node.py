@@ -94,6 +94,7 @@ class ClusterNode:
         wake: Wake,
         *,
         lease: float,
+        name: str = "",
     ) -> None:
         self.hub = hub
         self.sequencer = sequencer
@@ -102,6 +103,9 @@ class ClusterNode:
         self.worker = wake
         self.state = hub.storage
         self.lease = lease
+        #: The cluster's name, and how many other nodes were alive at the last look.
+        self.name = name
+        self.peers = 0
         self._pending: list[Event] = []
         self._in_flight: list[Event] = []
         self._jobs: queue.SimpleQueue[list[Event] | None] = queue.SimpleQueue()
@@ -209,6 +213,16 @@ class ClusterNode:
         self._submit()
         return sends
 
+    def cluster_status(self) -> dict[str, object] | None:
+        """For ``chatroom status``: which cluster, which node, the broker."""
+        return {
+            "name": self.name,
+            "node": self.node,
+            "nodes": self.peers + 1,
+            "broker": "up" if self.broker_up else "down",
+            "repaired": self.hub.stats["cluster.repaired"],
+        }
+
     def close(self) -> None:
         self._jobs.put(None)
         self._thread.join(5.0)
@@ -303,7 +317,8 @@ class ClusterNode:
                     log.info("%s moved to another node", user.name)
                     self.hub.replica.moved_away(user)
             self._beat(now)
-            _, dead = self.broker.others()
+            alive, dead = self.broker.others()
+            self.peers = len(alive)
             drafts: list[Effect] = []
             for node in dead:
                 gone = self.broker.reap(node, self.lease * 3)

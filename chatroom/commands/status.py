@@ -80,6 +80,13 @@ def format_status(r: dict[str, Any]) -> str:
         + (f", last commit {last:g} s ago" if last is not None else "")
         + (f", {storage['waiting_events']} event(s) waiting" if storage["waiting_events"] else ""),
     ]
+    cluster = r.get("cluster")
+    if cluster:
+        lines.append(
+            f"cluster: {cluster['name']}, node {cluster['node']} of {cluster['nodes']}, "
+            f"broker {cluster['broker']}; {cluster['repaired']:,} event(s) read back "
+            "from the database"
+        )
     return "\n".join(lines)
 
 

@@ -77,6 +77,7 @@ class Commits(Protocol):
     def retry(self, now: float) -> list[Send]: ...
     def retry_now(self, now: float, timeout: float = 5.0) -> list[Send]: ...
     def tick(self, now: float, wall: float) -> list[Send]: ...
+    def cluster_status(self) -> dict[str, object] | None: ...
 
 
 class Selectable(Protocol):
@@ -216,6 +217,10 @@ class Committer:
     def tick(self, now: float, wall: float) -> list[Send]:
         """Nothing to do on the loop's timer (a cluster node has leases)."""
         return []
+
+    def cluster_status(self) -> dict[str, object] | None:
+        """None: a single node."""
+        return None
 
     def retry(self, now: float) -> list[Send]:
         """Retry a failed commit if it is due; the sends it releases."""

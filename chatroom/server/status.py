@@ -73,6 +73,7 @@ def report(
             "waiting_events": commits.pending,
             "error": commits.last_error or None,
         },
+        "cluster": commits.cluster_status(),
     }
 
 
