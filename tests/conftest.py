@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+# Databases on SQLite and PostgreSQL, one per test (tests/pg.py).
+from tests.pg import database, migrated_database, module_database, postgres  # noqa: F401
+
 #: The banner's address: IPv4, or IPv6 such as ``::1`` (the port is after the last colon).
 LISTEN_RE = re.compile(rb"listening on udp://([0-9A-Fa-f.:]+):(\d+) ")
 RECV_TIMEOUT = 3.0
