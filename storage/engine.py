@@ -37,12 +37,16 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
     """An engine for ``url`` (any SQLAlchemy URL) with the SQLite pragmas set.
 
     ``read_only=True`` opens an SQLite file with ``mode=ro`` (and ``query_only``): the
-    connection can never create or change the database. The file must exist.
+    connection can never create or change the database. The file must exist. On
+    PostgreSQL every transaction is read-only instead.
     """
     u = parse_url(url)
     if u.get_backend_name() != "sqlite":
         try:
-            return create_engine(u, pool_pre_ping=True)
+            engine = create_engine(u, pool_pre_ping=True)
+            if u.get_backend_name() == "postgresql":
+                _install_postgresql_listeners(engine, read_only=read_only)
+            return engine
         except ImportError as exc:
             raise StorageError(
                 f"no database driver for {u.drivername} (Python module {exc.name!r} is "
@@ -65,6 +69,29 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
 def is_sqlite(engine: Engine | Connection) -> bool:
     """Whether ``engine`` talks to SQLite."""
     return engine.dialect.name == "sqlite"
+
+
+def _install_postgresql_listeners(engine: Engine, *, read_only: bool) -> None:
+    """PostgreSQL's counterparts of the SQLite pragmas, on every new connection:
+
+    - ``lock_timeout``: a statement waits BUSY_TIMEOUT_MS for a lock, then fails
+      (PostgreSQL's default is to wait for ever): another session's ``LOCK TABLE``
+      or long DDL makes a commit fail and be retried, as SQLite's busy_timeout
+      does, instead of stalling the server's writer without a word;
+    - ``default_transaction_read_only`` for readers: ``chatroom history`` can never
+      change the database, as SQLite's ``mode=ro`` promises.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}")
+            if read_only:
+                cursor.execute("SET default_transaction_read_only = on")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()  # a SET in a transaction lasts only that long
 
 
 def _install_sqlite_listeners(engine: Engine, *, read_only: bool) -> None:

@@ -1,4 +1,5 @@
-"""EventStore on a real SQLite file: the batched writer, reads, pragmas, FTS consistency."""
+"""EventStore on real databases, SQLite and PostgreSQL (tests/pg.py): the batched
+writer, reads, rooms, search consistency; SQLite's pragmas and FTS5 index."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from chatroom.events import LOBBY, Event, dm_key
+from storage import migrations
 from storage.config import sqlite_url
 from storage.errors import NoDatabase, SchemaTooNew, StorageError
 from storage.models import EVENT_COLUMNS
+from storage.queries import HistoryQuery, query_events
 from storage.store import EventStore, event_from_row, row_from_event
+from tests.pg import Database
 
 T0 = 1_795_000_000.0
 
@@ -23,21 +27,38 @@ def ev(i: int, text: str = "", kind: str = "message", name: str = "alice", **kw:
 
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
+    """An SQLite file, for what only SQLite has (files, pragmas, FTS5's own checks)."""
     return tmp_path / "data" / "chat.db"
 
 
 @pytest.fixture
-def store(path: Path) -> Iterator[EventStore]:
+def sqlite_store(path: Path) -> Iterator[EventStore]:
     with EventStore.open(sqlite_url(path)) as s:
         yield s
 
 
-def fts_ids(path: Path, query: str) -> list[int]:
-    with sqlite3.connect(path) as c:
-        rows = c.execute(
-            "SELECT rowid FROM events_fts WHERE events_fts MATCH ? ORDER BY rowid", (query,)
-        )
-        return [r[0] for r in rows]
+@pytest.fixture
+def db(migrated_database: Database) -> Database:
+    """A database at head on each backend (SQLite, PostgreSQL)."""
+    return migrated_database
+
+
+@pytest.fixture
+def store(db: Database) -> Iterator[EventStore]:
+    with EventStore.open(db.url) as s:
+        yield s
+
+
+def found(store: EventStore, search: str) -> list[int]:
+    """The ids ``chatroom history -q SEARCH`` finds, through either database's index."""
+    return [e.id for e in query_events(store, HistoryQuery(search=search, limit=0))]
+
+
+def index_consistent(db: Database) -> None:
+    """SQLite: the FTS5 index equals the table. PostgreSQL's index is an expression
+    index, which the database itself keeps equal to the table (migration 0005)."""
+    if db.path is not None:
+        fts_integrity_ok(db.path)
 
 
 def fts_integrity_ok(path: Path) -> None:
@@ -47,14 +68,24 @@ def fts_integrity_ok(path: Path) -> None:
         assert c.execute("SELECT count(*) FROM events_fts_defer").fetchone() == (0,)
 
 
-def test_open_creates_parent_directory_and_schema(path: Path, store: EventStore) -> None:
+def test_open_creates_parent_directory_and_schema(path: Path, sqlite_store: EventStore) -> None:
+    # SQLite only: a file and its directory (PostgreSQL: the next test).
     assert path.is_file()
-    assert store.last_id() == 0
-    assert store.recent(10) == []
-    assert store.after(0, 10) == []
+    assert sqlite_store.last_id() == 0
+    assert sqlite_store.recent(10) == []
+    assert sqlite_store.after(0, 10) == []
 
 
-def test_write_then_read_back(path: Path, store: EventStore) -> None:
+def test_open_creates_the_schema(database: Database) -> None:
+    with EventStore.open(database.url) as store:
+        assert store.last_id() == 0
+        assert store.recent(10) == []
+        assert store.after(0, 10) == []
+        assert store.room_heads() == {}
+    assert database.sql("SELECT version_num FROM alembic_version") == [(migrations.head(),)]
+
+
+def test_write_then_read_back(db: Database, store: EventStore) -> None:
     batch = [
         Event(1, "join", "alice", "", T0 + 0.000001),
         Event(2, "message", "alice", "hello, world", T0 + 1.5, "s" * 32, 1),
@@ -80,35 +111,36 @@ def test_write_then_read_back(path: Path, store: EventStore) -> None:
     assert [e.id for e in store.after(2, 2)] == [3, 4]
     assert [e.id for e in store.after(5, 10)] == []
     assert store.recent(0) == []
-    fts_integrity_ok(path)
+    assert found(store, "maintenance") == [3]
+    index_consistent(db)
 
 
-def test_created_at_is_stored_as_integer_microseconds_utc(path: Path, store: EventStore) -> None:
+def test_created_at_is_stored_as_integer_microseconds_utc(db: Database, store: EventStore) -> None:
     store.write_batch([Event(1, "message", "a", "x", 1_795_000_000.123456)])
-    with sqlite3.connect(path) as c:
-        ((value, kind),) = c.execute("SELECT created_at, typeof(created_at) FROM events")
-    assert (value, kind) == (1_795_000_000_123_456, "integer")
+    type_of = "pg_typeof(created_at)::text" if db.postgresql else "typeof(created_at)"
+    ((value, kind),) = db.sql(f"SELECT created_at, {type_of} FROM events")
+    assert (value, kind) == (1_795_000_000_123_456, "bigint" if db.postgresql else "integer")
 
 
 def test_duplicate_session_seq_in_a_later_batch_keeps_the_rest(
-    path: Path, store: EventStore
+    db: Database, store: EventStore
 ) -> None:
     store.write_batch([ev(1, "first try", session="S", seq=7), ev(2, "other")])
     # The client retried seq 7; the room gave the retry a new id in a batch with others.
     store.write_batch([ev(3, "before"), ev(4, "first try", session="S", seq=7), ev(5, "after")])
     assert [e.id for e in store.recent(10)] == [1, 2, 3, 5]
-    assert fts_ids(path, "first") == [1]
-    assert fts_ids(path, "after") == [5]
-    fts_integrity_ok(path)
+    assert found(store, "first") == [1]
+    assert found(store, "after") == [5]
+    index_consistent(db)
 
 
-def test_duplicate_within_one_batch_and_exact_replay(path: Path, store: EventStore) -> None:
+def test_duplicate_within_one_batch_and_exact_replay(db: Database, store: EventStore) -> None:
     a = ev(1, "once", session="S", seq=1)
     store.write_batch([a, ev(2, "once", session="S", seq=1), ev(3, "three")])
     store.write_batch([a])  # the very same event again: already stored, skipped
     assert [e.id for e in store.recent(10)] == [1, 3]
-    assert fts_ids(path, "once") == [1]
-    fts_integrity_ok(path)
+    assert found(store, "once") == [1]
+    index_consistent(db)
 
 
 def test_null_sessions_never_conflict(store: EventStore) -> None:
@@ -116,43 +148,53 @@ def test_null_sessions_never_conflict(store: EventStore) -> None:
     assert store.last_id() == 3
 
 
-def test_reused_id_rolls_the_whole_batch_back(path: Path, store: EventStore) -> None:
+def test_reused_id_rolls_the_whole_batch_back(db: Database, store: EventStore) -> None:
     store.write_batch([ev(1, "one")])
     with pytest.raises(StorageError, match="could not store 2 events"):
         store.write_batch([ev(2, "two"), ev(1, "clash", session="X", seq=1)])
     assert [e.id for e in store.recent(10)] == [1]
     store.write_batch([ev(2, "two again")])  # the writer is usable afterwards
     assert [e.text for e in store.recent(10)] == ["one", "two again"]
-    fts_integrity_ok(path)
+    assert found(store, "clash") == []
+    index_consistent(db)
 
 
-def test_ids_below_the_maximum_are_stored_and_indexed(path: Path, store: EventStore) -> None:
+def test_a_failed_batch_says_which_database(db: Database, store: EventStore) -> None:
+    store.write_batch([ev(1, "one")])
+    with pytest.raises(StorageError) as err:
+        store.write_batch([ev(1, "again")])
+    assert "constraint" in str(err.value)
+    where = str(db.path) if db.path is not None else db.url.split("@")[-1]
+    assert where in str(err.value)
+
+
+def test_ids_below_the_maximum_are_stored_and_indexed(db: Database, store: EventStore) -> None:
     store.write_batch([ev(10, "ten")])
     store.write_batch([ev(5, "five"), ev(11, "eleven")])
     assert [e.id for e in store.recent(10)] == [5, 10, 11]
-    assert fts_ids(path, "five OR eleven") == [5, 11]
-    fts_integrity_ok(path)
+    assert found(store, "five") == [5]
+    assert found(store, "eleven") == [11]
+    index_consistent(db)
 
 
-def test_rows_written_by_other_code_paths_are_searchable(path: Path, store: EventStore) -> None:
+def test_rows_written_by_other_code_paths_are_searchable(db: Database, store: EventStore) -> None:
     store.write_batch([ev(1, "from the server")])
-    with sqlite3.connect(path) as c:  # someone with the sqlite3 shell
-        c.execute(
-            "INSERT INTO events (id, kind, name, text, created_at, room, room_seq) "
-            "VALUES (2, 'announce', 'ops', 'written by hand', 0, '#lobby', 2)"
-        )
-        c.execute("UPDATE events SET text = 'edited from the server' WHERE id = 1")
-    assert fts_ids(path, "hand") == [2]
-    assert fts_ids(path, "edited") == [1]
-    with sqlite3.connect(path) as c:
-        c.execute("DELETE FROM events WHERE id = 2")
-    assert fts_ids(path, "hand") == []
-    fts_integrity_ok(path)
+    # Someone with the sqlite3 shell or psql.
+    db.sql(
+        "INSERT INTO events (id, kind, name, text, created_at, room, room_seq) "
+        "VALUES (2, 'announce', 'ops', 'written by hand', 0, '#lobby', 2)"
+    )
+    db.sql("UPDATE events SET text = 'edited from the server' WHERE id = 1")
+    assert found(store, "hand") == [2]
+    assert found(store, "edited") == [1]
+    db.sql("DELETE FROM events WHERE id = 2")
+    assert found(store, "hand") == []
+    index_consistent(db)
 
 
-def test_generic_write_path_dedups_too(path: Path, store: EventStore) -> None:
-    # The path used for databases other than SQLite (Core insert, no marker: the
-    # trigger indexes), exercised here on SQLite.
+def test_generic_write_path_dedups_too(db: Database, store: EventStore) -> None:
+    # The path for databases other than SQLite and PostgreSQL (Core insert after a
+    # SELECT of the stored pairs), exercised here on both.
     store.write_batch([ev(1, "orig", session="S", seq=1)])
     conn = store._writer_connection()
     rows = [row_from_event(e) for e in (ev(2, "orig", session="S", seq=1), ev(3, "new"))]
@@ -161,12 +203,12 @@ def test_generic_write_path_dedups_too(path: Path, store: EventStore) -> None:
     store._write_generic(conn, rows)
     conn.commit()
     assert [e.id for e in store.recent(10)] == [1, 3, 4]
-    assert fts_ids(path, "new") == [3]
-    fts_integrity_ok(path)
+    assert found(store, "new") == [3]
+    index_consistent(db)
 
 
-def test_pragmas_on_every_connection(store: EventStore) -> None:
-    with store.engine.connect() as conn:
+def test_pragmas_on_every_connection(sqlite_store: EventStore) -> None:
+    with sqlite_store.engine.connect() as conn:
         pragma = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
             for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
@@ -185,27 +227,44 @@ def test_reader_does_not_create_a_database(path: Path) -> None:
     assert not path.exists() and not path.parent.exists()
 
 
-def test_reader_is_read_only_and_sees_new_commits(path: Path, store: EventStore) -> None:
+def test_reader_does_not_create_a_schema(database: Database) -> None:
+    if database.path is not None:
+        database.path.touch()  # an empty file: SQLite's "database without a schema"
+    with pytest.raises(NoDatabase, match="holds no chatroom schema yet"):
+        EventStore.open(database.url, create=False)
+    assert "events" not in {t for (t,) in _tables(database)}
+
+
+def _tables(db: Database) -> list[tuple[str]]:
+    if db.postgresql:
+        return db.sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    return db.sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+
+
+def test_reader_is_read_only_and_sees_new_commits(db: Database, store: EventStore) -> None:
     store.write_batch([ev(1)])
-    with EventStore.open(sqlite_url(path), create=False) as reader:
+    with EventStore.open(db.url, create=False) as reader:
         assert reader.last_id() == 1
         store.write_batch([ev(2), ev(3)])  # a server keeps writing
         assert reader.last_id() == 3
         assert [e.id for e in reader.after(1, 10)] == [2, 3]
         with reader.engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 1
+            if db.postgresql:
+                assert conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
+            else:
+                assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 1
         with pytest.raises(StorageError, match=r"readonly|read-only"):
             reader.write_batch([ev(4)])
+    assert store.last_id() == 3
 
 
-def test_reader_refuses_a_database_newer_than_the_code(path: Path, store: EventStore) -> None:
+def test_reader_refuses_a_database_newer_than_the_code(db: Database, store: EventStore) -> None:
     store.close()
-    with sqlite3.connect(path) as c:
-        c.execute("UPDATE alembic_version SET version_num = 'zzz999'")
+    db.sql("UPDATE alembic_version SET version_num = 'zzz999'")
     with pytest.raises(SchemaTooNew, match="newer than this chatroom"):
-        EventStore.open(sqlite_url(path), create=False)
+        EventStore.open(db.url, create=False)
     with pytest.raises(SchemaTooNew):
-        EventStore.open(sqlite_url(path))
+        EventStore.open(db.url)
 
 
 # ------------------------------------------------------------------ rooms and DMs
@@ -228,7 +287,7 @@ def rooms_batch() -> list[Event]:
 
 
 def test_rooms_recipients_and_room_seqs_are_stored_and_read_back(
-    path: Path, store: EventStore
+    db: Database, store: EventStore
 ) -> None:
     batch = rooms_batch()
     store.write_batch(batch[:3])
@@ -246,23 +305,25 @@ def test_rooms_recipients_and_room_seqs_are_stored_and_read_back(
     ]
     assert [e.direct for e in got] == [False, False, False, True, False, True, False]
     assert store.after(3, 2) == batch[3:5]
-    with sqlite3.connect(path) as c:
-        stored = c.execute("SELECT room, room_seq, recipient FROM events WHERE id = 6").fetchone()
-    assert stored == ("@alice bob", 2, "alice")
-    fts_integrity_ok(path)
+    stored = db.sql("SELECT room, room_seq, recipient FROM events WHERE id = 6")
+    assert stored == [("@alice bob", 2, "alice")]
+    index_consistent(db)
 
 
-def test_recent_is_the_global_order_or_one_room(store: EventStore) -> None:
+def test_recent_is_the_global_order_or_one_room(db: Database, store: EventStore) -> None:
     store.write_batch(rooms_batch())
     assert [e.id for e in store.recent(3)] == [5, 6, 7]
     assert [e.id for e in store.recent(10, room="#dev")] == [3, 5]
-    assert [e.id for e in store.recent(1, room="#DEV")] == [5]  # rooms ignore case
+    if not db.postgresql:
+        # SQLite's room column collates NOCASE. PostgreSQL's compares as stored:
+        # `chatroom history --room` finds every stored spelling itself.
+        assert [e.id for e in store.recent(1, room="#DEV")] == [5]
     assert [e.id for e in store.recent(2, room=LOBBY)] == [2, 7]
     assert [e.text for e in store.recent(5, room=DM)] == ["psst", "back"]
     assert store.recent(5, room="#nowhere") == []
 
 
-def test_room_heads_continue_every_sequence(path: Path, store: EventStore) -> None:
+def test_room_heads_continue_every_sequence(db: Database, store: EventStore) -> None:
     assert store.room_heads() == {}
     store.write_batch(rooms_batch())
     heads = {LOBBY: 3, "#dev": 2, "@alice bob": 2}
@@ -273,14 +334,17 @@ def test_room_heads_continue_every_sequence(path: Path, store: EventStore) -> No
     # A room whose newest events are older than other rooms' still reports its own max.
     store.write_batch([ev(8, "late", room="#dev", room_seq=3), ev(9, "x", room_seq=4)])
     assert store.room_heads() == {LOBBY: 4, "#dev": 3, "@alice bob": 2}
-    with EventStore.open(sqlite_url(path), create=False) as reader:  # read-only works too
+    with EventStore.open(db.url, create=False) as reader:  # read-only works too
         assert reader.room_heads() == {LOBBY: 4, "#dev": 3, "@alice bob": 2}
+        assert reader.rooms("#") == ["#dev", LOBBY]
 
 
-def test_a_room_position_used_twice_rolls_the_batch_back(store: EventStore) -> None:
+def test_a_room_position_used_twice_rolls_the_batch_back(db: Database, store: EventStore) -> None:
     store.write_batch([ev(1, "one", room="#dev", room_seq=1)])
+    # The same room ignoring ASCII case on SQLite (NOCASE); PostgreSQL compares as stored.
+    same = "#dev" if db.postgresql else "#Dev"
     with pytest.raises(StorageError, match="could not store 2 events"):
-        store.write_batch([ev(2, "two", room_seq=2), ev(3, "clash", room="#Dev", room_seq=1)])
+        store.write_batch([ev(2, "two", room_seq=2), ev(3, "clash", room=same, room_seq=1)])
     assert [e.id for e in store.recent(10)] == [1]
 
 
@@ -299,10 +363,10 @@ def test_one_column_list_for_rows_and_events() -> None:
     assert event_from_row(row) == e
 
 
-def test_generic_write_path_stores_rooms_too(path: Path, store: EventStore) -> None:
+def test_generic_write_path_stores_rooms_too(db: Database, store: EventStore) -> None:
     conn = store._writer_connection()
     store._write_generic(conn, [row_from_event(e) for e in rooms_batch()])
     conn.commit()
     assert store.recent(10) == rooms_batch()
     assert store.room_heads() == {LOBBY: 3, "#dev": 2, "@alice bob": 2}
-    fts_integrity_ok(path)
+    index_consistent(db)
