@@ -1,5 +1,8 @@
 """History queries (``chatroom history``): filters, full-text search, paging, counting.
 
+Full-text search uses SQLite's FTS5 index or PostgreSQL's GIN index (migration
+0005; see storage/fts.py); other databases test every word as a substring.
+
 Results are oldest first (newest last) unless ``reverse``; ``limit`` keeps the newest
 N matching events (0 = all). With ``after_id`` and no ``before_id`` the query pages
 forward instead: the oldest N events after that id, which is what "next page" and
@@ -20,6 +23,8 @@ from sqlalchemy import (
     Integer,
     Select,
     and_,
+    bindparam,
+    cast,
     column,
     func,
     or_,
@@ -29,6 +34,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.exc import SQLAlchemyError
 
 from chatroom.events import DM_PREFIX, Event, EventKind
@@ -172,19 +178,63 @@ def _filtered(conn: Connection, q: HistoryQuery, stmt: S) -> tuple[S, bool]:
     joined = False
     if q.search is not None and q.search.strip():
         plan = fts.plan_search(q.search)
-        if plan.match is not None and has_fts(conn):
+        likes = plan.words
+        if plan.match is not None and sqlite and has_fts(conn):
             stmt = stmt.select_from(
                 events.join(_fts_table, _fts_table.c.rowid == events.c.id)
             ).where(text(f"{fts.FTS_TABLE} MATCH :fts_query").bindparams(fts_query=plan.match))
             joined = True
             likes = plan.likes
-        else:
-            likes = plan.words
+        elif plan.terms and conn.dialect.name == "postgresql" and _pg_has_fts(conn):
+            tsquery, unindexed = _pg_tsquery(conn, plan.terms)
+            if tsquery is not None:
+                document = getattr(func, fts.PG_DOCUMENT)(events.c.text)
+                where.append(document.bool_op("@@")(cast(bindparam("fts_query", tsquery), TSQUERY)))
+            likes = plan.likes + unindexed
         for term in likes:
             where.append(events.c.text.icontains(term, autoescape=True))
     if not joined:
         stmt = stmt.select_from(events)
     return stmt.where(and_(true(), *where)), joined
+
+
+def _pg_has_fts(conn: Connection) -> bool:
+    """Whether this PostgreSQL database has the full-text index (migration 0005):
+    ``chatroom history`` reads only a database at head, but a query may be given
+    any engine."""
+    found = conn.execute(
+        text("SELECT to_regprocedure(:fn) IS NOT NULL"), {"fn": f"{fts.PG_DOCUMENT}(text)"}
+    ).scalar_one()
+    return bool(found)
+
+
+def _pg_tsquery(conn: Connection, terms: Sequence[fts.Term]) -> tuple[str | None, tuple[str, ...]]:
+    """The terms as one tsquery (its text, all terms required), and the terms that
+    the configuration finds no word in, to be tested as substrings instead.
+
+    PostgreSQL parses each term with the index's own configuration (one round trip
+    for all of them), so a term is split, folded and unaccented exactly as the texts
+    were. A term with no word in it for PostgreSQL (``²``: FTS5 indexes it, the
+    parser does not) would make the whole query match nothing; as a substring test
+    it matches what SQLite finds.
+    """
+    config = f"'{fts.PG_CONFIG}'::regconfig"
+    columns: list[str] = []
+    params: dict[str, str] = {}
+    for i, term in enumerate(terms):
+        phrase, prefix = term.pg_parts()
+        params[f"p{i}"] = phrase
+        query = f"phraseto_tsquery({config}, :p{i})"
+        if prefix is not None:
+            params[f"w{i}"] = prefix
+            query = f"tsquery_phrase({query}, to_tsquery({config}, :w{i}))"
+        columns.append(
+            f"(SELECT CAST(q AS text) FROM (SELECT {query} AS q) t WHERE numnode(q) > 0)"
+        )
+    found = conn.execute(text("SELECT " + ", ".join(columns)), params).one()
+    parts = [f"({tsquery})" for tsquery in found if tsquery is not None]
+    unindexed = tuple(t.text for t, tsquery in zip(terms, found, strict=True) if tsquery is None)
+    return (" & ".join(parts) if parts else None), unindexed
 
 
 def _us(moment: datetime) -> int:

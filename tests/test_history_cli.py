@@ -384,14 +384,14 @@ def test_db_commands(tmp_path: Path) -> None:
     assert "no schema" in db("current").output
     assert not path.exists()
     result = db("upgrade")
-    assert result.exit_code == 0 and "upgraded base (no schema) -> 0004" in result.output
-    assert "already at 0004" in db("upgrade").output
-    assert db("current").output == f"{path}: 0004 (head)\n"
+    assert result.exit_code == 0 and "upgraded base (no schema) -> 0005" in result.output
+    assert "already at 0005" in db("upgrade").output
+    assert db("current").output == f"{path}: 0005 (head)\n"
     refused = db("downgrade", "base", input="n\n")
     assert refused.exit_code == 1
-    assert db("current").output == f"{path}: 0004 (head)\n"
+    assert db("current").output == f"{path}: 0005 (head)\n"
     result = db("downgrade", "base", "--yes")
-    assert result.exit_code == 0 and "downgraded 0004 -> base" in result.output
+    assert result.exit_code == 0 and "downgraded 0005 -> base" in result.output
     assert "no schema" in db("current").output
     assert db("downgrade", "nope", "-y").exit_code == 1
     with sqlite3.connect(path) as c:
@@ -580,12 +580,12 @@ def test_downgrade_checks_the_database_before_asking(tmp_path: Path) -> None:
     result = downgrade(chat, "nope")
     assert result.exit_code == 1 and "[y/N]" not in result.output
     assert "unknown revision 'nope'" in result.output
-    result = downgrade(chat, "0004")  # already there: nothing to lose, nothing to ask
-    assert result.output == f"{chat}: already at 0004\n"
+    result = downgrade(chat, "0005")  # already there: nothing to lose, nothing to ask
+    assert result.output == f"{chat}: already at 0005\n"
     result = downgrade(chat)  # a real database: asks
     assert result.exit_code == 0
     assert result.output.startswith(f"Downgrade {chat} to base?")
-    assert result.output.endswith("downgraded 0004 -> base (no schema)\n")
+    assert result.output.endswith("downgraded 0005 -> base (no schema)\n")
     result = downgrade(chat)  # nothing left to downgrade
     assert result.output == f"{chat}: already at base (no schema)\n"
 

@@ -187,7 +187,7 @@ def test_installed_wheel_runs_every_command_from_elsewhere(installed: Installed)
     assert Path(where.stdout.strip()).is_relative_to(installed.venv), where
 
     db = installed.elsewhere / "w.db"
-    assert "-> 0004" in installed.chatroom("db", "upgrade", "--db", db).stdout
+    assert "-> 0005" in installed.chatroom("db", "upgrade", "--db", db).stdout
     assert "(head)" in installed.chatroom("db", "current", "--db", db).stdout
 
     with serving(installed, db) as (proc, port), socket.socket(type=socket.SOCK_DGRAM) as sock:
