@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from tests.cluster_support import Cluster, PrivateRedis
 from tests.conftest import UdpPeer, chatroom_cmd
 from tests.headless import Headless
+from tests.lossy_proxy import Impairment, LossyProxy
 from tests.pg import PostgresServer
 
 WAIT = 10.0
@@ -244,3 +245,38 @@ def test_a_broker_restart_loses_and_repeats_nothing(
         cluster.stop()
         broker.stop()
         postgres.drop(url)
+
+
+def test_a_lossy_network_between_clients_and_nodes_loses_and_repeats_nothing(
+    cluster: Cluster, clients: Callable[..., Headless]
+) -> None:
+    """10% loss, duplicates and reordering both ways between each client and its
+    node; three clients on two nodes chat: everyone sees every line once, in
+    one order per room."""
+    n1, n2 = cluster.node(), cluster.node()
+    bad = Impairment(drop=0.1, duplicate=0.05, delay=0.005, jitter=0.01)
+    proxies = [
+        LossyProxy(n1.addr, up=bad, down=bad, seed=1),
+        LossyProxy(n2.addr, up=bad, down=bad, seed=2),
+        LossyProxy(n2.addr, up=bad, down=bad, seed=3),
+    ]
+    try:
+        people = [
+            clients(proxy.address, name, history=0)
+            for proxy, name in zip(proxies, ("ann", "ben", "cat"), strict=True)
+        ]
+        assert people[0].wait_until(lambda: ("cat", "") in people[0].texts("join"), WAIT * 2)
+        for i in range(10):
+            for c in people:
+                c.say(f"{c.name}-{i}")
+        want = {(c.name, f"{c.name}-{i}") for c in people for i in range(10)}
+        for c in people:
+            assert c.wait_until(lambda c=c: want <= set(c.texts()), WAIT * 3), c.name
+        orders = [[t for t in c.texts() if t in want] for c in people]
+        assert orders[0] == orders[1] == orders[2]  # one order, whatever node
+        assert all(len(o) == len(want) for o in orders)  # nothing twice
+    finally:
+        for proxy in proxies:
+            proxy.close()
+    rows = stored(cluster.db_url, "SELECT text FROM events WHERE kind = 'message'")
+    assert sorted(r[0] for r in rows) == sorted(t for _, t in want)
