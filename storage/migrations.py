@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.config import describe, sqlite_file
@@ -54,6 +54,8 @@ BASE = "base"
 # this revision needs no look at the scripts. If it goes stale (a new migration added
 # without updating it), readers only get slower: head() stays the authority, and
 # tests/test_migrations.py fails until it is updated.
+#: The advisory lock migrations on PostgreSQL take: "chat-mig" in ASCII.
+MIGRATION_LOCK_KEY: Final = 0x636861742D6D6967
 HEAD: Final = "0005"
 
 
@@ -182,6 +184,11 @@ def _migrate(url: str, rev: str, *, upgrade: bool) -> None:
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from exc
     with _connect(url, read_only=False) as conn:
+        if conn.dialect.name == "postgresql":
+            # The nodes of a cluster may start together on a new database: one
+            # migrates while the others wait, then find it done. (SQLite: the
+            # BEGIN IMMEDIATE of this connection does the same.)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         _check(conn, url, known, top)
         from alembic import command
         from alembic.util.exc import CommandError

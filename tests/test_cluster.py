@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -280,3 +281,22 @@ def test_a_lossy_network_between_clients_and_nodes_loses_and_repeats_nothing(
             proxy.close()
     rows = stored(cluster.db_url, "SELECT text FROM events WHERE kind = 'message'")
     assert sorted(r[0] for r in rows) == sorted(t for _, t in want)
+
+
+def test_nodes_started_together_on_a_new_database_all_come_up(postgres: PostgresServer) -> None:
+    """The first start migrates while the others wait for it (an advisory lock)."""
+    url = postgres.create(migrated=False)
+    cluster = Cluster(url)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            nodes = list(pool.map(lambda _: cluster.node(), range(3)))
+        assert len({n.port for n in nodes}) == 3
+        peer = UdpPeer(nodes[2].addr)
+        try:
+            peer.send("L zoe")
+            assert peer.recv() == b"OK"
+        finally:
+            peer.close()
+    finally:
+        cluster.stop()
+        postgres.drop(url)
