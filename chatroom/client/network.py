@@ -23,18 +23,15 @@ lets the keyboard process decide.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import selectors
 import signal
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from chatroom import protocol as p
 from chatroom.client.effects import (
     CurrentRoom,
     Finished,
@@ -45,7 +42,9 @@ from chatroom.client.effects import (
     Output,
     RoomsChanged,
     Transmit,
+    UseServer,
 )
+from chatroom.client.link import Link
 from chatroom.client.render import Renderer
 from chatroom.client.session import ClientSession
 from chatroom.client.terminal import Screen
@@ -74,7 +73,7 @@ def set_parent_death_signal(sig: int) -> bool:
 
 @dataclass
 class NetworkProcess:
-    sock: socket.socket
+    link: Link
     session: ClientSession
     renderer: Renderer
     screen: Screen
@@ -96,12 +95,12 @@ class NetworkProcess:
         set_parent_death_signal(signal.SIGTERM)
         if os.getppid() != self.parent:  # it died before prctl took effect
             self._orphaned = True
-        self.sock.setblocking(False)
+        self.link.sock.setblocking(False)
         os.set_blocking(self.names_fd, False)
         self._apply(list(first))
         self._flush()
         with selectors.DefaultSelector() as sel:
-            sel.register(self.sock, selectors.EVENT_READ, "sock")
+            sel.register(self.link.sock, selectors.EVENT_READ, "sock")
             sel.register(self.cmd_fd, selectors.EVENT_READ, "cmd")
             while not self._finished:
                 now = time.monotonic()
@@ -147,11 +146,11 @@ class NetworkProcess:
     def _read_socket(self) -> None:
         for _ in range(256):  # drain what is ready, then let timers and keys run
             try:
-                data = self.sock.recv(p.MAX_DATAGRAM + 1)
-            except BlockingIOError:
-                return
+                data = self.link.recv()
             except OSError:
-                continue  # ICMP port unreachable and friends: the server is away
+                continue  # the server is away: the session's timers deal with it
+            if data is None:
+                return
             self._apply(self.session.receive(data, time.monotonic()))
 
     def _read_commands(self) -> bool:
@@ -183,8 +182,9 @@ class NetworkProcess:
         for out in outs:
             match out:
                 case Transmit(payload=data):
-                    with contextlib.suppress(OSError):
-                        self.sock.send(data)
+                    self.link.send(data)
+                case UseServer(index=index):
+                    self.link.use(index)  # the session moves to another server
                 case OnlineChanged(names=names):
                     self._pending[NAMES] = _names_message(names)
                 case RoomsChanged(rooms=rooms):

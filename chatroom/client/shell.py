@@ -13,24 +13,31 @@ anything is forked. Then ``os.fork()`` (the course's requirement):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import random
 import selectors
 import shutil
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 
 from chatroom import protocol as p
-from chatroom.client.effects import LoggedIn, LoginRefused, NoAnswer, Output, Transmit
+from chatroom.client.effects import (
+    LoggedIn,
+    LoginRefused,
+    NoAnswer,
+    Output,
+    Transmit,
+    UseServer,
+)
 from chatroom.client.i18n import Lang, detect_lang, tr
 from chatroom.client.keyboard import Keyboard
+from chatroom.client.link import Link, ResolveError
 from chatroom.client.network import NetworkProcess
 from chatroom.client.render import Renderer
+from chatroom.client.servers import Server
 from chatroom.client.session import ClientSession, SessionConfig
 from chatroom.client.style import Style, colour_enabled, cursor_enabled
 from chatroom.client.terminal import Screen, SharedTerminal
@@ -51,6 +58,13 @@ class JoinOptions:
     config: SessionConfig = field(default_factory=SessionConfig)
     #: The room to start in (checked by the caller: ``protocol.check_room``).
     room: str = p.LOBBY
+    #: Several servers, one chat (``--server``, in order); empty: ``host``:``port``.
+    servers: tuple[Server, ...] = ()
+
+    @property
+    def server_list(self) -> tuple[Server, ...]:
+        """The servers to talk to, first one first."""
+        return self.servers or (Server(self.host, self.port),)
 
 
 def run(opts: JoinOptions) -> int:
@@ -61,43 +75,42 @@ def run(opts: JoinOptions) -> int:
     tty = out_tty and sys.stdin.isatty()
     style = Style(colour_enabled(isatty=out_tty, no_color_flag=opts.no_color, env=env))
     renderer = Renderer(lang, style, columns=_columns if out_tty else (lambda: 0))
-    sock = _connect(opts.host, opts.port)
+    servers = opts.server_list
+    try:
+        link = Link.open(servers)
+    except ResolveError as exc:
+        raise ClientError(str(exc)) from exc
     config = dataclasses.replace(
         opts.config,
         history=max(0, opts.history),
         # Piped input: wait on leaving while its lines are still being stored.
         flush_while_progress=opts.config.flush_while_progress or not sys.stdin.isatty(),
     )
-    session = ClientSession(opts.name or "", random.SystemRandom(), config, start_room=opts.room)
-    status, rest = _login(sock, session, renderer, opts, tty)
+    session = ClientSession(
+        opts.name or "",
+        random.SystemRandom(),
+        config,
+        start_room=opts.room,
+        servers=tuple(server.label for server in servers),
+    )
+    status, rest = _login(link, session, renderer, opts, tty)
     if status is not None:
-        sock.close()
+        link.close()
         return status
     _say(renderer.notice("joined_as", {"name": session.name}, time.time()))
     cursor = cursor_enabled(isatty=tty, env=env)
-    return _fork(sock, session, renderer, rest, tty=tty, cursor=cursor)
+    return _fork(link, session, renderer, rest, tty=tty, cursor=cursor)
 
 
 def _columns() -> int:
     return shutil.get_terminal_size().columns
 
 
-def _connect(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except socket.gaierror as exc:
-        raise ClientError(f"cannot resolve {host}: {exc.strerror}") from exc
-    family, kind, proto, _, addr = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.connect(addr)  # only the server's datagrams reach us; ICMP errors are reported
-    return sock
-
-
 # ---------------------------------------------------------------------- login
 
 
 def _login(
-    sock: socket.socket, session: ClientSession, renderer: Renderer, opts: JoinOptions, tty: bool
+    link: Link, session: ClientSession, renderer: Renderer, opts: JoinOptions, tty: bool
 ) -> tuple[int | None, list[Output]]:
     """Log in, asking for a name until one is accepted. (None, the session's
     outputs that followed ``LoggedIn``) once logged in, else (the exit status, [])."""
@@ -115,7 +128,7 @@ def _login(
             print(renderer.refused(why, ""), file=sys.stderr)
             name = None
             continue
-        outcome, rest = _exchange(sock, session, renderer, session.login(clean, time.monotonic()))
+        outcome, rest = _exchange(link, session, renderer, session.login(clean, time.monotonic()))
         match outcome:
             case LoggedIn():
                 return None, rest
@@ -123,30 +136,36 @@ def _login(
                 print(renderer.refused(code, text), file=sys.stderr)
                 name = None
             case NoAnswer():
-                message = renderer.plain("no_answer", host=opts.host, port=opts.port)
+                servers = opts.server_list
+                if len(servers) == 1:
+                    one = servers[0]
+                    message = renderer.plain("no_answer", host=one.host, port=one.port)
+                else:
+                    labels = ", ".join(server.label for server in servers)
+                    message = renderer.plain("no_answer_any", servers=labels)
                 print(message, file=sys.stderr)
                 return 1, []
 
 
 def _exchange(
-    sock: socket.socket, session: ClientSession, renderer: Renderer, first: list[Output]
+    link: Link, session: ClientSession, renderer: Renderer, first: list[Output]
 ) -> tuple[LoggedIn | LoginRefused | NoAnswer, list[Output]]:
     """Run the session until the login settles (it gives up by itself). Returns
     the outcome and the outputs that came after it in the same batch (after
     WELCOME: the history PULL, WHO, events that overtook it) for the network
     process to apply."""
     pending = list(first)
-    sock.setblocking(False)
+    link.sock.setblocking(False)
     with selectors.DefaultSelector() as sel:
-        sel.register(sock, selectors.EVENT_READ)
+        sel.register(link.sock, selectors.EVENT_READ)
         while True:
             lines: list[str] = []
             for i, out in enumerate(pending):
                 match out:
                     case Transmit(payload=data):
-                        # Nobody listening yet is fine: the retry timer covers it.
-                        with contextlib.suppress(OSError):
-                            sock.send(data)
+                        link.send(data)  # nobody listening yet: the retry timer covers it
+                    case UseServer(index=index):
+                        link.use(index)  # the first server(s) did not answer
                     case LoggedIn() | LoginRefused() | NoAnswer():
                         _say(lines)
                         return out, pending[i + 1 :]
@@ -159,12 +178,11 @@ def _exchange(
             pending = []
             if sel.select(wait):
                 try:
-                    data = sock.recv(p.MAX_DATAGRAM + 1)
-                    pending += session.receive(data, time.monotonic())
-                except (BlockingIOError, InterruptedError):
-                    pass
+                    got = link.recv()
                 except OSError:
-                    pass  # ICMP port unreachable: nobody there (yet)
+                    got = None  # nobody there (yet): the session retries
+                if got is not None:
+                    pending += session.receive(got, time.monotonic())
             pending += session.tick(time.monotonic())
 
 
@@ -178,7 +196,7 @@ def _say(lines: list[str]) -> None:
 
 
 def _fork(
-    sock: socket.socket,
+    link: Link,
     session: ClientSession,
     renderer: Renderer,
     first: list[Output],
@@ -202,7 +220,7 @@ def _fork(
             os.close(cmd_w)
             os.close(names_r)
             screen = Screen(shared, sys.stdout.fileno(), cursor=cursor, parent=parent)
-            network = NetworkProcess(sock, session, renderer, screen, cmd_r, names_w, parent)
+            network = NetworkProcess(link, session, renderer, screen, cmd_r, names_w, parent)
             code = network.run(first)
         except BaseException as exc:  # never unwind into the parent's code
             try:
@@ -213,7 +231,7 @@ def _fork(
     # ---------------------------------------------------------------- the keyboard process
     os.close(cmd_r)
     os.close(names_w)
-    sock.close()
+    link.close()
     keyboard = Keyboard(
         pid,
         cmd_w,
