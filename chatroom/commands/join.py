@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+from click.core import ParameterSource
 
 from chatroom.commands.options import host_option, port_option
+
+if TYPE_CHECKING:
+    from chatroom.client.servers import Server
 
 
 def _room(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -21,10 +27,35 @@ def _room(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return room
 
 
+def _servers(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[Server, ...]:
+    """``--server HOST:PORT`` (repeatable): each one parsed, or a usage error
+    that says what is wrong with it."""
+    from chatroom.client.servers import Server
+
+    servers = []
+    for value in values:
+        try:
+            servers.append(Server.parse(value))
+        except ValueError as exc:
+            raise click.BadParameter(f"{value!r}: {exc}") from exc
+    return tuple(servers)
+
+
 @click.command()
 @click.argument("name", required=False)
 @host_option()
 @port_option()
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    metavar="HOST:PORT",
+    callback=_servers,
+    help="A server of the chat; repeat it for the nodes of one chat (see above). "
+    "IPv6 in brackets: [::1]:8888. Instead of --host/--port.",
+)
 @click.option(
     "--history",
     type=click.IntRange(min=0),
@@ -59,6 +90,7 @@ def join(
     name: str | None,
     host: str,
     port: int,
+    servers: tuple[Server, ...],
     history: int,
     lang: str | None,
     no_color: bool,
@@ -66,6 +98,12 @@ def join(
     give_up_after: float,
 ) -> None:
     """Join the chat as NAME (asked for when not given).
+
+    \b
+    The server is --host/--port (127.0.0.1:8888 by default), or each
+    --server HOST:PORT in turn: the first is tried first, and when the one
+    in use stops answering the client moves to the next (round robin) and
+    resumes the session there, nothing lost or repeated.
 
     \b
     Type a line and press Enter to say it in the current room (the prompt
@@ -77,13 +115,22 @@ def join(
     from chatroom.client.session import SessionConfig
     from chatroom.client.shell import ClientError, JoinOptions, run
 
-    if port == 0:
+    ctx = click.get_current_context()
+    if servers and any(
+        ctx.get_parameter_source(opt) != ParameterSource.DEFAULT for opt in ("host", "port")
+    ):
+        raise click.UsageError(
+            "--server and --host/--port cannot be used together: "
+            "give every server as --server HOST:PORT"
+        )
+    if port == 0 and not servers:
         raise click.BadParameter("the server's port cannot be 0", param_hint="--port")
     config = SessionConfig(give_up_after=give_up_after)
+    opts = JoinOptions(
+        name, host, port, history, lang, no_color, config=config, room=room, servers=servers
+    )
     try:
-        status = run(
-            JoinOptions(name, host, port, history, lang, no_color, config=config, room=room)
-        )
+        status = run(opts)
     except ClientError as exc:
         raise click.ClickException(str(exc)) from exc
     raise SystemExit(status)
