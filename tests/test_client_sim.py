@@ -4,7 +4,8 @@ Pure tier: no sockets, no sleeps. ``SimNet`` carries datagrams between
 ``ClientSession``s and a ``Room`` with a seeded random network (loss,
 duplication, reordering through jitter, blackouts) on an explicit clock, and
 checks what each client shows: every event exactly once, in id order, nothing
-lost, every message stored once.
+lost, every message stored once. A second server node (``other``, at
+``SERVER_B``, on the same stored events) lets clients given both move over.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from chatroom import protocol as p
-from chatroom.client.effects import Finished, Notice, Output, ShowEvent, Transmit
+from chatroom.client.effects import Finished, Notice, Output, ShowEvent, Transmit, UseServer
 from chatroom.client.session import ClientSession, SessionConfig, State
 from chatroom.events import Event
 from chatroom.registry import Address, make_registry
 from chatroom.server import Hub, Send, ServerConfig, Store
 
 SERVER: Address = ("127.0.0.1", 8888)
+#: A second node of the same chat (``SimNet.other``).
+SERVER_B: Address = ("127.0.0.1", 8889)
 WALL0 = 1_700_000_000.0
 
 
@@ -59,6 +62,13 @@ class SimNet:
     finished: set[Address] = field(default_factory=set)
     stored: list[Event] = field(default_factory=list)
     server_up: bool = True
+    #: The node at SERVER_B (None: nothing listens there); it stores into
+    #: ``stored`` too, like a node on the same database.
+    other: Hub | None = None
+    #: Each client's servers (``servers`` of its session), and the one it sends
+    #: to now (``UseServer``); it hears only that one, as chatroom/client/link.py.
+    server_lists: dict[Address, tuple[Address, ...]] = field(default_factory=dict)
+    dest: dict[Address, Address] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -68,10 +78,20 @@ class SimNet:
 
     # -------------------------------------------------------------- wiring
 
-    def join(self, name: str, port: int, *, room: str = p.LOBBY, **config: float) -> ClientSession:
+    def join(
+        self,
+        name: str,
+        port: int,
+        *,
+        room: str = p.LOBBY,
+        servers: tuple[Address, ...] = (),
+        **config: float,
+    ) -> ClientSession:
         addr = ("127.0.0.1", port)
         cfg = SessionConfig(**config)  # type: ignore[arg-type]
-        session = ClientSession(name, random.Random(port), cfg, start_room=room)
+        labels = tuple(f"{host}:{port}" for host, port in servers)
+        session = ClientSession(name, random.Random(port), cfg, start_room=room, servers=labels)
+        self.server_lists[addr] = servers
         self.clients[addr] = session
         self._apply(addr, session.login(name, self.now))
         return session
@@ -83,7 +103,9 @@ class SimNet:
         for o in outs:
             match o:
                 case Transmit(payload=data):
-                    self._send(addr, SERVER, data)
+                    self._send(addr, self.dest.get(addr, SERVER), data)
+                case UseServer(index=index):
+                    self.dest[addr] = self.server_lists[addr][index]
                 case ShowEvent():
                     self.shown[addr].append(o)
                 case Notice(key=key):
@@ -91,13 +113,13 @@ class SimNet:
                 case Finished():
                     self.finished.add(addr)
 
-    def _room_effects(self, effects: list[Send | Store]) -> None:
+    def _room_effects(self, effects: list[Send | Store], server: Address = SERVER) -> None:
         for e in effects:
             if isinstance(e, Store):
                 self.stored.append(e.event)
             else:
                 for a in e.addrs:
-                    self._send(SERVER, a, e.payload)
+                    self._send(server, a, e.payload)
 
     def _send(self, src: Address, dst: Address, data: bytes) -> None:
         if self.blackout and self.blackout[0] <= self.now < self.blackout[1]:
@@ -131,7 +153,15 @@ class SimNet:
                 if dst == SERVER:
                     if self.server_up:
                         self._room_effects(self.room.handle(data, src, self.now, WALL0 + self.now))
-                elif dst in self.clients and self.now >= self.frozen.get(dst, 0.0):
+                elif dst == SERVER_B:
+                    if self.other is not None:
+                        effects = self.other.handle(data, src, self.now, WALL0 + self.now)
+                        self._room_effects(effects, SERVER_B)
+                elif (
+                    dst in self.clients
+                    and self.now >= self.frozen.get(dst, 0.0)
+                    and src == self.dest.get(dst, SERVER)
+                ):
                     self._apply(dst, self.clients[dst].receive(data, self.now))
             for addr, s in self.clients.items():
                 if self.now < self.frozen.get(addr, 0.0) or addr in self.finished:
@@ -145,6 +175,9 @@ class SimNet:
                 self._next_room_timer = self.now + 0.05
                 if self.server_up:
                     self._room_effects(self.room.on_timer(self.now, WALL0 + self.now))
+                if self.other is not None:
+                    effects = self.other.on_timer(self.now, WALL0 + self.now)
+                    self._room_effects(effects, SERVER_B)
 
     def run_until(self, cond: object, limit: float, step: float = 0.5) -> None:
         assert callable(cond)
@@ -186,10 +219,12 @@ def no_rate_limit(**kw: object) -> ServerConfig:
     return ServerConfig(rate=None, **kw)  # type: ignore[arg-type]
 
 
-def chat(net: SimNet, names: list[str], count: int) -> dict[str, list[str]]:
+def chat(
+    net: SimNet, names: list[str], count: int, servers: tuple[Address, ...] = ()
+) -> dict[str, list[str]]:
     """Everyone logs in, then each types ``count`` messages, interleaved."""
     for i, name in enumerate(names):
-        net.join(name, 40000 + i, history=0)
+        net.join(name, 40000 + i, history=0, servers=servers)
     net.run_until(lambda: all(s.state is State.LIVE for s in net.clients.values()), 30)
     sent: dict[str, list[str]] = {n: [] for n in names}
     for k in range(count):
@@ -307,6 +342,88 @@ def test_server_restart_resumes_without_loss_or_repeat() -> None:
     assert all("reconnected" in net.notices[a] for a in net.clients)
 
 
+# ------------------------------------------------------------------ several servers
+
+BOTH = (SERVER, SERVER_B)
+
+
+def start_other(net: SimNet, config: ServerConfig, seed: int) -> None:
+    """Start the node at SERVER_B on what is stored (the shared database)."""
+    net.other = make_room(config, seed, last_id=net.room.last_id, recent=list(net.stored))
+
+
+@pytest.mark.parametrize("seed", [30, 31])
+def test_a_dead_server_is_left_for_the_next_nothing_lost_or_repeated(seed: int) -> None:
+    config = no_rate_limit()
+    net = SimNet(make_room(config, seed), seed=seed, loss=0.1)
+    sent = chat(net, ["alice", "bob"], 10, servers=BOTH)
+    settle(net, sent)
+    net.server_up = False  # A dies; what is typed meanwhile waits in the outboxes
+    for k in range(3):
+        for i, name in enumerate(["alice", "bob"]):
+            text = f"{name} while A is down {k}"
+            sent[name].append(text)
+            net.type(("127.0.0.1", 40000 + i), text)
+        net.run(net.now + 1.0)
+    start_other(net, config, seed + 100)
+    settle(net, sent, limit=30.0)
+    check_delivery(net, sent)  # shown once each, in order; stored once each
+    for addr in net.clients:
+        assert net.dest[addr] == SERVER_B
+        keys = net.notices[addr]
+        assert "failover" in keys and keys.count("connected_to") == 1
+        assert not {"connection_lost", "server_reset", "reconnected"} & set(keys)
+
+
+def test_moving_on_comes_round_to_the_first_server_when_it_is_back() -> None:
+    config = no_rate_limit()
+    net = SimNet(make_room(config, 32), seed=32)
+    sent = chat(net, ["alice"], 3, servers=BOTH)
+    settle(net, sent)
+    alice = ("127.0.0.1", 40000)
+    net.server_up = False  # A down, and nothing listens at B
+    sent["alice"].append("anyone?")
+    net.type(alice, "anyone?")
+    net.run(net.now + 10.0)  # to B at ~4 s, back to A at ~8 s, B again at ~12 s
+    assert net.notices[alice].count("failover") >= 2
+    net.room = make_room(config, 33, last_id=net.room.last_id, recent=list(net.stored))
+    net.server_up = True  # A restarts
+    settle(net, sent, limit=30.0)
+    check_delivery(net, sent)
+    assert net.dest[alice] == SERVER
+    assert net.notices[alice][-1] == "reconnected"  # where the last WELCOME came from
+    assert "connected_to" not in net.notices[alice]
+
+
+def test_rooms_and_direct_messages_move_to_the_next_server() -> None:
+    config = no_rate_limit()
+    net = SimNet(make_room(config, 34), seed=34, loss=0.1)
+    said = rooms_chat(net, 5, servers=BOTH)
+    settle_rooms(net, said)
+    net.server_up = False
+    for k in range(3):
+        for addr, chan, name, line in (
+            (ALICE, "#dev", "alice", f"alice while A is down {k}"),
+            (BOB, "@alice", "bob", f"/msg alice bob while A is down {k}"),
+            (DAVE, "#dev", "dave", f"dave while A is down {k}"),
+        ):
+            net.type(addr, line)
+            said.append((chan, name, line.split(" ", 2)[2] if line.startswith("/") else line))
+        net.run(net.now + 1.0)
+    start_other(net, config, 35)
+    net.run_until(lambda: not any(s.outbox for s in net.clients.values()), 30)
+    # As after a restart: a direct message to someone whose client has not
+    # logged in on B yet is refused (not online), and bob is told so.
+    stored = {e.text for e in net.stored}
+    refused = [t for c, _, t in said if c == "@alice" and t not in stored]
+    assert net.notices[BOB].count("dm_offline") == len(refused)
+    said = [x for x in said if x[2] not in refused]
+    settle_rooms(net, said, limit=30.0)
+    check_rooms_delivery(net, said)
+    assert all(net.dest[a] == SERVER_B for a in (ALICE, BOB, DAVE))  # they wrote
+    assert all("server_reset" not in net.notices[a] for a in WHO_IS_WHERE)
+
+
 def test_address_change_shows_nothing_twice() -> None:
     """Found in review: the WELCOME after a move carried the session's first id,
     which the client read as a reset server, and it showed its history again."""
@@ -397,14 +514,16 @@ def in_rooms(net: SimNet, addr: Address, *rooms: str) -> bool:
     return s.state is State.LIVE and not s.requests.items and all(r in s.convs for r in rooms)
 
 
-def rooms_chat(net: SimNet, rounds: int) -> list[tuple[str, str, str]]:
+def rooms_chat(
+    net: SimNet, rounds: int, servers: tuple[Address, ...] = ()
+) -> list[tuple[str, str, str]]:
     """alice and bob are in #lobby and #dev, carol in #lobby only, dave in #dev
     only; every round each says something in a room and alice and bob write to
     each other. Returns (conversation, name, text) of every message, the
     conversation of a direct message as its sender names it."""
     for name, addr in (("alice", ALICE), ("bob", BOB), ("carol", CAROL)):
-        net.join(name, addr[1], history=0, first_login_timeout=30.0)
-    net.join("dave", DAVE[1], room="#dev", history=0, first_login_timeout=30.0)
+        net.join(name, addr[1], history=0, first_login_timeout=30.0, servers=servers)
+    net.join("dave", DAVE[1], room="#dev", history=0, first_login_timeout=30.0, servers=servers)
     net.run_until(lambda: all(s.state is State.LIVE for s in net.clients.values()), 30)
     net.type(ALICE, "/join #dev")
     net.type(BOB, "/join #dev")
