@@ -9,7 +9,7 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: run test lint bench bench-quick clean
+.PHONY: run test lint bench bench-quick clean cluster
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,30 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 # '.[dev]' includes the runtime, so it also satisfies `make run`.
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev]'
-	touch $@ $(RUN_STAMP)
+	touch $@ $(RUN_STAMP) $(CLUSTER_STAMP)
 
 run: $(RUN_STAMP)
 	$(BIN)/chatroom serve --host 127.0.0.1 --port 8888
+
+# Three nodes of one chat on this machine (docs/cluster.md): PostgreSQL and Redis
+# must be running (.ci/services starts them). Ctrl-C stops all three.
+CLUSTER_STAMP := $(VENV)/.installed-cluster
+CLUSTER_ADMIN ?= postgresql://postgres@127.0.0.1/test
+CLUSTER_DB ?= postgresql+psycopg://postgres@127.0.0.1/chatroom
+CLUSTER_BROKER ?= redis://127.0.0.1:6379/0
+NODE := $(BIN)/chatroom serve --host 127.0.0.1 --db $(CLUSTER_DB) --cluster $(CLUSTER_BROKER)
+
+$(CLUSTER_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[cluster]'
+	touch $@ $(RUN_STAMP)
+
+cluster: $(CLUSTER_STAMP)
+	@psql "$(CLUSTER_ADMIN)" -Atc "SELECT 1 FROM pg_database WHERE datname = 'chatroom'" \
+		| grep -q 1 || psql "$(CLUSTER_ADMIN)" -qc "CREATE DATABASE chatroom"
+	@trap 'kill $$one $$two 2>/dev/null; wait' EXIT INT TERM; \
+	$(NODE) --port 8001 -q & one=$$!; \
+	$(NODE) --port 8002 -q & two=$$!; \
+	$(NODE) --port 8003
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check chatroom storage bench tests alembic setup.py

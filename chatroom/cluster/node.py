@@ -18,9 +18,11 @@ from the database: a conversation with a hole is repaired at once, and once
 a second the heads of the conversations with members here are compared with
 the database's.
 
-Leases (``lease``, the idle timeout): each name is claimed with one, and the
-node renews its claims, its own lease and its presence every third of it. A
-node whose lease ran out is dead: one node times its users out everywhere.
+Leases (``lease``, the idle timeout): each name is claimed with one, renewed
+every third of it. The node's own lease is half of it, renewed with its
+presence once a second, when the node also looks for dead ones: a node whose
+lease ran out is dead, and one node times its users out everywhere, within the
+idle timeout of the kill.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ RETRY_MIN: Final = 0.1
 RETRY_MAX: Final = 5.0
 #: How often the heads of the conversations with members here are checked.
 CHECK_EVERY: Final = 1.0
+#: How often the node renews its own lease and looks for dead nodes (at most).
+BEAT_EVERY: Final = 1.0
+#: A node's own lease, as a part of the idle timeout: with a look a second, a
+#: killed node's users are timed out within the idle timeout (for timeouts of
+#: 3 s and more).
+NODE_LEASE: Final = 0.5
 
 
 class Wake:
@@ -123,6 +131,7 @@ class ClusterNode:
         self.last_commit_at: float | None = None
         self.broker_up = True
         self._next_beat = 0.0
+        self._next_renew = 0.0
         self._next_check = 0.0
         #: The presence as last written (name key -> value), and as of which
         #: of the core's membership changes.
@@ -302,20 +311,23 @@ class ClusterNode:
             return []
         log.warning("broker is back: claiming this node's names again and catching up")
         self.broker_up = True
-        self._next_beat = 0.0  # claims, lease and presence at the next tick
+        self._next_beat = self._next_renew = 0.0  # claims, lease, presence at the next tick
         self._written = {}
         self._next_check = 0.0
         return []
 
     def _housekeeping(self, now: float, wall: float) -> list[Send]:
-        self._next_beat = now + self.lease / 3
+        """Once a second: this node's lease and presence, a look for dead nodes;
+        every third of a lease, the claims of its names."""
+        self._next_beat = now + min(BEAT_EVERY, self.lease / 6)
         try:
-            lost = self.broker.renew(self._claimed(), self.lease)
-            for key in lost:
-                user = self.hub.directory.get(key)
-                if user is not None:
-                    log.info("%s moved to another node", user.name)
-                    self.hub.replica.moved_away(user)
+            if now >= self._next_renew:
+                self._next_renew = now + self.lease / 3
+                for key in self.broker.renew(self._claimed(), self.lease):
+                    user = self.hub.directory.get(key)
+                    if user is not None:
+                        log.info("%s moved to another node", user.name)
+                        self.hub.replica.moved_away(user)
             self._beat(now)
             alive, dead = self.broker.others()
             self.peers = len(alive)
@@ -341,7 +353,7 @@ class ClusterNode:
             present[user.key] = self.broker.presence(user.name, rooms)
         changed = {k: v for k, v in present.items() if self._written.get(k) != v}
         gone = [k for k in self._written if k not in present]
-        self.broker.heartbeat(self.lease, changed, gone)
+        self.broker.heartbeat(self.lease * NODE_LEASE, changed, gone)
         self._written = present
         self._written_at = changes
 
