@@ -449,7 +449,7 @@ class ClientSession:
             if moved:  # the first server(s) did not answer
                 out.append(here)
             out.append(LoggedIn(self.name, self.sid))
-        else:  # back after ERR nosession: carry on from the last event shown
+        else:  # back after ERR nosession or a move: carry on from the last event shown
             reset = False
             if (tl := self.convs.get(key)) is not None:
                 reset = w.last_id < tl.stream.delivered
