@@ -1588,6 +1588,22 @@ def test_a_silent_server_is_left_for_the_next_in_order_round_robin() -> None:
     _never_busy(s, 18.0, 30.0)
 
 
+def test_a_node_that_says_it_is_shutting_down_is_left_at_once() -> None:
+    """One node of a cluster stopping tells its users ``ERR shutdown`` (not
+    stored): with several servers the client moves on without waiting to
+    find it silent; with one, it only says so."""
+    s = cluster_session(history=0)
+    login(s, last_id=0)
+    out = s.receive(p.encode(p.Error("shutdown", "the server is shutting down")), 2.0)
+    assert moves(out) == [1]
+    (frame,) = logins(out)
+    assert (frame.resume, frame.name) == (SID, "alice")
+    one = ClientSession("alice", random.Random(7), SessionConfig(history=0))
+    login(one, last_id=0)
+    out = one.receive(p.encode(p.Error("shutdown", "the server is shutting down")), 2.0)
+    assert moves(out) == [] and notices(out) == ["server_error"]
+
+
 def test_a_server_that_answers_in_time_is_kept() -> None:
     s = cluster_session(history=0)
     login(s, last_id=0)

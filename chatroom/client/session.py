@@ -315,6 +315,10 @@ class ClientSession:
                 pass  # a PULL or ACK that crossed our PART, or came before a JOIN
             case p.Error(code="toomany" | "badroom" as code, text=text):
                 out += self._join_refused(code, text)
+            case p.Error(code="shutdown") if self.failover.several and self.state == State.LIVE:
+                # One node of a cluster is stopping (the chat is not): move on
+                # now rather than after seconds of silence.
+                return out + self._fail_over(now)
             case p.Error(code="storage", text=text):
                 # Not stored, not acked: the line stays queued and is retried.
                 # Said once until something is stored again, not at every retry.
