@@ -1,13 +1,13 @@
-"""`chatroom history` and `chatroom db` through click's CliRunner, on real SQLite files,
-with a fixed clock and time zone."""
+"""`chatroom history` and `chatroom db` through click's CliRunner, with a fixed clock
+and time zone, on real databases: SQLite files and PostgreSQL (tests/pg.py). What
+only a file can be (missing, a directory, not a database) is tested on SQLite."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,8 +18,9 @@ from click.testing import CliRunner, Result
 from chatroom.cli import cli
 from chatroom.commands.history import build_history
 from chatroom.events import Event, dm_key
-from storage.config import sqlite_url
+from storage.config import describe
 from storage.store import EventStore
+from tests.pg import BACKENDS, Database, provide
 
 NOW = datetime(2026, 11, 27, 15, 4, 5, tzinfo=UTC)
 
@@ -49,23 +50,36 @@ EVENTS = [
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "chat.db"
-    with EventStore.open(sqlite_url(path)) as store:
+def db(migrated_database: Database) -> Database:
+    """EVENTS in a database of the test's own, which it may change."""
+    with EventStore.open(migrated_database.url) as store:
         store.write_batch(EVENTS)
-    return path
+    return migrated_database
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    """EVENTS stored once per backend, for the many tests that only read them."""
+    with provide(request, tmp_path_factory.mktemp("shared"), migrated=True) as db:
+        with EventStore.open(db.url) as store:
+            store.write_batch(EVENTS)
+        yield db
 
 
 Invoke = Callable[..., Result]
 
 
 @pytest.fixture
-def run(db: Path) -> Invoke:
+def run(shared_db: Database) -> Invoke:
+    """`chatroom history` on EVENTS (read only)."""
+    db = shared_db
     command = build_history(clock=lambda: NOW, tz=UTC)
     runner = CliRunner()
 
     def invoke(*args: str, cmd: click.Command = command) -> Result:
-        return runner.invoke(cmd, ["--db", str(db), *args], catch_exceptions=False)
+        return runner.invoke(cmd, ["--db", db.arg, *args], catch_exceptions=False)
 
     return invoke
 
@@ -99,12 +113,12 @@ def test_no_control_character_reaches_the_terminal_in_text_output(run: Invoke) -
     assert out.count("\n") == len(EVENTS)
 
 
-def test_local_time_by_default_and_utc_on_request(db: Path) -> None:
+def test_local_time_by_default_and_utc_on_request(db: Database) -> None:
     ist = timezone(timedelta(hours=5, minutes=30))
     cmd = build_history(clock=lambda: NOW, tz=ist)
     runner = CliRunner()
-    local = runner.invoke(cmd, ["--db", str(db), "-n", "1"])
-    utc = runner.invoke(cmd, ["--db", str(db), "-n", "1", "--utc"])
+    local = runner.invoke(cmd, ["--db", db.arg, "-n", "1"])
+    utc = runner.invoke(cmd, ["--db", db.arg, "-n", "1", "--utc"])
     assert local.output == "2026-11-27 20:29  #lobby  alice left\n"
     assert utc.output == "2026-11-27 14:59  #lobby  alice left\n"
 
@@ -237,7 +251,7 @@ def test_no_database_is_a_clear_error_and_creates_nothing(tmp_path: Path) -> Non
 
 
 def test_default_path_and_env_var(
-    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runner = CliRunner()
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
@@ -245,22 +259,24 @@ def test_default_path_and_env_var(
     result = runner.invoke(build_history(), [])
     assert result.exit_code == 1
     assert str(tmp_path / "xdg" / "chatroom" / "chatroom.db") in result.output
-    monkeypatch.setenv("CHATROOM_DB", str(db))
+    monkeypatch.setenv("CHATROOM_DB", db.arg)
     result = runner.invoke(build_history(tz=UTC), ["-n", "1"])
     assert result.exit_code == 0
     assert result.output.endswith("alice left\n")
 
 
-def test_not_a_database_and_too_new_are_clear_errors(tmp_path: Path, db: Path) -> None:
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not sqlite at all" * 100)
     result = CliRunner().invoke(build_history(), ["--db", str(junk)])
     assert result.exit_code == 1
     assert "is not a chatroom database" in result.output
     assert "Traceback" not in result.output
-    with sqlite3.connect(db) as c:
-        c.execute("UPDATE alembic_version SET version_num = 'f00'")
-    result = CliRunner().invoke(build_history(), ["--db", str(db)])
+
+
+def test_too_new_is_a_clear_error(db: Database) -> None:
+    db.sql("UPDATE alembic_version SET version_num = 'f00'")
+    result = CliRunner().invoke(build_history(), ["--db", db.arg])
     assert result.exit_code == 1
     assert "newer than this chatroom" in result.output
 
@@ -323,8 +339,8 @@ def test_since_after_until_names_both_times(run: Invoke) -> None:
     assert "--since (2026-11-26 22:00:00) is after --until (2026-11-25 22:00:00)" in utc.output
 
 
-def test_follow_prints_new_events_until_ctrl_c(db: Path) -> None:
-    url = sqlite_url(db)
+def test_follow_prints_new_events_until_ctrl_c(db: Database) -> None:
+    url = db.url
     calls = 0
 
     def fake_sleep(_seconds: float) -> None:
@@ -348,41 +364,41 @@ def test_follow_prints_new_events_until_ctrl_c(db: Path) -> None:
 
     cmd = build_history(clock=lambda: NOW, tz=UTC, sleep=fake_sleep)
     result = CliRunner().invoke(
-        cmd, ["--db", str(db), "-f", "-u", "alice", "-n", "2", "--format", "jsonl"]
+        cmd, ["--db", db.arg, "-f", "-u", "alice", "-n", "2", "--format", "jsonl"]
     )
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [9, 10, 11, 13]
     assert calls == 4
 
 
-def test_follow_in_text_mode_exits_quietly(db: Path) -> None:
+def test_follow_in_text_mode_exits_quietly(db: Database) -> None:
     def interrupt(_seconds: float) -> None:
         raise KeyboardInterrupt
 
     cmd = build_history(tz=UTC, sleep=interrupt)
-    result = CliRunner().invoke(cmd, ["--db", str(db), "--follow", "-n", "1"])
+    result = CliRunner().invoke(cmd, ["--db", db.arg, "--follow", "-n", "1"])
     assert result.exit_code == 0
     assert result.stdout == "2026-11-27 14:59  #lobby  alice left\n"
 
 
-def test_registered_in_the_cli_group(db: Path) -> None:
+def test_registered_in_the_cli_group(db: Database) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["history", "--help"])
     assert result.exit_code == 0
     assert "--since" in result.output and "--follow" in result.output
-    result = runner.invoke(cli, ["history", "--db", str(db), "--count"])
+    result = runner.invoke(cli, ["history", "--db", db.arg, "--count"])
     assert result.output == "10\n"
 
 
-def test_db_commands(tmp_path: Path) -> None:
-    path = tmp_path / "new" / "chat.db"
+def test_db_commands(database: Database) -> None:
+    path = describe(database.url)
     runner = CliRunner()
 
     def db(*args: str, **kw: object) -> Result:
-        return runner.invoke(cli, ["db", *args, "--db", str(path)], **kw)  # type: ignore[arg-type]
+        return runner.invoke(cli, ["db", *args, "--db", database.arg], **kw)  # type: ignore[arg-type]
 
     assert "no schema" in db("current").output
-    assert not path.exists()
+    assert database.path is None or not database.path.exists()
     result = db("upgrade")
     assert result.exit_code == 0 and "upgraded base (no schema) -> 0005" in result.output
     assert "already at 0005" in db("upgrade").output
@@ -394,8 +410,7 @@ def test_db_commands(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "downgraded 0005 -> base" in result.output
     assert "no schema" in db("current").output
     assert db("downgrade", "nope", "-y").exit_code == 1
-    with sqlite3.connect(path) as c:
-        c.execute("INSERT INTO alembic_version VALUES ('9999')")
+    database.sql("INSERT INTO alembic_version VALUES ('9999')")
     assert "unknown here: newer than this chatroom" in db("current").output
     result = db("upgrade")
     assert result.exit_code == 1 and "newer than this chatroom" in result.output
@@ -425,7 +440,7 @@ def test_a_directory_is_not_a_database(tmp_path: Path) -> None:
         assert "is a directory" in result.output
 
 
-def test_reads_while_a_server_writes(db: Path) -> None:
+def test_reads_while_a_server_writes(db: Database) -> None:
     # The writer commits batch after batch in another thread (its own connections)
     # until told to stop. Each history run starts once a batch newer than what the
     # previous run saw is committed, while the writer goes on: every run reads
@@ -441,7 +456,7 @@ def test_reads_while_a_server_writes(db: Path) -> None:
 
     def server() -> None:
         try:
-            with EventStore.open(sqlite_url(db)) as store:
+            with EventStore.open(db.url) as store:
                 next_id = len(EVENTS) + 1
                 while not stop.is_set() and next_id < 50_000:
                     store.write_batch(
@@ -471,11 +486,11 @@ def test_reads_while_a_server_writes(db: Path) -> None:
                 assert progress.wait_for(lambda n=seen: committed[0] > n or errors, timeout=10)
                 before = committed[0]  # committed before this run starts
             assert not errors
-            result = CliRunner().invoke(build_history(), ["--db", str(db), "--count"])
+            result = CliRunner().invoke(build_history(), ["--db", db.arg, "--count"])
             assert result.exit_code == 0, result.output
             counts.append(int(result.output))
             assert counts[-1] >= before, (counts, before)
-            result = CliRunner().invoke(build_history(), ["--db", str(db), "-q", "burst", "--json"])
+            result = CliRunner().invoke(build_history(), ["--db", db.arg, "-q", "burst", "--json"])
             assert result.exit_code == 0, result.output
             found = ids_of(result)
             assert len(found) == 20 and max(found) >= before, (found, before)
@@ -489,13 +504,13 @@ def test_reads_while_a_server_writes(db: Path) -> None:
     assert counts[-1] <= committed[0]
 
 
-def test_me_actions_read_as_in_the_chat(tmp_path: Path) -> None:
+def test_me_actions_read_as_in_the_chat(migrated_database: Database) -> None:
     # `/me waves` is shown `* name waves` by the client and to classic users; the
     # text output says the same, JSON and CSV keep the stored text exactly.
-    path = tmp_path / "me.db"
+    path = migrated_database
     texts = ["/me 挥手 👋", "/me \x1b[2Jwipes", "/meh and /me not at the start"]
     names = ["小明", "eve", "bob"]
-    with EventStore.open(sqlite_url(path)) as store:
+    with EventStore.open(path.url) as store:
         store.write_batch(
             [
                 Event(i + 1, "message", name, text, at(timedelta(minutes=3 - i)))
@@ -505,7 +520,7 @@ def test_me_actions_read_as_in_the_chat(tmp_path: Path) -> None:
     cmd = build_history(clock=lambda: NOW, tz=UTC)
 
     def run(*args: str) -> str:
-        result = CliRunner().invoke(cmd, ["--db", str(path), *args])
+        result = CliRunner().invoke(cmd, ["--db", path.arg, *args])
         assert result.exit_code == 0, result.output
         return result.output
 
@@ -529,16 +544,9 @@ def test_help_points_to_where_the_time_formats_are() -> None:
         assert "Times above" in line, line
 
 
-def foreign_db(tmp_path: Path) -> Path:
-    other = tmp_path / "other.db"
-    with sqlite3.connect(other) as c:
-        c.execute("CREATE TABLE t (x)")
-    return other
-
-
-def test_another_programs_database_gets_one_diagnosis_everywhere(tmp_path: Path) -> None:
-    other = foreign_db(tmp_path)
-    before = other.read_bytes()
+def test_another_programs_database_gets_one_diagnosis_everywhere(database: Database) -> None:
+    database.sql("CREATE TABLE t (x INTEGER)")
+    before = database.path.read_bytes() if database.path is not None else None
     runner = CliRunner()
     for args in (
         ["history"],
@@ -549,13 +557,17 @@ def test_another_programs_database_gets_one_diagnosis_everywhere(tmp_path: Path)
         ["db", "downgrade", "base", "--yes"],
         ["serve", "--port", "0"],
     ):
-        result = runner.invoke(cli, [*args, "--db", str(other)], input="y\n")
+        result = runner.invoke(cli, [*args, "--db", database.arg], input="y\n")
         assert result.exit_code == 1, (args, result.output)
         assert result.output == (
-            f"Error: {other} is not a chatroom database: it holds other tables (t) and no "
-            "chatroom schema revision; use another --db\n"
+            f"Error: {describe(database.url)} is not a chatroom database: it holds other "
+            "tables (t) and no chatroom schema revision; use another --db\n"
         ), args
-    assert other.read_bytes() == before
+    if database.path is not None:
+        assert database.path.read_bytes() == before
+    else:
+        tables = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        assert database.sql(tables) == [("t",)]
 
 
 def test_downgrade_checks_the_database_before_asking(tmp_path: Path) -> None:
@@ -590,7 +602,7 @@ def test_downgrade_checks_the_database_before_asking(tmp_path: Path) -> None:
     assert result.output == f"{chat}: already at base (no schema)\n"
 
 
-def test_ctrl_c_in_follow_ends_the_line(db: Path) -> None:
+def test_ctrl_c_in_follow_ends_the_line(db: Database) -> None:
     # The terminal echoes ^C; a newline after it puts the shell prompt on its own
     # line. It goes to stderr, so that data on stdout stays clean.
     def interrupt(_seconds: float) -> None:
@@ -598,7 +610,7 @@ def test_ctrl_c_in_follow_ends_the_line(db: Path) -> None:
 
     cmd = build_history(tz=UTC, sleep=interrupt)
     for fmt, line in (("text", "2026-11-27 14:59  #lobby  alice left\n"), ("jsonl", None)):
-        result = CliRunner().invoke(cmd, ["--db", str(db), "-f", "-n", "1", "--format", fmt])
+        result = CliRunner().invoke(cmd, ["--db", db.arg, "-f", "-n", "1", "--format", fmt])
         assert result.exit_code == 0
         assert result.stderr == "\n"
         if line is not None:
@@ -663,16 +675,24 @@ ROOM_EVENTS = [
 ]
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def rooms_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    """ROOM_EVENTS stored once per backend (the tests only read them)."""
+    with provide(request, tmp_path_factory.mktemp("rooms"), migrated=True) as db:
+        with EventStore.open(db.url) as store:
+            store.write_batch(ROOM_EVENTS)
+        yield db
+
+
 @pytest.fixture
-def rooms_run(tmp_path: Path) -> Invoke:
-    path = tmp_path / "rooms.db"
-    with EventStore.open(sqlite_url(path)) as store:
-        store.write_batch(ROOM_EVENTS)
+def rooms_run(rooms_db: Database) -> Invoke:
     command = build_history(clock=lambda: NOW, tz=UTC)
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:
-        return runner.invoke(command, ["--db", str(path), *args], catch_exceptions=False)
+        return runner.invoke(command, ["--db", rooms_db.arg, *args], catch_exceptions=False)
 
     return invoke
 
@@ -781,11 +801,11 @@ def test_json_and_csv_carry_room_and_recipient(rooms_run: Invoke) -> None:
     assert [json.loads(line)["room"] for line in lines] == ["#ops", "#ops"]
 
 
-def test_rooms_stored_in_another_spelling_are_the_same_room(tmp_path: Path) -> None:
+def test_rooms_stored_in_another_spelling_are_the_same_room(migrated_database: Database) -> None:
     # However the server spells a room when it stores it, --room finds it ignoring
     # case and width, beyond the ASCII letters SQLite's NOCASE folds.
-    path = tmp_path / "spell.db"
-    with EventStore.open(sqlite_url(path)) as store:
+    path = migrated_database
+    with EventStore.open(path.url) as store:
         store.write_batch(
             [
                 Event(1, "message", "a", "one", NOW.timestamp(), room="#Éclair", room_seq=1),
@@ -795,7 +815,7 @@ def test_rooms_stored_in_another_spelling_are_the_same_room(tmp_path: Path) -> N
         )
     cmd = build_history(clock=lambda: NOW, tz=UTC)
     for spelling in ("#éclair", "#ÉCLAIR", "#Éclair", "éclair"):
-        result = CliRunner().invoke(cmd, ["--db", str(path), "--json", "--room", spelling])
+        result = CliRunner().invoke(cmd, ["--db", path.arg, "--json", "--room", spelling])
         assert ids_of(result) == [1, 3], spelling
 
 
@@ -820,9 +840,9 @@ def test_bad_rooms_and_names_are_usage_errors(args: list[str], message: str) -> 
     assert "Usage:" in result.output and message in result.output
 
 
-def test_follow_one_room_prints_only_that_room(tmp_path: Path) -> None:
-    path = tmp_path / "follow.db"
-    url = sqlite_url(path)
+def test_follow_one_room_prints_only_that_room(migrated_database: Database) -> None:
+    path = migrated_database
+    url = path.url
     with EventStore.open(url) as store:
         store.write_batch(ROOM_EVENTS)
     calls = 0
@@ -857,7 +877,7 @@ def test_follow_one_room_prints_only_that_room(tmp_path: Path) -> None:
 
     cmd = build_history(clock=lambda: NOW, tz=UTC, sleep=fake_sleep)
     runner = CliRunner()
-    result = runner.invoke(cmd, ["--db", str(path), "-f", "--room", "#dev", "-n", "1"])
+    result = runner.invoke(cmd, ["--db", path.arg, "-f", "--room", "#dev", "-n", "1"])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "2026-11-27 14:11  [announcement] restart at six",
@@ -869,18 +889,18 @@ def test_follow_one_room_prints_only_that_room(tmp_path: Path) -> None:
 
     cmd = build_history(clock=lambda: NOW, tz=UTC, sleep=interrupt)
     result = runner.invoke(
-        cmd, ["--db", str(path), "-f", "--dm", "alice", "--format", "jsonl", "-n", "2"]
+        cmd, ["--db", path.arg, "-f", "--dm", "alice", "--format", "jsonl", "-n", "2"]
     )
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [7, 14]
 
 
 def test_rooms_and_recipients_from_the_database_cannot_drive_the_terminal(
-    tmp_path: Path,
+    migrated_database: Database,
 ) -> None:
     # The server never stores such names, but a database is a file anyone can edit.
-    path = tmp_path / "evil.db"
-    with EventStore.open(sqlite_url(path)) as store:
+    path = migrated_database
+    with EventStore.open(path.url) as store:
         store.write_batch(
             [
                 Event(1, "message", "a", "x", NOW.timestamp(), room="#\x1b[2Jroom", room_seq=1),
@@ -896,6 +916,6 @@ def test_rooms_and_recipients_from_the_database_cannot_drive_the_terminal(
                 ),
             ]
         )
-    out = CliRunner().invoke(build_history(tz=UTC), ["--db", str(path)]).output
+    out = CliRunner().invoke(build_history(tz=UTC), ["--db", path.arg]).output
     assert not any(ch in out for ch in "\x1b\x07\x9b\u202e")
     assert "#\\x1b[2Jroom" in out and "@a→\\u202eb\\x9b" in out

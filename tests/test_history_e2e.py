@@ -1,4 +1,5 @@
-"""History end to end: what was said is stored, replayed and queryable."""
+"""History end to end: what was said is stored, replayed and queryable, with the
+server and `chatroom history` on SQLite and on PostgreSQL (tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from chatroom.events import LOBBY, Event, EventKind, dm_key
-from storage.config import sqlite_url
 from storage.store import EventStore
 from tests.conftest import ServerProcess, UdpPeer
 from tests.headless import Headless
+from tests.pg import Database
 
 FAST = ("--rate-limit", "off")
 
@@ -31,6 +31,11 @@ def cleanup() -> Iterator[list[Headless | UdpPeer]]:
         thing.close()
 
 
+def _serve(factory: Callable[..., ServerProcess], db: Database, *args: str) -> ServerProcess:
+    """A real server on ``db``: start_server gives it ``--db str(db)``, the file or the URL."""
+    return factory(*args, db=db.arg)
+
+
 def _history(db: object, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "chatroom", "history", "--db", str(db), *args],
@@ -41,9 +46,11 @@ def _history(db: object, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 def test_history_shows_exactly_what_was_said_and_replay_works(
-    server_factory: Callable[..., ServerProcess], cleanup: list[Headless | UdpPeer]
+    migrated_database: Database,  # first: dropped after the server has stopped
+    server_factory: Callable[..., ServerProcess],
+    cleanup: list[Headless | UdpPeer],
 ) -> None:
-    srv = server_factory(*FAST)
+    srv = _serve(server_factory, migrated_database, *FAST)
     alice, bob = UdpPeer(srv.addr), UdpPeer(srv.addr)
     cleanup += [alice, bob]
     alice.send("L alice")
@@ -80,10 +87,12 @@ def test_history_shows_exactly_what_was_said_and_replay_works(
 
 
 def test_replay_boundary_with_traffic_during_login(
-    server_factory: Callable[..., ServerProcess], cleanup: list[Headless | UdpPeer]
+    migrated_database: Database,  # first: dropped after the server has stopped
+    server_factory: Callable[..., ServerProcess],
+    cleanup: list[Headless | UdpPeer],
 ) -> None:
     """Messages that arrive while a client logs in are neither lost nor doubled."""
-    srv = server_factory(*FAST)
+    srv = _serve(server_factory, migrated_database, *FAST)
     alice = UdpPeer(srv.addr)
     cleanup.append(alice)
     alice.send("L alice")
@@ -115,9 +124,11 @@ def test_replay_boundary_with_traffic_during_login(
 
 
 def test_kill_9_during_a_burst_loses_nothing_anyone_saw(
-    server_factory: Callable[..., ServerProcess], cleanup: list[Headless | UdpPeer]
+    migrated_database: Database,  # first: dropped after the server has stopped
+    server_factory: Callable[..., ServerProcess],
+    cleanup: list[Headless | UdpPeer],
 ) -> None:
-    srv = server_factory(*FAST)
+    srv = _serve(server_factory, migrated_database, *FAST)
     alice, bob = UdpPeer(srv.addr), UdpPeer(srv.addr)
     cleanup += [alice, bob]
     alice.send("L alice")
@@ -142,18 +153,20 @@ def test_kill_9_during_a_burst_loses_nothing_anyone_saw(
         except TimeoutError:
             break
     assert shown, "bob saw nothing: the burst never reached the server"
-    with sqlite3.connect(srv.db) as conn:
-        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
-        stored = {r[0] for r in conn.execute("select text from events where kind = 'message'")}
+    if migrated_database.path is not None:  # PostgreSQL checks its own pages
+        with sqlite3.connect(migrated_database.path) as conn:
+            assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
+    rows = migrated_database.sql("select text from events where kind = 'message'")
+    stored = {text for (text,) in rows}
     missing = [line for line in shown if line.removeprefix("alice : ") not in stored]
     assert missing == []
 
 
-def test_history_by_room_and_direct_message_end_to_end(tmp_path: Path) -> None:
+def test_history_by_room_and_direct_message_end_to_end(migrated_database: Database) -> None:
     """Events in several rooms and direct conversations, stored the way the server
     stores them (EventStore.write_batch, ids global, room_seq per room), read back by
     the real `chatroom history` command."""
-    db = tmp_path / "rooms.db"
+    db = migrated_database.arg
     t0 = time.time() - 600
     alice_bob, alice_carol = dm_key("alice", "bob"), dm_key("alice", "carol")
     heads: dict[str, int] = {}
@@ -167,7 +180,7 @@ def test_history_by_room_and_direct_message_end_to_end(tmp_path: Path) -> None:
         said.append(e)
         return e
 
-    with EventStore.open(sqlite_url(db)) as store:
+    with EventStore.open(migrated_database.url) as store:
         store.write_batch(
             [
                 event("join", "alice", "", LOBBY),
