@@ -2,10 +2,15 @@
 
 A real ``chatroom serve`` process whose database stops accepting writes: a file
 size limit (RLIMIT_FSIZE, with SIGXFSZ ignored, as a full disk looks to SQLite)
-lifted later with prlimit(2), or another process holding SQLite's write lock.
-Each test checks what users notice: a clear answer while the fault lasts,
-nothing shown that is not stored, everything served again once the fault
-clears, and lines typed in the v2 client delivered in order, each stored once.
+lifted later with prlimit(2), or another process holding the write lock
+(SQLite's, or a ``LOCK TABLE`` on PostgreSQL). Each test checks what users
+notice: a clear answer while the fault lasts, nothing shown that is not stored,
+everything served again once the fault clears, and lines typed in the v2 client
+delivered in order, each stored once.
+
+The full disk is SQLite's only: the server process writes the file itself, so
+its file size limit is the database's disk; PostgreSQL's files are its server's
+(tests/pg.py), which a test cannot fill without filling the machine's disk.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from storage.config import describe
 from tests.conftest import ServerProcess, UdpPeer, chatroom_cmd
 from tests.headless import Headless
+from tests.pg import Database
 
 FAST = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
 STORAGE_ERR = b"ERR the server cannot store messages right now; try again shortly"
@@ -50,10 +58,36 @@ def _drain(peer: UdpPeer, quiet: float = 0.3) -> list[bytes]:
             return got
 
 
-def _stored_texts(db: Path) -> list[str]:
+def _stored_texts(db: Path | Database) -> list[str]:
+    if isinstance(db, Database):
+        return [t for (t,) in db.sql("select text from events where kind = 'message' order by id")]
     with sqlite3.connect(db) as conn:
         rows = conn.execute("select text from events where kind = 'message' order by id")
         return [r[0] for r in rows]
+
+
+def _locker_code(db: Database) -> str:
+    """A Python program that takes the database's write lock, says ``locked``, and
+    holds it until a line arrives on its stdin."""
+    if db.path is not None:
+        return (
+            "import sqlite3, sys\n"
+            f"c = sqlite3.connect({str(db.path)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "c.execute('ROLLBACK')\n"
+        )
+    # EXCLUSIVE: reads go on, every INSERT waits (for lock_timeout, storage.engine).
+    libpq = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return (
+        "import psycopg, sys\n"
+        f"c = psycopg.connect({libpq!r})\n"
+        "c.execute('LOCK TABLE events IN EXCLUSIVE MODE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "c.rollback()\n"
+    )
 
 
 @pytest.fixture
@@ -147,29 +181,23 @@ def test_sigterm_during_a_fault_stops_cleanly_and_tells_the_users(
 
 
 def test_a_database_locked_by_another_process_is_waited_out(
-    server_factory: Callable[..., ServerProcess], cleanup: list[UdpPeer | Headless]
+    migrated_database: Database,  # first: dropped after the server has stopped
+    server_factory: Callable[..., ServerProcess],
+    cleanup: list[UdpPeer | Headless],
 ) -> None:
-    srv = server_factory(*FAST)
+    srv = server_factory(*FAST, db=migrated_database.arg)
     alice, bob = _alice_and_bob(srv, cleanup)
     locker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sqlite3, sys, time\n"
-            f"c = sqlite3.connect({str(srv.db)!r}, isolation_level=None)\n"
-            "c.execute('BEGIN EXCLUSIVE')\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.readline()\n"
-            "c.execute('ROLLBACK')\n",
-        ],
+        [sys.executable, "-c", _locker_code(migrated_database)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     try:
         assert locker.stdout is not None and locker.stdout.readline() == b"locked\n"
         alice.send("C alice while locked")
-        # The first commit waits out SQLite's busy timeout, then fails: the line
-        # waits for the lock to go (not shown: not stored), later ones are refused.
+        # The first commit waits out the lock timeout (SQLite's busy_timeout,
+        # PostgreSQL's lock_timeout), then fails: the line waits for the lock to go
+        # (not shown: not stored), later ones are refused.
         assert b"alice : while locked" not in _drain(bob, 7.0)
         alice.send("C alice refused while locked")
         assert alice.recv(3.0) == STORAGE_ERR
@@ -185,25 +213,31 @@ def test_a_database_locked_by_another_process_is_waited_out(
     assert bob.recv(10.0) == b"alice : while locked"
     alice.send("C alice after the lock")
     assert bob.recv(5.0) == b"alice : after the lock"
-    assert _stored_texts(srv.db) == ["while locked", "after the lock"]
+    assert _stored_texts(migrated_database) == ["while locked", "after the lock"]
 
 
 def test_a_second_server_on_the_same_database_is_refused_naming_the_first(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    migrated_database: Database,  # first: dropped after the servers have stopped
+    server_factory: Callable[..., ServerProcess],
 ) -> None:
-    first = server_factory()
+    first = server_factory(db=migrated_database.arg)
     second = subprocess.run(
-        chatroom_cmd("serve", "--port", "0", "--db", str(first.db)),
+        chatroom_cmd("serve", "--port", "0", "--db", migrated_database.arg),
         capture_output=True,
         text=True,
         timeout=30,
         stdin=subprocess.DEVNULL,
     )
     assert second.returncode == 1
-    assert f"{first.db} is in use by another chatroom serve" in second.stderr
-    assert f"pid {first.proc.pid}, udp://127.0.0.1:{first.port}" in second.stderr
+    assert f"{describe(migrated_database.url)} is in use by another chatroom serve" in (
+        second.stderr
+    )
+    if migrated_database.path is not None:
+        # The lock file names its holder; PostgreSQL's advisory lock names nobody.
+        assert f"pid {first.proc.pid}, udp://127.0.0.1:{first.port}" in second.stderr
     assert "Traceback" not in second.stderr
-    # Once the first is gone (even by SIGKILL), the database is free again.
+    # Once the first is gone (even by SIGKILL), the database is free again: the
+    # kernel drops the file lock, PostgreSQL the lock of the connection that died.
     first.stop(signal.SIGKILL)
-    again = server_factory(db=first.db)
+    again = server_factory(db=migrated_database.arg)
     assert again.proc.poll() is None
