@@ -9,6 +9,7 @@ out everywhere; a broker that restarts costs nothing.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from tests.conftest import UdpPeer, chatroom_cmd
 from tests.headless import Headless
 from tests.lossy_proxy import Impairment, LossyProxy
 from tests.pg import PostgresServer
+from tests.test_client_failover import ClusterClient
 
 WAIT = 10.0
 
@@ -300,3 +302,57 @@ def test_nodes_started_together_on_a_new_database_all_come_up(postgres: Postgres
     finally:
         cluster.stop()
         postgres.drop(url)
+
+
+@pytest.mark.slow
+def test_the_real_client_moves_off_a_killed_node_nothing_lost_or_repeated(
+    postgres: PostgresServer,
+) -> None:
+    """`chatroom join --server A --server B` in a pty: A is killed with SIGKILL
+    mid-chat; the client moves to B and takes its session along (no timeout, no
+    join announced: it never left), the line typed meanwhile is delivered once,
+    and the chat goes on."""
+    url = postgres.create(migrated=True)
+    cluster = Cluster(url, idle_timeout=20.0)  # a lease longer than the move takes
+    alice: ClusterClient | None = None
+    bob: Headless | None = None
+    try:
+        a, b = cluster.node(), cluster.node()
+        alice = ClusterClient(
+            "alice", "--server", f"127.0.0.1:{a.port}", "--server", f"127.0.0.1:{b.port}"
+        )
+        alice.ready().expect("#lobby> ")
+        bob = Headless(b.addr, "bob")
+        assert bob.logged_in.wait(WAIT)
+        alice.sendline("before the kill")
+        assert bob.wait_until(lambda: ("alice", "before the kill") in bob.texts(), WAIT)
+        a.stop(signal.SIGKILL)
+        alice.sendline("during the move")
+        alice.expect(f"connected to 127.0.0.1:{b.port}", timeout=20)
+        alice.expect("✓ delivered", timeout=10)
+        assert bob.wait_until(lambda: ("alice", "during the move") in bob.texts(), WAIT)
+        bob.say("welcome over")
+        alice.said("welcome over")
+        alice.sendline("/quit")
+        assert alice.wait_exit() == 0
+        assert bob.wait_until(lambda: ("alice", "") in bob.texts("quit"), WAIT)
+        assert bob.texts().count(("alice", "during the move")) == 1
+        assert ("alice", "") not in bob.texts("timeout")
+        # Her one join (bob may have been shown it: his node may have applied
+        # it just after he came); no second one for the move.
+        assert bob.texts("join").count(("alice", "")) <= 1
+    finally:
+        if alice is not None:
+            alice.close()
+        if bob is not None:
+            bob.quit(2.0)
+            bob.close()
+        cluster.stop()
+    rows = stored(url, "SELECT name, kind, text FROM events ORDER BY id")
+    postgres.drop(url)
+    assert [r for r in rows if r[0] == "alice"] == [
+        ("alice", "join", ""),
+        ("alice", "message", "before the kill"),
+        ("alice", "message", "during the move"),
+        ("alice", "quit", ""),
+    ]
