@@ -42,7 +42,7 @@ from storage import fts
 from storage.config import describe
 from storage.errors import StorageError
 from storage.models import event_columns, events, to_us
-from storage.store import EventStore, detail, event_from_row, has_fts
+from storage.store import EventStore, detail, event_from_row, has_fts, rooms_ignoring_case
 
 S = TypeVar("S", bound=Select[Any])
 
@@ -94,9 +94,9 @@ def iter_events(source: Engine | EventStore, q: HistoryQuery) -> Iterator[Event]
     descending = not q.forward if q.limit > 0 else q.reverse
     try:
         with engine.connect() as conn:
-            stmt, fts_joined = _filtered(conn, q, select(*event_columns))
+            stmt, fts_joined, one_room = _filtered(conn, q, select(*event_columns))
             order_col = _fts_table.c.rowid if fts_joined else events.c.id
-            if descending and not fts_joined and _one_room(q):
+            if descending and not fts_joined and one_room:
                 # The same order, through the (room, room_seq) index (migration 0003).
                 order_col = events.c.room_seq
             stmt = stmt.order_by(order_col.desc() if descending else order_col.asc())
@@ -118,7 +118,7 @@ def count_events(source: Engine | EventStore, q: HistoryQuery) -> int:
     engine, url = _engine(source)
     try:
         with engine.connect() as conn:
-            stmt, _ = _filtered(conn, q, select(func.count()))
+            stmt, _, _ = _filtered(conn, q, select(func.count()))
             return int(conn.execute(stmt).scalar_one())
     except SQLAlchemyError as exc:
         raise StorageError(f"querying {describe(url)}: {detail(exc)}") from exc
@@ -136,8 +136,12 @@ def _engine(source: Engine | EventStore) -> tuple[Engine, str]:
     return source, source.url.render_as_string(hide_password=True)
 
 
-def _filtered(conn: Connection, q: HistoryQuery, stmt: S) -> tuple[S, bool]:
+def _filtered(conn: Connection, q: HistoryQuery, stmt: S) -> tuple[S, bool, bool]:
+    """``stmt`` with ``q``'s filters; whether it joined SQLite's FTS5 table (whose
+    rowid then orders), and whether it reads one stored room only (whose positions
+    then order, through the ``(room, room_seq)`` index)."""
     sqlite = conn.dialect.name == "sqlite"
+    one_room = _one_room(q)
 
     def among(col: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
         if sqlite:  # the column collates NOCASE: IN uses it, and the (col, id) index
@@ -148,8 +152,15 @@ def _filtered(conn: Connection, q: HistoryQuery, stmt: S) -> tuple[S, bool]:
     if q.users:
         where.append(among(events.c.name, q.users))
     scope: list[ColumnElement[bool]] = []
-    if q.rooms:
-        scope.append(among(events.c.room, q.rooms))
+    if q.rooms and sqlite:
+        scope.append(events.c.room.in_(q.rooms))
+    elif q.rooms:
+        # Not lower(room) IN (...), which reads every event: the stored spellings,
+        # each then found through the index. On PostgreSQL '#Dev' and '#dev' are
+        # two rooms with a sequence each: positions order only one.
+        stored = rooms_ignoring_case(conn, q.rooms)
+        scope.append(events.c.room.in_(stored))
+        one_room = len(stored) == 1 and not q.dms
     if q.dms:
         # A direct message has a recipient. The two partial indexes of direct messages
         # find the ids sent by and to the names; the ids' order then gives "the last
@@ -195,7 +206,7 @@ def _filtered(conn: Connection, q: HistoryQuery, stmt: S) -> tuple[S, bool]:
             where.append(events.c.text.icontains(term, autoescape=True))
     if not joined:
         stmt = stmt.select_from(events)
-    return stmt.where(and_(true(), *where)), joined
+    return stmt.where(and_(true(), *where)), joined, one_room
 
 
 def _pg_has_fts(conn: Connection) -> bool:

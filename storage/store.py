@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self, cast
 
-from sqlalchemy import Connection, Engine, func, insert, select, text, tuple_
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.default import DefaultDialect
@@ -64,18 +64,25 @@ _SELECT = select(*event_columns)
 # (room, room_seq) unique index, one seek per room (and one more for its maximum),
 # where GROUP BY would read the whole index. Rooms compare with the column's
 # collation (NOCASE on SQLite), as the unique constraint does.
-_ROOM_HEADS = text(
-    """
+_WALK_ROOMS = """
     WITH RECURSIVE rooms(room) AS (
         SELECT min(room) FROM events
         UNION ALL
         SELECT (SELECT min(room) FROM events WHERE room > rooms.room)
         FROM rooms WHERE rooms.room IS NOT NULL
     )
+"""
+_ROOM_HEADS = text(
+    _WALK_ROOMS
+    + """
     SELECT room, (SELECT max(room_seq) FROM events WHERE events.room = rooms.room)
     FROM rooms WHERE room IS NOT NULL
     """
 )
+# The stored rooms equal to some of :wanted ignoring case (lower() on both sides).
+_ROOMS_LOWER_IN = text(
+    _WALK_ROOMS + "SELECT room FROM rooms WHERE lower(room) IN :wanted"
+).bindparams(bindparam("wanted", expanding=True))
 # The same scan, within [lo, hi) (the rooms that start with a prefix). SQLite only:
 # under another database's collation (en_US, ICU) '#' and '@' need not sort as in
 # ASCII, so [prefix, next character) could miss rooms or take others.
@@ -414,6 +421,16 @@ class _Reading:
         self._conn.close()
         if isinstance(exc, SQLAlchemyError):
             raise StorageError(f"reading {describe(self._store.url)}: {detail(exc)}") from exc
+
+
+def rooms_ignoring_case(conn: Connection, rooms: Sequence[str]) -> list[str]:
+    """The stored rooms that are one of ``rooms`` ignoring case, as stored (for
+    databases without SQLite's NOCASE column). One walk of the rooms through the
+    ``(room, room_seq)`` index, so that the events are then found through it too:
+    ``lower(room) IN (...)`` on the events themselves reads the whole table (70 ms
+    for one room of 100 at 200,000 events on PostgreSQL; 6 ms this way)."""
+    wanted = sorted({r.lower() for r in rooms})
+    return [str(r) for r in conn.execute(_ROOMS_LOWER_IN, {"wanted": wanted}).scalars()]
 
 
 def has_fts(conn: Connection) -> bool:

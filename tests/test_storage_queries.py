@@ -135,7 +135,7 @@ def test_search_uses_the_full_text_index(store: EventStore) -> None:
     from storage.queries import _filtered
 
     with store.engine.connect() as conn:
-        stmt, _ = _filtered(conn, HistoryQuery(search="hello wor*"), select(func.count()))
+        stmt, _, _ = _filtered(conn, HistoryQuery(search="hello wor*"), select(func.count()))
         sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
         if conn.dialect.name == "postgresql":
             # Ten rows: a scan is cheaper, unless the planner may not scan.
@@ -310,10 +310,10 @@ def test_direct_message_queries_use_the_direct_message_indexes(rooms_store: Even
     from storage.queries import _filtered
 
     with rooms_store.engine.connect() as conn:
-        stmt, _ = _filtered(conn, HistoryQuery(dms=("alice",)), select(*event_columns))
+        stmt, _, _ = _filtered(conn, HistoryQuery(dms=("alice",)), select(*event_columns))
         sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
         plan = str(conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all())
-        stmt, _ = _filtered(conn, HistoryQuery(rooms=("#dev",)), select(*event_columns))
+        stmt, _, _ = _filtered(conn, HistoryQuery(rooms=("#dev",)), select(*event_columns))
         sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
         room_plan = str(
             # One room's last N: iter_events orders by its positions (migration 0003).
@@ -321,3 +321,23 @@ def test_direct_message_queries_use_the_direct_message_indexes(rooms_store: Even
         )
     assert "ix_events_dm_sender_id" in plan and "ix_events_recipient_id" in plan
     assert "INDEX" in room_plan and "TEMP B-TREE" not in room_plan, room_plan
+
+
+# PostgreSQL only: there '#Dev' and '#dev' can be two stored rooms, each with its
+# own positions (SQLite's NOCASE column makes them one room, one sequence).
+@pytest.mark.parametrize("migrated_database", ["postgresql"], indirect=True)
+def test_a_room_stored_in_two_spellings_reads_in_id_order(migrated_database: Database) -> None:
+    def said(i: int, room: str, room_seq: int) -> Event:
+        return Event(
+            i, "message", "a", f"m{i}", at(timedelta(minutes=10 - i)), room=room, room_seq=room_seq
+        )
+
+    with EventStore.open(migrated_database.url) as store:
+        store.write_batch(
+            [said(1, "#Dev", 1), said(2, "#Dev", 2), said(3, "#dev", 1), said(4, "#Dev", 3)]
+        )
+        assert store.rooms("#") == ["#Dev", "#dev"]
+        assert ids(store, rooms=("#DEV",), limit=0) == [1, 2, 3, 4]
+        assert ids(store, rooms=("#dev",), limit=2) == [3, 4]  # the newest, not seq 3 and 2
+        assert ids(store, rooms=("#Dev",), limit=2, reverse=True) == [4, 3]
+        assert count_events(store, HistoryQuery(rooms=("#dev",))) == 4
