@@ -8,6 +8,8 @@ job; this module measures what a node would pay with each, on loopback::
 
     python -m bench.broker                 # every engine, full sizes, a markdown table
     python -m bench.broker --quick         # tiny sizes (seconds)
+    python -m bench.broker --runs 3 --json F.json   # interleaved runs, medians (the docs)
+    python -m bench.broker --from-json F.json       # print the tables again, run nothing
     python -m bench.broker restart         # what survives a broker restart (private servers)
 
 bench/test_bench_broker.py runs the same measurements under pytest-benchmark.
