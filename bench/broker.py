@@ -1429,9 +1429,11 @@ def expiry_over_ttl_ms(engine: str, ttl_ms: int, prefix: str | None = None) -> f
     another node polling every 5 ms: the delay a dead node's names add."""
     store = make_leases(engine, prefix or run_prefix(), ttl_ms)
     try:
+        # From before the claim: the broker starts the TTL when it executes the
+        # claim, after this, so an honest lease is never claimable before t0 + TTL.
+        t0 = time.monotonic()
         if store.claim("dead", "node-dead") is None:
             raise RuntimeError(f"{engine}: could not claim")
-        t0 = time.monotonic()
         deadline = t0 + ttl_ms / 1000 + 10 * IO_TIMEOUT
         while store.claim("dead", "node-b") is None:
             if time.monotonic() > deadline:
