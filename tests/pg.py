@@ -151,6 +151,7 @@ class PostgresServer:
                     "or point CHATROOM_TEST_PG at a server where this role may create "
                     "databases."
                 )
+            if self._error is not None:  # outside the except: no chained traceback
                 pytest.fail(self._error, pytrace=False)
             self._engine = engine
         return self._engine

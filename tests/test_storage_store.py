@@ -370,3 +370,33 @@ def test_generic_write_path_stores_rooms_too(db: Database, store: EventStore) ->
     assert store.recent(10) == rooms_batch()
     assert store.room_heads() == {LOBBY: 3, "#dev": 2, "@alice bob": 2}
     index_consistent(db)
+
+
+def test_size_is_what_the_database_takes(db: Database, store: EventStore) -> None:
+    # `chatroom status` shows it: the file and its WAL, or pg_database_size.
+    store.write_batch([ev(i, "x" * 500) for i in range(1, 101)])
+    size = store.size_bytes()
+    assert size is not None and size > 50_000
+    if db.path is not None:
+        assert size >= db.path.stat().st_size
+
+
+def test_the_lock_wait_is_shortened_while_retrying_and_restored(
+    db: Database, store: EventStore
+) -> None:
+    # The server shortens it while a failed commit is retried (docs/architecture.md).
+    conn = store._writer_connection()
+
+    def wait() -> object:
+        if db.postgresql:
+            return conn.exec_driver_sql("SHOW lock_timeout").scalar()
+        driver = conn.connection.driver_connection
+        return driver.execute("PRAGMA busy_timeout").fetchone()[0]
+
+    assert wait() == ("5s" if db.postgresql else 5000)
+    store.set_lock_wait(0.05)
+    assert wait() == ("50ms" if db.postgresql else 50)
+    store.write_batch([ev(1)])  # and the writer writes as before
+    store.set_lock_wait(None)
+    assert wait() == ("5s" if db.postgresql else 5000)
+    assert store.last_id() == 1
