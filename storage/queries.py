@@ -234,18 +234,25 @@ def _pg_tsquery(conn: Connection, terms: Sequence[fts.Term]) -> tuple[str | None
     params: dict[str, str] = {}
     for i, term in enumerate(terms):
         phrase, prefix = term.pg_parts()
-        params[f"p{i}"] = phrase
-        query = f"phraseto_tsquery({config}, :p{i})"
+        parts: list[str] = []
+        if phrase.strip():
+            params[f"p{i}"] = phrase
+            parts.append(f"phraseto_tsquery({config}, :p{i})")
         if prefix is not None:
             params[f"w{i}"] = prefix
-            query = f"tsquery_phrase({query}, to_tsquery({config}, :w{i}))"
+            parts.append(f"to_tsquery({config}, :w{i})")
+        if not parts:  # only punctuation (plan_search makes those substring tests)
+            columns.append("NULL")
+            continue
+        # A phrase, a prefix, or a phrase followed by a prefix (tsquery_phrase: <->).
+        query = parts[0] if len(parts) == 1 else f"tsquery_phrase({parts[0]}, {parts[1]})"
         columns.append(
             f"(SELECT CAST(q AS text) FROM (SELECT {query} AS q) t WHERE numnode(q) > 0)"
         )
     found = conn.execute(text("SELECT " + ", ".join(columns)), params).one()
-    parts = [f"({tsquery})" for tsquery in found if tsquery is not None]
+    indexed = [f"({tsquery})" for tsquery in found if tsquery is not None]
     unindexed = tuple(t.text for t, tsquery in zip(terms, found, strict=True) if tsquery is None)
-    return (" & ".join(parts) if parts else None), unindexed
+    return (" & ".join(indexed) if indexed else None), unindexed
 
 
 def _us(moment: datetime) -> int:
