@@ -88,8 +88,12 @@ class Keyboard:
         cursor: bool,
         say: Callable[[str], None],
         child_died_text: str,
+        echo_again: Callable[[], None] = lambda: None,
     ) -> None:
         self.child = child
+        #: Turns the terminal's echo back on before the first prompt (shell.py
+        #: turned it off at the login, so that early typeahead is not echoed).
+        self.echo_again = echo_again
         self.cmd_fd = cmd_fd
         self.names_fd = names_fd
         self.shared = shared
@@ -125,6 +129,9 @@ class Keyboard:
             os.set_blocking(self.names_fd, False)
             if self.tty:
                 self._setup_readline()
+            # readline echoes a line only on a terminal that was echoing when it
+            # started reading; what was typed before now stays unechoed.
+            self.echo_again()
             self._on_signal(signal.SIGCHLD, None)  # it may have died already
             self._loop()
             self._quitting = True

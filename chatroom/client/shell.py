@@ -13,6 +13,7 @@ anything is forked. Then ``os.fork()`` (the course's requirement):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -20,7 +21,9 @@ import selectors
 import shutil
 import signal
 import sys
+import termios
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from chatroom import protocol as p
@@ -97,9 +100,39 @@ def run(opts: JoinOptions) -> int:
     if status is not None:
         link.close()
         return status
-    _say(renderer.notice("joined_as", {"name": session.name}, time.time()))
     cursor = cursor_enabled(isatty=tty, env=env)
-    return _fork(link, session, renderer, rest, tty=tty, cursor=cursor)
+    with _typeahead_unechoed(tty) as echo_again:
+        _say(renderer.notice("joined_as", {"name": session.name}, time.time()))
+        return _fork(
+            link, session, renderer, rest, tty=tty, cursor=cursor, echo_again=echo_again
+        )
+
+
+@contextlib.contextmanager
+def _typeahead_unechoed(tty: bool) -> Iterator[Callable[[], None]]:
+    """Keys typed between the login and readline's first prompt are not echoed
+    by the terminal: readline shows them in its line once it reads them. (With
+    the terminal echoing, a line typed that early stayed on the screen twice:
+    as a bare line, and as the message.) Yields what turns the echo back on,
+    which the keyboard calls just before its first prompt (readline echoes only
+    on a terminal that echoed when it started). The terminal is restored on the
+    way out in any case."""
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd) if tty else None
+
+    def echo_again() -> None:
+        if saved is not None:
+            with contextlib.suppress(termios.error):
+                termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+    if saved is not None:
+        quiet = list(saved)
+        quiet[3] &= ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield echo_again
+    finally:
+        echo_again()
 
 
 def _columns() -> int:
@@ -203,6 +236,7 @@ def _fork(
     *,
     tty: bool,
     cursor: bool,
+    echo_again: Callable[[], None],
 ) -> int:
     shared = SharedTerminal()
     cmd_r, cmd_w = os.pipe()
@@ -242,5 +276,6 @@ def _fork(
         cursor=cursor,
         say=lambda text: _say([text]),
         child_died_text=tr(renderer.lang, "child_died"),
+        echo_again=echo_again,
     )
     return keyboard.run()
