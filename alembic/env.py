@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from storage.engine import make_engine
-from storage.fts import is_fts_table
+from storage.fts import is_fts_object
 from storage.models import Base
 
 config = context.config
@@ -21,10 +21,9 @@ target_metadata = Base.metadata
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Leave the FTS5 index and its shadow tables to the migrations' explicit SQL."""
-    if type_ == "table" and name is not None:
-        return not is_fts_table(name)
-    return True
+    """Leave the full-text indexes (SQLite's FTS5 tables, PostgreSQL's expression
+    index) to the migrations' explicit SQL."""
+    return not is_fts_object(name, type_)
 
 
 def run(connection: Connection) -> None:

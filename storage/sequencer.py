@@ -41,9 +41,24 @@ _COLUMNS = ", ".join(EVENT_COLUMNS)
 _INSERT = text(
     f"INSERT INTO events ({_COLUMNS}) VALUES (" + ", ".join(f":{c}" for c in EVENT_COLUMNS) + ")"
 )
-_LOCK = text("SELECT pg_advisory_xact_lock(:cls, :key)")
+# The rooms' locks in the order given (sorted by key: two nodes never wait for
+# each other in opposite orders).
+_LOCKS = text("SELECT pg_advisory_xact_lock(:cls, k) FROM unnest(CAST(:keys AS integer[])) AS t(k)")
+# What numbering needs, in one round trip: each room's head, one id per draft,
+# and the messages (session, seq) already stored, as stored rows.
+_STATE = text(
+    f"""
+    SELECT
+      (SELECT json_object_agg(room, head) FROM (
+          SELECT room, max(room_seq) AS head FROM events
+          WHERE room = ANY(:rooms) GROUP BY room) h),
+      (SELECT array_agg(nextval('events_id_seq')) FROM generate_series(1, :n)),
+      (SELECT json_agg(json_build_array({_COLUMNS})) FROM events
+       WHERE (session, seq) IN (
+          SELECT * FROM unnest(CAST(:sessions AS varchar[]), CAST(:seqs AS bigint[]))))
+    """
+)
 _HEADS = text("SELECT room, max(room_seq) FROM events WHERE room = ANY(:rooms) GROUP BY room")
-_IDS = text("SELECT nextval('events_id_seq') FROM generate_series(1, :n)")
 _SINCE = text(
     f"SELECT {_COLUMNS} FROM events WHERE room = :room AND room_seq > :after "
     "ORDER BY room_seq LIMIT :limit"
@@ -102,38 +117,39 @@ class Sequencer:
         return out
 
     def _commit(self, conn: Connection, drafts: Sequence[Event]) -> list[Event]:
+        """Four round trips: the locks; the heads, the ids and the messages
+        already stored, in one statement (after the locks: its snapshot must
+        see the last commit of each room); the insert; the commit."""
         rooms = sorted({d.room for d in drafts}, key=room_lock_key)
-        for room in rooms:
-            conn.execute(_LOCK, {"cls": ROOM_LOCK_CLASS, "key": room_lock_key(room)})
-        stored = self._already_stored(conn, drafts)
-        heads: dict[str, int] = {
-            str(r): int(h) for r, h in conn.execute(_HEADS, {"rooms": rooms}).all()
-        }
-        fresh = [d for d in drafts if (d.session, d.seq) not in stored]
-        ids: list[int] = []
-        if fresh:
-            ids = sorted(int(i) for i in conn.execute(_IDS, {"n": len(fresh)}).scalars())
+        conn.execute(_LOCKS, {"cls": ROOM_LOCK_CLASS, "keys": [room_lock_key(r) for r in rooms]})
+        keys = [(d.session, d.seq) for d in drafts if d.session is not None and d.seq is not None]
+        found_heads, found_ids, found = conn.execute(
+            _STATE,
+            {
+                "rooms": rooms,
+                "n": len(drafts),
+                "sessions": [k[0] for k in keys],
+                "seqs": [k[1] for k in keys],
+            },
+        ).one()
+        heads: dict[str, int] = {str(r): int(h) for r, h in (found_heads or {}).items()}
+        stored = {(e.session, e.seq): e for e in map(event_from_row, found or [])}
+        # One id per draft, in order (a retried message's goes unused: ids may
+        # have gaps, never repeats).
+        taken = iter(sorted(int(i) for i in found_ids))
         out: list[Event] = []
         rows: list[dict[str, object]] = []
-        taken = iter(ids)
         for d in drafts:
+            event_id = next(taken)
             if (d.session, d.seq) in stored:
                 out.append(stored[(d.session, d.seq)])
                 continue
             pos = heads.get(d.room, 0) + 1
             heads[d.room] = pos
             event = Event(
-                next(taken),
-                d.kind,
-                d.name,
-                d.text,
-                d.created_at,
-                d.session,
-                d.seq,
-                d.room,
-                pos,
-                d.to,
-            )
+                event_id, d.kind, d.name, d.text, d.created_at, d.session, d.seq,
+                d.room, pos, d.to,
+            )  # fmt: skip
             if d.session is not None and d.seq is not None:
                 stored[(d.session, d.seq)] = event  # the same message twice in one batch
             out.append(event)
@@ -141,21 +157,6 @@ class Sequencer:
         if rows:
             conn.execute(_INSERT, rows)
         return out
-
-    def _already_stored(
-        self, conn: Connection, drafts: Sequence[Event]
-    ) -> dict[tuple[str | None, int | None], Event]:
-        keys = [(d.session, d.seq) for d in drafts if d.session is not None and d.seq is not None]
-        if not keys:
-            return {}
-        pairs = ", ".join(f"(:s{i}, :q{i})" for i in range(len(keys)))
-        params: dict[str, object] = {}
-        for i, (s, q) in enumerate(keys):
-            params[f"s{i}"], params[f"q{i}"] = s, q
-        found = conn.execute(
-            text(f"SELECT {_COLUMNS} FROM events WHERE (session, seq) IN ({pairs})"), params
-        ).all()
-        return {(e.session, e.seq): e for e in map(event_from_row, found)}
 
     def since(self, room: str, after: int, limit: int = 500) -> list[Event]:
         """``room``'s stored events after position ``after``, in order: how a

@@ -52,6 +52,9 @@ RETRY_MIN: Final = 0.1
 RETRY_MAX: Final = 5.0
 #: How often the heads of the conversations with members here are checked.
 CHECK_EVERY: Final = 1.0
+#: How long a hole may wait for the broker before it is read from the database
+#: (the other node's batch is usually a millisecond or two behind).
+HOLE_GRACE: Final = 0.1
 #: How often the node renews its own lease and looks for dead nodes (at most).
 BEAT_EVERY: Final = 1.0
 #: A node's own lease, as a part of the idle timeout: with a look a second, a
@@ -213,8 +216,10 @@ class ClusterNode:
         elif self.hub.members.changes != self._written_at and self.broker_up:
             with contextlib.suppress(RedisError, OSError):
                 self._beat(now)  # who is where, promptly: a starting node reads it
-        behind = self.hub.replica.behind()
-        if now >= self._next_check:
+        behind = self.hub.replica.behind(now, HOLE_GRACE)
+        if now >= self._next_check and not self._in_flight and not self._pending:
+            # Not while a batch of ours is being stored: the database would be
+            # ahead by it, and the node would read its own batch back.
             self._next_check = now + CHECK_EVERY
             behind = {**self._stale_heads(), **behind}
         for room, after in behind.items():
@@ -292,14 +297,14 @@ class ClusterNode:
 
     def _from_broker(self, kind: str, data: bytes, now: float) -> list[Send]:
         if kind == "events":
+            if wire.sent_by(data, self.node):
+                return []  # applied when it was committed
             try:
-                node, events = wire.decode(data)
+                _, events = wire.decode(data)
             except wire.BadPayload as exc:
                 self.hub.stats["drop.cluster_payload"] += 1
                 log.debug("a broker message that is not a batch: %s", exc)
                 return []
-            if node == self.node:
-                return []  # applied when it was committed
             return self._applied(events, now)
         if kind == "down":
             self.broker_up = False

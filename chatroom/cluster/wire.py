@@ -9,6 +9,7 @@ not parse is dropped by the caller (the node repairs from the database).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -23,6 +24,18 @@ class BadPayload(ValueError):
 def encode(node: str, events: list[Event]) -> bytes:
     rows = [row_from_event(e) for e in events]
     return json.dumps({"n": node, "e": rows}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def sent_by(payload: bytes, node: str) -> bool:
+    """Whether ``node`` sent ``payload``, without decoding it (a node gets
+    its own batches back from the broker; they were applied already)."""
+    return payload.startswith(_prefix(node))
+
+
+@functools.lru_cache(maxsize=8)
+def _prefix(node: str) -> bytes:
+    """How ``encode`` starts a payload of ``node``'s."""
+    return b'{"n":' + json.dumps(node, ensure_ascii=False).encode() + b',"e":'
 
 
 def decode(payload: bytes) -> tuple[str, list[Event]]:

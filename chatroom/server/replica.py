@@ -39,6 +39,8 @@ class Replica:
         self.members = members
         #: Events that arrived ahead of a missing position, per conversation.
         self._early: dict[str, dict[int, Event]] = {}
+        #: When each conversation's current hole was first seen.
+        self._hole_since: dict[str, float] = {}
 
     # ------------------------------------------------------------------ applying
 
@@ -53,6 +55,7 @@ class Replica:
                 continue
             if event.room_seq > conv.last_seq + 1:
                 self._early.setdefault(conv.key, {})[event.room_seq] = event
+                self._hole_since.setdefault(conv.key, now)
                 continue
             effects += self._apply_one(conv, event, now)
             early = self._early.get(conv.key)
@@ -60,13 +63,19 @@ class Replica:
                 effects += self._apply_one(conv, nxt, now)
             if early is not None and not early:
                 del self._early[conv.key]
+            if conv.key not in self._early:
+                self._hole_since.pop(conv.key, None)
         return effects
 
-    def behind(self) -> dict[str, int]:
-        """Conversations with a hole before events that arrived: key -> the
-        last position applied (read the ones after it from the database)."""
+    def behind(self, now: float, grace: float = 0.0) -> dict[str, int]:
+        """Conversations with a hole before events that arrived, for ``grace``
+        seconds at least (the missing batch is usually a millisecond behind on
+        the broker): key -> the last position applied (read the ones after it
+        from the database)."""
         out: dict[str, int] = {}
-        for key in self._early:
+        for key, since in self._hole_since.items():
+            if now - since < grace:
+                continue
             conv = self.members.conversations.get(key)
             out[key] = conv.last_seq if conv is not None else 0
         return out
