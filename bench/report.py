@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.cluster_rig import report_section as cluster_section
 from chatroom.registry import REGISTRY_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -827,6 +828,7 @@ SECTIONS: dict[str, Callable[[list[Result], Path], list[str]]] = {
     "storage": render_storage,
     "v2": render_v2,
     "flood": render_flood,
+    "cluster": cluster_section,
 }
 
 
