@@ -6,7 +6,7 @@ import pytest
 
 from chatroom import protocol as p
 from chatroom.server.delivery import BURST, RTO_INITIAL, RTO_MAX, RTO_MIN, WINDOW, Outbox
-from tests.test_room import A, B, Harness
+from tests.support.harness import A, B, Harness
 
 
 def test_window_bounds_unacked_events() -> None:

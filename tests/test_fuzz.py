@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from chatroom import protocol as p
 from chatroom.server import Send, Store
 from tests.conftest import ServerProcess, UdpPeer
-from tests.test_room import A, B, Harness
+from tests.support.harness import A, B, Harness
 
 SEEDS = [
     b"L alice",

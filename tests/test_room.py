@@ -5,73 +5,12 @@ No sockets, no sleeps, no mocks. Every scenario runs on every registry.
 
 from __future__ import annotations
 
-import itertools
-from collections import defaultdict
-
 import pytest
 
 from chatroom import protocol as p
-from chatroom.registry import REGISTRY_KINDS, Address, make_registry
-from chatroom.server import Effect, Hub, Send, ServerConfig, Store
-
-A: Address = ("127.0.0.1", 5001)
-B: Address = ("127.0.0.1", 5002)
-C: Address = ("127.0.0.1", 5003)
-FAR: Address = ("203.0.113.9", 5004)
-
-
-class Harness:
-    """Drives a Room and records what each address received."""
-
-    def __init__(self, kind: str, lang: p.Lang = "en", **config: object) -> None:
-        counter = itertools.count(1)
-        self.room = Hub(
-            lambda: make_registry(kind),
-            lambda: f"{next(counter):032x}",
-            ServerConfig(lang=lang, **config),  # type: ignore[arg-type]
-        )
-        self.now = 100.0
-        self.inbox: dict[Address, list[bytes]] = defaultdict(list)
-        self.stored: list[Store] = []
-
-    def send(self, addr: Address, data: bytes | str) -> list[Effect]:
-        raw = data.encode() if isinstance(data, str) else data
-        effects = self.room.handle(raw, addr, self.now, 1_700_000_000.0 + self.now)
-        self._apply(effects)
-        return effects
-
-    def _apply(self, effects: list[Effect]) -> None:
-        for e in effects:
-            if isinstance(e, Store):
-                self.stored.append(e)
-            else:
-                for a in e.addrs:
-                    self.inbox[a].append(e.payload)
-
-    def tick(self, seconds: float) -> list[Effect]:
-        self.now += seconds
-        effects = self.room.on_timer(self.now, 1_700_000_000.0 + self.now)
-        self._apply(effects)
-        return effects
-
-    def take(self, addr: Address) -> list[bytes]:
-        got, self.inbox[addr] = self.inbox[addr], []
-        return got
-
-    def login_frames(
-        self, addr: Address, name: str, nonce: str = "n1", resume: str | None = None
-    ) -> list[p.ServerFrame | p.BadFrame]:
-        """The v2 handshake: padded LOGIN, COOKIE, LOGIN with the cookie."""
-        self.send(addr, p.encode_client(p.Login(nonce, name, resume)))
-        cookie = p.parse_server(self.take(addr)[-1])
-        assert isinstance(cookie, p.Cookie), cookie
-        self.send(addr, p.encode_client(p.Login(nonce, name, resume, cookie.cookie)))
-        return [p.parse_server(d) for d in self.take(addr)]
-
-    def v2_login(self, addr: Address, name: str, nonce: str = "n1") -> str:
-        frames = self.login_frames(addr, name, nonce)
-        welcome = next(f for f in frames if isinstance(f, p.Welcome))
-        return welcome.sid
+from chatroom.registry import REGISTRY_KINDS, Address
+from chatroom.server import Send
+from tests.support.harness import FAR, A, B, C, Harness
 
 
 @pytest.fixture(params=REGISTRY_KINDS)
@@ -365,15 +304,7 @@ def test_v2_resume_after_restart_keeps_idempotency() -> None:
     sid = h.v2_login(A, "alice")
     h.send(A, f"v2 SAY {sid} 1 before restart")
     events = [s.event for s in h.stored]
-    # A new room, as after a restart, loaded from what was stored.
-    counter = itertools.count(100)
-    room = Hub(
-        lambda: make_registry("indexed"),
-        lambda: f"{next(counter):032x}",
-        last_id=events[-1].id,
-        recent=events,
-    )
-    h.room = room
+    h.restart(first_token=100)
     frames = h.login_frames(A, "alice", "n2", resume=sid)
     welcome = next(f for f in frames if isinstance(f, p.Welcome))
     assert welcome.sid == sid
@@ -456,25 +387,12 @@ def test_netcat_user_mistakes_get_an_answer(h: Harness) -> None:
     assert h.take(A) == [b"ERR already logged in here as carol (send Q carol first)\n"]
 
 
-def _restarted(h: Harness) -> None:
-    """Replace the harness's room by a new one loaded from what was stored."""
-    events = [s.event for s in h.stored]
-    counter = itertools.count(500)
-    h.room = Hub(
-        lambda: make_registry("indexed"),
-        lambda: f"{next(counter):032x}",
-        ServerConfig(rate=None),
-        last_id=events[-1].id,
-        recent=events,
-    )
-
-
 def test_resume_after_restart_is_quiet_for_users_who_never_left() -> None:
     h = Harness("indexed", rate=None)
     sid = h.v2_login(A, "alice")  # never says anything: the join carries the session
     h.v2_login(B, "bob")
     stored = len(h.stored)
-    _restarted(h)
+    h.restart(rate=None)
     frames = h.login_frames(A, "alice", "n2", resume=sid)
     assert next(f for f in frames if isinstance(f, p.Welcome)).sid == sid
     assert len(h.stored) == stored  # no second "alice joined"
@@ -485,7 +403,7 @@ def test_resume_after_a_timeout_is_announced() -> None:
     h = Harness("indexed", rate=None, idle_timeout=5.0)
     sid = h.v2_login(A, "alice")
     h.tick(10)  # evicted: others saw "alice timed out"
-    _restarted(h)
+    h.restart(rate=None)
     h.login_frames(A, "alice", "n2", resume=sid)
     assert [s.event.kind for s in h.stored][-2:] == ["timeout", "join"]
 
@@ -493,6 +411,6 @@ def test_resume_after_a_timeout_is_announced() -> None:
 def test_a_session_id_cannot_be_resumed_under_another_name() -> None:
     h = Harness("indexed", rate=None)
     sid = h.v2_login(A, "alice")
-    _restarted(h)
+    h.restart(rate=None)
     frames = h.login_frames(B, "mallory", "n2", resume=sid)
     assert next(f for f in frames if isinstance(f, p.Welcome)).sid != sid

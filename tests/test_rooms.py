@@ -5,15 +5,12 @@ an explicit clock in, effects out; every scenario runs on every registry kind
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from chatroom import protocol as p
 from chatroom.events import dm_key
-from chatroom.registry import REGISTRY_KINDS, Address, make_registry
-from chatroom.server import Hub, ServerConfig
-from tests.test_room import A, B, C, Harness
+from chatroom.registry import REGISTRY_KINDS, Address
+from tests.support.harness import A, B, C, Harness
 
 D: Address = ("127.0.0.1", 5009)
 
@@ -316,29 +313,13 @@ def test_moving_address_keeps_the_rooms(h: Chat) -> None:
     assert h.take(A) == []
 
 
-def _restart(h: Chat, keep: int | None = None) -> None:
-    events = [s.event for s in h.stored]
-    heads: dict[str, int] = {}
-    for e in events:
-        heads[e.room] = max(heads.get(e.room, 0), e.room_seq)
-    counter = itertools.count(900)
-    h.room = Hub(
-        lambda: make_registry("indexed"),
-        lambda: f"{next(counter):032x}",
-        ServerConfig(rate=None),
-        last_id=events[-1].id,
-        recent=events if keep is None else events[-keep:],
-        heads=heads,
-    )
-
-
 def test_after_a_restart_every_room_continues_its_sequence() -> None:
     h = Chat("indexed", rate=None)
     _dev(h)
     h.say(A, 1, "before", "#dev")
     h.say(A, 2, "dm before", "@bob")
     sid = h.sids[A]
-    _restart(h)
+    h.restart(first_token=900, rate=None)
     h.send(A, p.encode_client(p.Login("r1", "alice", sid)))
     cookie = p.parse_server(h.take(A)[-1])
     assert isinstance(cookie, p.Cookie)
@@ -361,7 +342,7 @@ def test_a_room_no_longer_in_memory_continues_from_its_stored_head() -> None:
     _dev(h)
     h.say(A, 1, "in dev", "#dev")
     h.say(A, 2, "in the lobby")
-    _restart(h, keep=1)  # only the lobby's last event in memory
+    h.restart(keep=1, first_token=900, rate=None)  # only the lobby's last event in memory
     h.login(C, "carol")
     h.take(C)
     h.join(C, "#dev")

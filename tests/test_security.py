@@ -9,7 +9,7 @@ import pytest
 from chatroom import protocol as p
 from chatroom.ratelimit import Rate
 from chatroom.server.cookies import LIFETIME, ROTATE
-from tests.test_room import A, B, C, Harness
+from tests.support.harness import A, B, C, Harness
 
 VICTIM = ("127.0.0.1", 6000)
 
