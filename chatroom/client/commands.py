@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from chatroom.protocol import ACTION_PREFIX, ROOM_PREFIX
+
 #: The commands, for /help and tab completion (``quit`` also works bare).
 COMMANDS: Final = (
     "/help",
@@ -21,8 +23,6 @@ COMMANDS: Final = (
 #: Events /history shows when no count is given, and the most it will fetch.
 HISTORY_DEFAULT: Final = 10
 HISTORY_MAX: Final = 1000
-#: What starts a room's name (protocol.ROOM_PREFIX; imported lazily elsewhere).
-_ROOM: Final = "#"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +122,7 @@ def is_quit(line: str) -> bool:
 def _room_arg(arg: str) -> str:
     """A room argument as typed: ``dev`` means ``#dev`` (a name cannot start with
     ``#``, so nothing else is meant)."""
-    return arg if arg.startswith(_ROOM) else _ROOM + arg
+    return arg if arg.startswith(ROOM_PREFIX) else ROOM_PREFIX + arg
 
 
 def parse_line(line: str) -> Command | None:
@@ -145,7 +145,7 @@ def parse_line(line: str) -> Command | None:
                 return Usage("/who")
             return WhoCmd(_room_arg(args[0]) if args else None)
         case "/me":
-            return Message("/me " + rest) if rest else Usage("/me")
+            return Message(ACTION_PREFIX + rest) if rest else Usage("/me")
         case "/history":
             if not rest:
                 return HistoryCmd(HISTORY_DEFAULT)
@@ -177,5 +177,7 @@ def complete(text: str, names: list[str]) -> list[str]:
     if text.startswith("/"):
         return [c for c in COMMANDS if c.startswith(text.lower())]
     low = text.casefold()
-    rooms = text.startswith(_ROOM)
-    return sorted(n for n in names if n.startswith(_ROOM) == rooms and n.casefold().startswith(low))
+    rooms = text.startswith(ROOM_PREFIX)
+    return sorted(
+        n for n in names if n.startswith(ROOM_PREFIX) == rooms and n.casefold().startswith(low)
+    )

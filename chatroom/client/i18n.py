@@ -2,9 +2,10 @@
 
 A dict per language rather than gettext .mo files: two languages, no build step,
 and a test can check that every key exists in both. The Chinese strings follow
-the course's wording (``alice 进入了聊天室``, ``alice退出了聊天室``,
-``管理员消息: text``). The language comes from ``--lang`` or, failing that, the
-POSIX locale variables in their order of precedence (LC_ALL, LC_MESSAGES, LANG).
+the course's wording; the events' own wording (``alice 进入了聊天室``) is
+chatroom/protocol/wording.py's, the same the server sends and history prints.
+The language comes from ``--lang`` or, failing that, the POSIX locale
+variables in their order of precedence (LC_ALL, LC_MESSAGES, LANG).
 What the server refuses or reports comes with a code (REFUSED, ERR, REJECTED):
 the catalogs word each code (``refused:taken``, ``err:storage``...), so no notice
 mixes the server's language into the client's.
@@ -13,18 +14,14 @@ mixes the server's language into the client's.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Final
 
-Lang = Literal["en", "zh"]
+from chatroom.protocol.frames import Lang
+from chatroom.protocol.wording import EVENT_WORDING
 
 CATALOGS: Final[dict[Lang, dict[str, str]]] = {
     "en": {
-        # events
-        "join": "{name} joined",
-        "quit": "{name} left",
-        "timeout": "{name} timed out",
-        "announce": "[announcement] {text}",
-        "action": "* {name} {text}",
+        **EVENT_WORDING["en"],  # the events, worded as everywhere else
         # connection
         "connection_lost": "connection lost — retrying…",
         "reconnected": "reconnected",
@@ -133,11 +130,7 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "child_died": "the network process ended unexpectedly — exiting",
     },
     "zh": {
-        "join": "{name} 进入了聊天室",
-        "quit": "{name}退出了聊天室",
-        "timeout": "{name}超时退出了聊天室",
-        "announce": "管理员消息: {text}",
-        "action": "* {name} {text}",
+        **EVENT_WORDING["zh"],
         "connection_lost": "连接中断 — 正在重试…",
         "reconnected": "已重新连接",
         "failover": "连接中断 — 正在尝试 {server}…",

@@ -50,9 +50,10 @@ from chatroom.client.effects import (
     ShowRooms,
     ShowUsers,
 )
-from chatroom.client.i18n import NAME_REFUSALS, Lang, reason, tr
+from chatroom.client.i18n import NAME_REFUSALS, reason, tr
 from chatroom.client.width import display_width, pad_left, wrap
 from chatroom.events import DM_PREFIX, Event
+from chatroom.protocol import ACTION_PREFIX, Lang
 from chatroom.sanitize import visible
 
 #: How each kind of notice is tagged and coloured in the name column.
@@ -227,8 +228,8 @@ class Renderer:
             return self._direct(ev, stamp, name, text, own=own, dim=dim, mark=mark)
         label = f"[{visible(ev.room)}] " if elsewhere or direct else ""
         match ev.kind:
-            case "message" if text.startswith("/me "):
-                body = tr(self.lang, "action", name=name, text=text[4:])
+            case "message" if text.startswith(ACTION_PREFIX):
+                body = tr(self.lang, "action", name=name, text=text.removeprefix(ACTION_PREFIX))
                 codes: tuple[str, ...] = ("1",) if own else ()
                 return self._line(
                     stamp, "", body, dim=dim, text_codes=codes, label=label, mark=mark
@@ -265,8 +266,8 @@ class Renderer:
         else:
             tag = f"{name} {ARROW}"
             styled = s.name(ev.name, name, dim=dim) + " " + s.sgr(ARROW, *st.DIRECT)
-        if text.startswith("/me "):
-            text = tr(self.lang, "action", name=name, text=text[4:])
+        if text.startswith(ACTION_PREFIX):
+            text = tr(self.lang, "action", name=name, text=text.removeprefix(ACTION_PREFIX))
         return self._line(
             stamp, tag, text, tag_styled=styled, text_codes=st.DIRECT, dim=dim, mark=mark
         )

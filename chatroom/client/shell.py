@@ -35,7 +35,7 @@ from chatroom.client.effects import (
     Transmit,
     UseServer,
 )
-from chatroom.client.i18n import Lang, detect_lang, tr
+from chatroom.client.i18n import detect_lang, tr
 from chatroom.client.keyboard import Keyboard
 from chatroom.client.link import Link, ResolveError
 from chatroom.client.network import NetworkProcess
@@ -73,7 +73,7 @@ class JoinOptions:
 def run(opts: JoinOptions) -> int:
     """The whole client; returns the exit status."""
     env = os.environ
-    lang: Lang = detect_lang(opts.lang, env)
+    lang: p.Lang = detect_lang(opts.lang, env)
     out_tty = sys.stdout.isatty()
     tty = out_tty and sys.stdin.isatty()
     style = Style(colour_enabled(isatty=out_tty, no_color_flag=opts.no_color, env=env))
@@ -103,9 +103,7 @@ def run(opts: JoinOptions) -> int:
     cursor = cursor_enabled(isatty=tty, env=env)
     with _typeahead_unechoed(tty) as echo_again:
         _say(renderer.notice("joined_as", {"name": session.name}, time.time()))
-        return _fork(
-            link, session, renderer, rest, tty=tty, cursor=cursor, echo_again=echo_again
-        )
+        return _fork(link, session, renderer, rest, tty=tty, cursor=cursor, echo_again=echo_again)
 
 
 @contextlib.contextmanager

@@ -43,9 +43,6 @@ CSV_FIELDS: Final = (
     "recipient",
 )
 POLL_SECONDS: Final = 0.5
-FOLLOW_PAGE: Final = 1000
-# A message starting with this is an action (chatroom.protocol.classic.classic_event).
-ACTION_PREFIX: Final = "/me "
 
 # JSON escapes C0 controls itself; these too, so that JSON printed on a terminal
 # cannot drive it either (still valid JSON, and the exact text once parsed).
@@ -94,22 +91,12 @@ def text_line(event: Event, tz: tzinfo | None, *, room: bool = False) -> str:
     local = moment.astimezone(tz) if tz is not None else moment.astimezone()
     stamp = local.strftime("%Y-%m-%d %H:%M")
     name = visible(event.name)
-    match event.kind:
-        case "message" if event.text.startswith(ACTION_PREFIX):
-            # `/me waves`: an action, as the client and classic users see it.
-            body = f"* {name} {visible(event.text.removeprefix(ACTION_PREFIX))}"
-        case "message":
-            body = f"{name} : {visible(event.text)}"
-        case "join":
-            body = f"{name} joined"
-        case "quit":
-            body = f"{name} left"
-        case "timeout":
-            body = f"{name} timed out"
-        case "announce":
-            body = f"[announcement] {visible(event.text)}"
-        case _:
-            body = f"{name} {visible(event.kind)} {visible(event.text)}".rstrip()
+    key, text = p.wording_key(event.kind, event.text)
+    wording = p.EVENT_WORDING["en"].get(key)
+    if wording is not None:  # as the client and classic users see it
+        body = wording.format(name=name, text=visible(text))
+    else:
+        body = f"{name} {visible(event.kind)} {visible(event.text)}".rstrip()
     if room:
         return f"{stamp}  {where(event)}  {body}"
     return f"{stamp}  {body}"

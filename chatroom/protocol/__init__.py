@@ -10,7 +10,8 @@ examples, is in docs/protocol.md; the short version:
 
 Parsing never raises on peer input: it returns a frame or a ``BadFrame`` saying why.
 Modules: frames.py (the values and limits), codec.py (bytes <-> frames),
-rules.py (names and message text), classic.py (the classic dialect's wording).
+rules.py (names and message text), wording.py (how events read, in each
+language), classic.py (the classic dialect's replies).
 """
 
 from chatroom.events import LOBBY
@@ -65,8 +66,11 @@ from chatroom.protocol.rules import (
     room_key,
     text_too_long,
 )
+from chatroom.protocol.wording import ACTION_PREFIX, EVENT_WORDING, wording_key
 
 __all__ = [
+    "ACTION_PREFIX",
+    "EVENT_WORDING",
     "EXIT",
     "LOBBY",
     "LOGIN_MIN",
@@ -122,4 +126,5 @@ __all__ = [
     "room_key",
     "text_limit",
     "text_too_long",
+    "wording_key",
 ]

@@ -1,4 +1,5 @@
-"""The classic dialect's wording, in English and in the course's Chinese."""
+"""The classic dialect's wording, in English and in the course's Chinese: its
+replies and refusals here, its event lines from chatroom/protocol/wording.py."""
 
 from __future__ import annotations
 
@@ -6,15 +7,11 @@ from typing import Final
 
 from chatroom.events import Event
 from chatroom.protocol.frames import MAX_TEXT, Lang
+from chatroom.protocol.wording import EVENT_WORDING, wording_key
 
 _CLASSIC: Final[dict[str, dict[str, str]]] = {
     "en": {
-        "join": "{name} joined",
-        "message": "{name} : {text}",
-        "action": "* {name} {text}",
-        "quit": "{name} left",
-        "timeout": "{name} timed out",
-        "announce": "[announcement] {text}",
+        **EVENT_WORDING["en"],
         "taken": "name already taken",
         "invalid": (
             "invalid name: 1-32 characters, no spaces or control characters, "
@@ -36,12 +33,7 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
         "nostore": "ERR the server cannot store messages right now; try again shortly",
     },
     "zh": {
-        "join": "{name} 进入了聊天室",
-        "message": "{name} : {text}",
-        "action": "* {name} {text}",
-        "quit": "{name}退出了聊天室",
-        "timeout": "{name}超时退出了聊天室",
-        "announce": "管理员消息: {text}",
+        **EVENT_WORDING["zh"],
         "taken": "该用户已存在",
         "invalid": "用户名无效: 1-32 个字符, 不能含空格或控制字符, 不能以 # 或 @ 开头",
         "reserved": "该用户名保留给管理员",
@@ -72,8 +64,5 @@ def classic_text(lang: Lang, key: str, name: str = "", text: str = "") -> bytes:
 
 def classic_event(lang: Lang, event: Event) -> bytes:
     """How a stored event reads to a classic client, e.g. ``alice : hi``."""
-    key: str = event.kind
-    text = event.text
-    if event.kind == "message" and text.startswith("/me "):
-        key, text = "action", text[4:]
+    key, text = wording_key(event.kind, event.text)
     return classic_text(lang, key, event.name, text)
