@@ -11,15 +11,21 @@ from __future__ import annotations
 
 from typing import Final
 
-# Bidirectional formatting characters (Trojan Source, CVE-2021-42574): embeddings and
-# overrides, isolates, the implicit marks and the Arabic letter mark; plus the Unicode
-# line and paragraph separators, which some terminals treat as new lines.
-BIDI_AND_SEPARATORS: Final = (
+#: Bidirectional formatting characters (Trojan Source, CVE-2021-42574): embeddings and
+#: overrides, isolates, the implicit marks and the Arabic letter mark. Reordering
+#: tricks that let a text disguise itself: escaped here, refused in names and
+#: messages (chatroom/protocol/rules.py).
+BIDI_CONTROLS: Final = (
     *range(0x202A, 0x202F),  # LRE RLE PDF LRO RLO
     *range(0x2066, 0x206A),  # LRI RLI FSI PDI
     0x200E,  # LRM
     0x200F,  # RLM
     0x061C,  # ALM
+)
+#: The same plus the Unicode line and paragraph separators, which some terminals
+#: treat as new lines: escaped on output, allowed in a message.
+BIDI_AND_SEPARATORS: Final = (
+    *BIDI_CONTROLS,
     0x2028,  # LINE SEPARATOR
     0x2029,  # PARAGRAPH SEPARATOR
 )

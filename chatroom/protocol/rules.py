@@ -9,6 +9,7 @@ from typing import Final
 
 from chatroom.confusables import skeletons
 from chatroom.protocol.frames import MAX_NAME, MAX_TEXT, PEER_PREFIX, ROOM_PREFIX
+from chatroom.sanitize import BIDI_CONTROLS
 
 _RESERVED: Final = frozenset(
     {
@@ -32,7 +33,7 @@ _RESERVED: Final = frozenset(
 )
 
 # Bidi overrides/isolates/marks: reordering tricks that let a message disguise itself.
-_BIDI: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BIDI: Final = frozenset(map(chr, BIDI_CONTROLS))
 
 
 @cache
