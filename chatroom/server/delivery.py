@@ -24,6 +24,7 @@ kilobytes, and a retransmission burst is still ``BURST`` events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -63,6 +64,10 @@ class Outbox:
     #: first must be the oldest; a later one overtaking a lost first would make
     #: the client start past it and never show it.
     probation: bool = False
+    #: In the server's timer heap (timers.py), which ``alarm`` puts it in when
+    #: a deadline appears.
+    scheduled: bool = False
+    alarm: Callable[[], None] | None = None
 
     def can_push(self, event_id: int) -> bool:
         """True when ``event_id`` is the next in sequence and fits the window."""
@@ -74,6 +79,8 @@ class Outbox:
         self.sent_at[event_id] = now
         if self.deadline is None:
             self.deadline = now + self.rto
+            if self.alarm is not None and not self.scheduled:
+                self.alarm()
 
     def ack(self, upto: int, now: float) -> bool:
         """A cumulative ack. Returns True when it advanced (the window opened)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -39,6 +41,10 @@ class Session:
     #: The client has been heard from since its WELCOME (round-trip samples
     #: start only then; see Outbox.heard_at).
     heard: bool = False
+    #: Its slot in the idle wheel (timers.py): the second it was last heard.
+    slot: int = -1
+    #: Puts one of its streams in the retransmission heap (timers.py).
+    alarm: Callable[[str, Outbox], None] | None = None
 
     def remember(self, seq: int, key: str, pos: int) -> None:
         self.seqs[seq] = (key, pos)
@@ -48,6 +54,8 @@ class Session:
     def subscribe(self, key: str, base: int, now: float, *, probation: bool = False) -> Outbox:
         """A new stream of conversation ``key`` starting after position ``base``."""
         outbox = Outbox(base, base, probation=probation)
+        if self.alarm is not None:
+            outbox.alarm = functools.partial(self.alarm, key, outbox)
         if self.heard:
             outbox.heard_at = now
         self.subs[key] = outbox

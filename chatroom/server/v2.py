@@ -22,6 +22,7 @@ from chatroom.server.membership import Membership
 from chatroom.server.replies import Replies, text_problem
 from chatroom.server.sessions import Session
 from chatroom.server.storage_state import UNAVAILABLE
+from chatroom.server.timers import IdleWheel, Retransmits
 
 #: Most events answered to one PULL (the client pages for more).
 MAX_PULL: Final = 32
@@ -63,6 +64,10 @@ class V2Dialect:
         self.members = members
         self.replies = replies
         self._token = token
+        #: Streams with a retransmission deadline, and sessions by when they
+        #: were last heard: a tick costs what is due, not one look per session.
+        self.retransmits = Retransmits()
+        self.idle = IdleWheel()
 
     # ------------------------------------------------------------------ names
 
@@ -83,6 +88,7 @@ class V2Dialect:
             sess = current.session
             if sess is not None and sess.nonce == frame.nonce and current.name == frame.name:
                 sess.last_seen = now  # the WELCOME was lost: answer the retry the same way
+                self.idle.heard(current, now)
                 if frame.resume is not None:
                     # ...except for a client that was in the room already: it may
                     # have been sent newer events meanwhile, and a WELCOME older
@@ -148,6 +154,8 @@ class V2Dialect:
                     assert e.seq is not None
                     session.remember(e.seq, c.key, e.room_seq)
         user = User(name, p.name_key(name), addr, session)
+        session.alarm = functools.partial(self.retransmits.schedule, user)
+        self.idle.heard(user, now)
         m.arrive(user)
         m.guard.session_opened(addr[0])
         # Back after a server restart, having never left: the others were not
@@ -181,6 +189,7 @@ class V2Dialect:
         sess: Session = live.session
         sess.nonce = frame.nonce
         sess.last_seen = now
+        self.idle.heard(live, now)
         sess.base_id = m.conversations.open(sess.home).last_seq
         m.stats["migrations"] += 1
         return [*effects, _send(self._welcome(sess), addr)]
@@ -216,6 +225,7 @@ class V2Dialect:
             err = p.Error("nosession", "not logged in; log in again")
             return self.replies.error(addr, now, p.encode(err))
         user.session.hear(now)
+        self.idle.heard(user, now)
         match frame:
             case p.Say():
                 return self._say(user, frame, addr, now, wall)
@@ -490,26 +500,27 @@ class V2Dialect:
     # ------------------------------------------------------------------ time
 
     def on_timer(self, now: float) -> list[Effect]:
-        """Retransmit what is overdue, in every conversation of every session.
-        Not while the database cannot be written: what is not committed cannot
-        be sent, and what is has been sent already (the timers back off)."""
+        """Retransmit what is overdue: the streams whose deadline came, from the
+        heap (timers.py). Not while the database cannot be written: what is not
+        committed cannot be sent, and what is has been sent already (the
+        timers back off)."""
         conversations = self.members.conversations
         effects: list[Effect] = []
         if not self.members.storage.writable:
             return effects
-        for user in self.members.directory.sessions.values():
-            for key, outbox in user.session.subs.items():
-                if outbox.deadline is None or now < outbox.deadline:
-                    continue
-                conv = conversations.get(key)
-                for pos in outbox.expired(now):
-                    event = conv.ring.get(pos) if conv is not None else None
-                    frame = conv.frame(pos, user.key) if conv is not None else None
-                    if event is not None and frame is not None:
-                        self.members.stats["retransmits"] += 1
-                        effects.append(Send(frame, (user.address,), event.id))
+        for user, key, outbox in list(self.retransmits.due(now)):
+            conv = conversations.get(key)
+            for pos in outbox.expired(now):
+                event = conv.ring.get(pos) if conv is not None else None
+                frame = conv.frame(pos, user.key) if conv is not None else None
+                if event is not None and frame is not None:
+                    self.members.stats["retransmits"] += 1
+                    effects.append(Send(frame, (user.address,), event.id))
+            self.retransmits.schedule(user, key, outbox)
         return effects
 
     def stale(self, now: float) -> list[User]:
+        """Sessions silent for the idle timeout (each once; from the wheel)."""
         limit = now - self.members.config.idle_timeout
-        return [u for u in self.members.directory.sessions.values() if u.session.last_seen < limit]
+        online = self.members.directory.sessions
+        return [u for u in self.idle.silent(limit) if online.get(u.session.sid) is u]
