@@ -121,10 +121,7 @@ def paced_out(fleet: V2Fleet, now: float) -> bool:
     for c in fleet.clients:
         outbox = c.session.outbox
         pacer = outbox.pacer
-        if outbox or (
-            pacer is not None
-            and pacer.tokens + (now - pacer.at) * pacer.per_second < pacer.burst - 1e-6
-        ):
+        if outbox or (pacer is not None and pacer.tokens_at(now) < pacer.rate.burst - 1e-6):
             return False
     return True
 

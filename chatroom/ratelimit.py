@@ -35,6 +35,9 @@ class Rate:
 
 @dataclass(slots=True)
 class Bucket:
+    """A token bucket: the server's per-session and per-address limits, and the
+    client's pacing of itself by the limit the server announced."""
+
     rate: Rate
     tokens: float
     at: float
@@ -43,12 +46,19 @@ class Bucket:
     def full(cls, rate: Rate, now: float) -> Bucket:
         return cls(rate, rate.burst, now)
 
+    def tokens_at(self, now: float) -> float:
+        """The tokens there are at ``now`` (none spent since ``at``)."""
+        return min(self.rate.burst, self.tokens + max(0.0, now - self.at) * self.rate.per_second)
+
     def take(self, now: float) -> bool:
         """Spend one token if there is one."""
-        elapsed = max(0.0, now - self.at)
-        self.tokens = min(self.rate.burst, self.tokens + elapsed * self.rate.per_second)
-        self.at = now
-        if self.tokens >= 1.0:
+        self.tokens = self.tokens_at(now)
+        self.at = max(self.at, now)
+        if self.tokens >= 1.0 - 1e-9:  # ready_at() must never be a time take() refuses
             self.tokens -= 1.0
             return True
         return False
+
+    def ready_at(self) -> float:
+        """When the next token is there (tokens were last counted at ``at``)."""
+        return self.at + max(0.0, 1.0 - self.tokens) / self.rate.per_second + 1e-9

@@ -854,9 +854,9 @@ def test_every_event_kind_is_shown(kind: EventKind) -> None:
 def test_a_queued_line_is_not_given_up_before_it_was_ever_sent() -> None:
     """Found in CI: 300 lines typed at once behind a window of one; under 20% loss
     the last ones were abandoned 60 s after they were *typed*, never having left."""
-    from chatroom.client.outbox import Outbox
+    from chatroom.client.sendqueue import SendQueue
 
-    box = Outbox(window=1, give_up_after=60.0)
+    box = SendQueue(window=1, give_up_after=60.0)
     first, second = box.add("one", 0.0), box.add("two", 0.0)
     send, gave_up = box.due(0.0)
     assert send == [first] and gave_up == []

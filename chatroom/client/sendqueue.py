@@ -6,7 +6,8 @@ the server. At most ``window`` messages are in flight; transmissions are paced
 by a token bucket mirroring the server's advertised rate limit (WELCOME's
 ``BURST/PER_SECOND``; a SAY over the limit is not acknowledged, so pacing
 ourselves saves a retransmission timeout), and retransmitted on the RFC 6298
-timer of chatroom/rtt.py until ACKED or ``give_up_after``. Pure.
+timer of chatroom/rtt.py until ACKED or ``give_up_after``. Pure. The bucket is
+chatroom/ratelimit.py's, the server's own kind.
 
 One queue for every conversation (the sequence numbers are the session's): each
 message carries its conversation, ``chan`` as the wire names it and ``key`` its
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatroom.events import LOBBY
+from chatroom.ratelimit import Bucket, Rate
 from chatroom.rtt import RttEstimator
 
 
@@ -42,51 +44,29 @@ class Outgoing:
     pending_shown: bool = False
 
 
-@dataclass(slots=True)
-class Pacer:
-    """A token bucket; ``None`` rate means unlimited."""
-
-    burst: float = 0.0
-    per_second: float = 0.0
-    tokens: float = 0.0
-    at: float = 0.0
-
-    @classmethod
-    def from_rate(cls, rate: str, now: float) -> Pacer | None:
-        """Parse WELCOME's ``BURST/PER_SECOND`` (or ``off``), a little under it so
-        that network jitter cannot push us over the server's bucket."""
-        burst_s, sep, per_s = rate.partition("/")
-        try:
-            burst, per = float(burst_s), float(per_s)
-        except ValueError:
-            return None  # "off", or nothing we understand: do not pace
-        if not sep or burst < 1 or per <= 0:
-            return None
-        burst = max(1.0, burst - 1)
-        return cls(burst, per * 0.95, burst, now)
-
-    def _refill(self, now: float) -> None:
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.per_second)
-        self.at = max(self.at, now)
-
-    def take(self, now: float) -> bool:
-        self._refill(now)
-        if self.tokens >= 1.0 - 1e-9:  # ready_at() must never be a time take() refuses
-            self.tokens -= 1.0
-            return True
-        return False
-
-    def ready_at(self) -> float:
-        """When the next token is there (tokens were last counted at ``at``)."""
-        return self.at + max(0.0, 1.0 - self.tokens) / self.per_second + 1e-9
+def pacer_for(rate: str, now: float) -> Bucket | None:
+    """The token bucket we pace ourselves by, from WELCOME's ``BURST/PER_SECOND``
+    (``off``, or anything we do not understand: None, no pacing), a little under
+    the server's so that network jitter cannot push us over its bucket."""
+    try:
+        limit = Rate.parse(rate)
+    except ValueError:
+        return None
+    if limit is None:
+        return None
+    burst = max(1.0, limit.burst - 1)
+    return Bucket.full(Rate(burst, limit.per_second * 0.95), now)
 
 
 @dataclass(slots=True)
-class Outbox:
+class SendQueue:
+    """The session's messages not yet acknowledged, in the order typed. (Not the
+    server's ``Outbox``, which holds a conversation's events for one session.)"""
+
     window: int = 1
     give_up_after: float = 60.0
     rtt: RttEstimator = field(default_factory=lambda: RttEstimator(minimum=0.02))
-    pacer: Pacer | None = None
+    pacer: Bucket | None = None
     items: dict[int, Outgoing] = field(default_factory=dict)
     next_seq: int = 1
     _blocked: bool = False
@@ -166,15 +146,11 @@ class Outbox:
         """Is a message for conversation ``key`` still waiting or in flight?"""
         return any(o.key == key for o in self.items.values())
 
-    def stored_as_event(self, text: str, key: str = LOBBY) -> bool:
+    def claim(self, text: str, key: str = LOBBY) -> Outgoing | None:
         """Our own message came back as an event before its ACKED (which may be
         lost): the oldest in-flight message of conversation ``key`` with that
-        text is stored. Only a message of our own session can carry our name
-        while we hold it."""
-        return self.claim(text, key) is not None
-
-    def claim(self, text: str, key: str = LOBBY) -> Outgoing | None:
-        """``stored_as_event``, returning the message it settles."""
+        text is stored; returns it, taken out. Only a message of our own session
+        can carry our name while we hold it."""
         for o in self.items.values():
             if o.sent_at is not None and o.text == text and o.key == key:
                 del self.items[o.seq]

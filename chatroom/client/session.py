@@ -60,8 +60,8 @@ from chatroom.client.effects import (
 )
 from chatroom.client.liveness import Liveness
 from chatroom.client.login import LoginAttempt
-from chatroom.client.outbox import Outbox, Outgoing, Pacer
 from chatroom.client.rooms import Request, Requests, chan_key, is_direct
+from chatroom.client.sendqueue import Outgoing, SendQueue, pacer_for
 from chatroom.client.servers import Failover
 from chatroom.client.stream import PullRequest
 from chatroom.client.timeline import Timeline
@@ -142,7 +142,7 @@ class ClientSession:
     #: no room; it may still be being joined, and not in ``convs`` yet).
     current: str | None = None
     current_chan: str | None = None
-    outbox: Outbox = field(default_factory=Outbox)
+    outbox: SendQueue = field(default_factory=SendQueue)
     live: Liveness = field(default_factory=Liveness)
     failover: Failover = field(default_factory=Failover)
     requests: Requests = field(default_factory=Requests)
@@ -439,7 +439,7 @@ class ClientSession:
         self.idle_timeout = w.idle_timeout
         self.state = State.LIVE
         self._welcomed_at = now
-        self.outbox.pacer = Pacer.from_rate(w.rate, now)
+        self.outbox.pacer = pacer_for(w.rate, now)
         key = self._key(w.room)
         out: list[Output] = []
         moved = self.failover.settled()
@@ -767,7 +767,7 @@ class ClientSession:
 
     @property
     def _hold(self) -> Callable[[str], bool] | None:
-        """``Outbox.due``'s ``held``: messages to a room wait until the server has
+        """``SendQueue.due``'s ``held``: messages to a room wait until the server has
         us in it (None, the common case: nothing is being joined)."""
         return self._held if self.requests.items else None
 
@@ -1125,7 +1125,7 @@ class _Claim:
     whose event came before (or without) its ACKED. One shown as pending has
     its delivery marked (``delivered``: the session's ``_delivered_ids``)."""
 
-    outbox: Outbox
+    outbox: SendQueue
     key: str
     delivered: set[tuple[str, int]]
 
