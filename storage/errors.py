@@ -15,9 +15,5 @@ class SchemaTooNew(StorageError):
     """
 
 
-class SchemaTooOld(StorageError):
-    """The database is behind this chatroom's head revision and was opened without upgrading."""
-
-
 class NoDatabase(StorageError):
     """There is no database (yet) where one was expected."""
