@@ -347,8 +347,12 @@ class ClusterNode:
             return []
         return self.apply(drafts, now)
 
-    def _claimed(self) -> list[str]:
-        return [u.key for u in self.hub.directory.users]
+    def _claimed(self) -> list[tuple[str, str, str | None]]:
+        """(key, name, session id) of every name this node holds."""
+        return [
+            (u.key, u.name, None if u.session is None else u.session.sid)
+            for u in self.hub.directory.users
+        ]
 
     def _beat(self, now: float) -> None:
         changes = self.hub.members.changes

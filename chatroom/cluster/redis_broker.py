@@ -68,13 +68,18 @@ if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
 end
 return 0
 """
-# Renew every claim still held by this node; the indexes (1-based) of the lost.
+# Renew every claim this node holds; claim again one that is gone (a broker
+# restarted without persistence forgot them all); the indexes (1-based) of those
+# another node holds now (their clients moved there). ARGV: node, lease, then
+# each key's value.
 _RENEW = """
 local lost = {}
 local prefix = ARGV[1] .. ' '
 for i, key in ipairs(KEYS) do
   local v = redis.call('GET', key)
-  if v and string.sub(v, 1, string.len(prefix)) == prefix then
+  if not v then
+    redis.call('SET', key, ARGV[i + 2], 'PX', ARGV[2])
+  elseif string.sub(v, 1, string.len(prefix)) == prefix then
     redis.call('PEXPIRE', key, ARGV[2])
   else
     table.insert(lost, i)
@@ -214,15 +219,17 @@ class RedisBroker:
                 args=[f"{self.node} {sid or '-'} ", key],
             )
 
-    def renew(self, keys: list[str], lease: float) -> list[str]:
-        """Extend this node's claims on ``keys``; the ones it no longer holds
-        (another node took the session over). Raises RedisError if unreachable."""
-        if not keys:
+    def renew(self, held: list[tuple[str, str, str | None]], lease: float) -> list[str]:
+        """Extend this node's claims on ``held`` (key, name, sid), claiming again
+        those the broker forgot; the keys another node holds now (the session
+        moved there). Raises RedisError if unreachable."""
+        if not held:
             return []
+        values = [f"{self.node} {sid or '-'} {name}" for _, name, sid in held]
         lost: Any = self._renew(
-            keys=[self.key("name", k) for k in keys], args=[self.node, _ms(lease)]
+            keys=[self.key("name", k) for k, _, _ in held], args=[self.node, _ms(lease), *values]
         )
-        return [keys[int(i) - 1] for i in lost]
+        return [held[int(i) - 1][0] for i in lost]
 
     # ------------------------------------------------------------------ nodes
 
@@ -288,14 +295,6 @@ class RedisBroker:
         pipe.srem(self.key("nodes"), dead)
         pipe.execute()
         return out
-
-    def leave(self) -> None:
-        """A clean stop: this node's lease and presence go at once."""
-        with contextlib.suppress(RedisError, OSError):
-            pipe = self._client.pipeline()
-            pipe.delete(self.key("node", self.node), self.key("presence", self.node))
-            pipe.srem(self.key("nodes"), self.node)
-            pipe.execute()
 
 
 def _ms(seconds: float) -> int:
