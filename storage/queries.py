@@ -11,8 +11,8 @@ forward instead: the oldest N events after that id, which is what "next page" an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -122,6 +122,37 @@ def count_events(source: Engine | EventStore, q: HistoryQuery) -> int:
             return int(conn.execute(stmt).scalar_one())
     except SQLAlchemyError as exc:
         raise StorageError(f"querying {describe(url)}: {detail(exc)}") from exc
+
+
+def follow_events(
+    store: EventStore, q: HistoryQuery, sleep: Callable[[float], object], poll_seconds: float
+) -> Iterator[Iterator[Event]]:
+    """``chatroom history -f``: the newest matches up to now, then every
+    ``poll_seconds`` the matches stored since, one batch per poll that found new
+    events. It never ends by itself (Ctrl-C ends it, through ``sleep``)."""
+    top = store.last_id()
+    yield iter_events(store, replace(q, before_id=_below(q.before_id, top + 1)))
+    cursor = top
+    while True:
+        sleep(poll_seconds)
+        newest = store.last_id()
+        if newest <= cursor:
+            continue
+        yield iter_events(
+            store,
+            replace(
+                q,
+                limit=0,
+                reverse=False,
+                after_id=max(cursor, q.after_id or 0),
+                before_id=_below(q.before_id, newest + 1),
+            ),
+        )
+        cursor = newest
+
+
+def _below(limit: int | None, bound: int) -> int:
+    return bound if limit is None else min(limit, bound)
 
 
 def _one_room(q: HistoryQuery) -> bool:

@@ -7,8 +7,6 @@ creates one; it runs next to a writing server (WAL, busy_timeout).
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
 import time
@@ -16,126 +14,21 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
 from chatroom import protocol as p
 from chatroom.commands.options import db_option
-from chatroom.events import DM_PREFIX, EVENT_KINDS, Event, EventKind
-from chatroom.sanitize import BIDI_AND_SEPARATORS, visible
+from chatroom.events import DM_PREFIX, EVENT_KINDS, EventKind
+from chatroom.history_view import FORMATS, Printer
 from chatroom.timeparse import Clock, MomentType, system_clock
 
 if TYPE_CHECKING:
     from storage.queries import HistoryQuery
     from storage.store import EventStore
 
-FORMATS: Final = ("text", "json", "jsonl", "csv")
-# New fields go last: a script that reads the columns by position keeps working.
-CSV_FIELDS: Final = (
-    "id",
-    "kind",
-    "name",
-    "text",
-    "created_at",
-    "room",
-    "room_seq",
-    "recipient",
-)
 POLL_SECONDS: Final = 0.5
-
-# JSON escapes C0 controls itself; these too, so that JSON printed on a terminal
-# cannot drive it either (still valid JSON, and the exact text once parsed).
-_JSON_SAFE: Final = str.maketrans(
-    {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), *BIDI_AND_SEPARATORS)}
-)
-
-
-def iso_utc(epoch_seconds: float) -> str:
-    """``2026-11-27T15:04:05.123456Z``."""
-    moment = datetime.fromtimestamp(epoch_seconds, UTC)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def as_dict(event: Event) -> dict[str, object]:
-    """An event for JSON and CSV: ``room`` as stored (a direct message's is its
-    conversation key, ``@alice bob``), ``recipient`` None except for direct messages."""
-    return {
-        "id": event.id,
-        "kind": event.kind,
-        "name": event.name,
-        "text": event.text,
-        "created_at": iso_utc(event.created_at),
-        "room": event.room,
-        "room_seq": event.room_seq,
-        "recipient": event.to,
-    }
-
-
-def to_json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False).translate(_JSON_SAFE)
-
-
-def where(event: Event) -> str:
-    """Where an event happened, for text output: ``#dev``, or ``@alice→bob`` for a
-    direct message from alice to bob."""
-    if event.direct and event.to is not None:
-        return f"{DM_PREFIX}{visible(event.name)}→{visible(event.to)}"
-    return visible(event.room)
-
-
-def text_line(event: Event, tz: tzinfo | None, *, room: bool = False) -> str:
-    """One event in the chat's own words, every user-supplied part made visible;
-    with ``room``, where it happened comes after the time."""
-    moment = datetime.fromtimestamp(event.created_at, UTC)
-    local = moment.astimezone(tz) if tz is not None else moment.astimezone()
-    stamp = local.strftime("%Y-%m-%d %H:%M")
-    name = visible(event.name)
-    key, text = p.wording_key(event.kind, event.text)
-    wording = p.EVENT_WORDING["en"].get(key)
-    if wording is not None:  # as the client and classic users see it
-        body = wording.format(name=name, text=visible(text))
-    else:
-        body = f"{name} {visible(event.kind)} {visible(event.text)}".rstrip()
-    if room:
-        return f"{stamp}  {where(event)}  {body}"
-    return f"{stamp}  {body}"
-
-
-class Printer:
-    """Writes events in one format; ``finish`` closes what ``json`` opened."""
-
-    def __init__(self, out: IO[str], fmt: str, tz: tzinfo | None, *, room: bool = True) -> None:
-        self.out = out
-        self.fmt = fmt
-        self.tz = tz
-        self.room = room
-        self._first = True
-        self._csv = csv.writer(out) if fmt == "csv" else None
-        if self._csv is not None:
-            self._csv.writerow(CSV_FIELDS)
-        elif fmt == "json":
-            out.write("[")
-
-    def write(self, events: Iterable[Event]) -> None:
-        out = self.out
-        for event in events:
-            if self._csv is not None:
-                d = as_dict(event)
-                self._csv.writerow([d[f] for f in CSV_FIELDS])
-            elif self.fmt == "json":
-                out.write(("\n" if self._first else ",\n") + to_json(as_dict(event)))
-            elif self.fmt == "jsonl":
-                out.write(to_json(as_dict(event)) + "\n")
-            else:
-                out.write(text_line(event, self.tz, room=self.room) + "\n")
-            self._first = False
-        out.flush()
-
-    def finish(self) -> None:
-        if self.fmt == "json":
-            self.out.write("]\n" if self._first else "\n]\n")
-        self.out.flush()
 
 
 class RoomParam(click.ParamType[str, Any]):
@@ -191,80 +84,113 @@ def stored_rooms(store: EventStore, rooms: Iterable[str]) -> tuple[str, ...]:
     return tuple(found)
 
 
+HELP: Final = """Show stored chat history: joins, messages, departures, announcements,
+in every room and direct conversation (each line says where).
+
+\b
+Examples:
+  chatroom history                     the last 20 events
+  chatroom history -n 0 --json         everything, as JSON
+  chatroom history -u alice -S 2h      alice, the last two hours
+  chatroom history --room '#dev'       the last 20 in #dev
+  chatroom history --dm alice          direct messages to or from alice
+  chatroom history -q 'lunch friday'   messages with both words
+  chatroom history -f                  keep watching
+
+\b
+Times (-S/-U): 2026-11-27, '2026-11-27 15:04', 15:04, now, today,
+yesterday, or how long ago: 10m, 2h, 3d, 1w. Local time unless given
+with Z or an offset.
+"""
+
+
+def _filter_options(moment: MomentType) -> list[Callable[[Any], Any]]:
+    """The options that say which events, top to bottom as ``--help`` lists them."""
+    return [
+        click.option(
+            "-n",
+            "--limit",
+            type=click.IntRange(min=0),
+            default=20,
+            show_default=True,
+            help="Show the newest N matching events (0: all).",
+        ),
+        click.option("-r", "--reverse", is_flag=True, help="Newest first."),
+        click.option(
+            "-u",
+            "--user",
+            "users",
+            multiple=True,
+            metavar="NAME",
+            help="Only events of this user (ignores case; repeatable).",
+        ),
+        click.option(
+            "--room",
+            "rooms",
+            multiple=True,
+            type=RoomParam(),
+            help="Only events of this room (ignores case; repeatable; quote it: '#dev').",
+        ),
+        click.option(
+            "--dm",
+            type=DmParam(),
+            help="Only direct messages to or from NAME (with --room: those as well).",
+        ),
+        click.option(
+            "--kind",
+            "kinds",
+            multiple=True,
+            type=click.Choice(EVENT_KINDS),
+            help="Only events of this kind (repeatable).",
+        ),
+        click.option(
+            "-S", "--since", type=moment, help="Not before this time (formats: Times above)."
+        ),
+        click.option(
+            "-U", "--until", type=moment, help="Not after this time (formats: Times above)."
+        ),
+        click.option(
+            "-q", "--search", metavar="TEXT", help='Full-text search: words, "a phrase", prefix*.'
+        ),
+        click.option(
+            "--after-id",
+            type=click.IntRange(min=0),
+            metavar="ID",
+            help="Only ids above ID (alone: the oldest N after it, to page forward).",
+        ),
+        click.option(
+            "--before-id",
+            type=click.IntRange(min=0),
+            metavar="ID",
+            help="Only ids below ID (to page back).",
+        ),
+    ]
+
+
+#: The options that say how to show them.
+_OUTPUT_OPTIONS: Final[list[Callable[[Any], Any]]] = [
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=None,
+        help="Output format [default: text].",
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
+    click.option("--utc", is_flag=True, help="Show times in UTC, not local time."),
+    click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C."),
+    click.option("--count", is_flag=True, help="Print only the number of matching events."),
+    db_option,
+]
+
+
 def build_history(
     clock: Clock = system_clock,
     tz: tzinfo | None = None,
     sleep: Callable[[float], object] = time.sleep,
 ) -> click.Command:
     """The ``history`` command; tests pass a fixed clock, a time zone and a fake sleep."""
-    moment = MomentType(clock, tz)
 
-    @click.command("history")
-    @click.option(
-        "-n",
-        "--limit",
-        type=click.IntRange(min=0),
-        default=20,
-        show_default=True,
-        help="Show the newest N matching events (0: all).",
-    )
-    @click.option("-r", "--reverse", is_flag=True, help="Newest first.")
-    @click.option(
-        "-u",
-        "--user",
-        "users",
-        multiple=True,
-        metavar="NAME",
-        help="Only events of this user (ignores case; repeatable).",
-    )
-    @click.option(
-        "--room",
-        "rooms",
-        multiple=True,
-        type=RoomParam(),
-        help="Only events of this room (ignores case; repeatable; quote it: '#dev').",
-    )
-    @click.option(
-        "--dm",
-        type=DmParam(),
-        help="Only direct messages to or from NAME (with --room: those as well).",
-    )
-    @click.option(
-        "--kind",
-        "kinds",
-        multiple=True,
-        type=click.Choice(EVENT_KINDS),
-        help="Only events of this kind (repeatable).",
-    )
-    @click.option("-S", "--since", type=moment, help="Not before this time (formats: Times above).")
-    @click.option("-U", "--until", type=moment, help="Not after this time (formats: Times above).")
-    @click.option(
-        "-q", "--search", metavar="TEXT", help='Full-text search: words, "a phrase", prefix*.'
-    )
-    @click.option(
-        "--after-id",
-        type=click.IntRange(min=0),
-        metavar="ID",
-        help="Only ids above ID (alone: the oldest N after it, to page forward).",
-    )
-    @click.option(
-        "--before-id",
-        type=click.IntRange(min=0),
-        metavar="ID",
-        help="Only ids below ID (to page back).",
-    )
-    @click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(FORMATS),
-        default=None,
-        help="Output format [default: text].",
-    )
-    @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-    @click.option("--utc", is_flag=True, help="Show times in UTC, not local time.")
-    @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
-    @click.option("--count", is_flag=True, help="Print only the number of matching events.")
-    @db_option
     def history(
         limit: int,
         reverse: bool,
@@ -284,55 +210,14 @@ def build_history(
         count: bool,
         db: str | None,
     ) -> None:
-        """Show stored chat history: joins, messages, departures, announcements,
-        in every room and direct conversation (each line says where).
-
-        \b
-        Examples:
-          chatroom history                     the last 20 events
-          chatroom history -n 0 --json         everything, as JSON
-          chatroom history -u alice -S 2h      alice, the last two hours
-          chatroom history --room '#dev'       the last 20 in #dev
-          chatroom history --dm alice          direct messages to or from alice
-          chatroom history -q 'lunch friday'   messages with both words
-          chatroom history -f                  keep watching
-
-        \b
-        Times (-S/-U): 2026-11-27, '2026-11-27 15:04', 15:04, now, today,
-        yesterday, or how long ago: 10m, 2h, 3d, 1w. Local time unless given
-        with Z or an offset.
-        """
-        if as_json:
-            if fmt not in (None, "json"):
-                raise click.UsageError("--json conflicts with --format " + str(fmt))
-            fmt = "json"
-        fmt = fmt or "text"
-        if follow and count:
-            raise click.UsageError("--follow and --count cannot be used together")
-        if follow and reverse:
-            raise click.UsageError("--follow prints new events last; drop --reverse")
-        if follow and fmt == "json":
-            raise click.UsageError("--follow needs a streamable format: use --format jsonl")
-        if since is not None and until is not None and since > until:
-            zone = UTC if utc else tz
-            raise click.UsageError(
-                f"--since ({_when(since, zone)}) is after --until ({_when(until, zone)}): "
-                "nothing can match; swap them?"
-            )
+        zone = UTC if utc else tz
+        fmt = _output_format(fmt, as_json, follow=follow, count=count, reverse=reverse)
+        _check_span(since, until, zone)
         # storage (SQLAlchemy) is imported here, not at the top: every other chatroom
         # command would pay ~0.3 s for it at start-up.
-        from storage.config import resolve_url
-        from storage.errors import StorageError
-        from storage.fts import plan_search
-        from storage.queries import HistoryQuery, count_events, iter_events
-        from storage.store import EventStore
+        from storage.queries import HistoryQuery
 
-        if search is not None and not plan_search(search).searchable:
-            # It would filter nothing: every event would look like a match.
-            raise click.UsageError(
-                f"the search {search!r} has no searchable words "
-                '(words, "a phrase", prefix*); drop -q to see everything'
-            )
+        _check_search(search)
         query = HistoryQuery(
             limit=limit,
             reverse=reverse,
@@ -345,69 +230,98 @@ def build_history(
             after_id=after_id,
             before_id=before_id,
         )
-        out = sys.stdout
-        try:
-            with EventStore.open(resolve_url(db), create=False) as store:
-                query = replace(query, rooms=stored_rooms(store, rooms))
-                if count:
-                    out.write(f"{count_events(store, query)}\n")
-                    return
-                # One room asked for: every line is from it, no need to say so.
-                one_room = len(rooms) == 1 and dm is None
-                printer = Printer(out, fmt, UTC if utc else tz, room=not one_room)
-                if follow:
-                    _follow(store, query, printer, sleep)
-                else:
-                    printer.write(iter_events(store, query))
-                printer.finish()
-        except StorageError as exc:
-            raise click.ClickException(str(exc)) from exc
-        except BrokenPipeError:
-            _quiet_broken_pipe()
+        # One room asked for: every line is from it, no need to say so.
+        one_room = len(rooms) == 1 and dm is None
+        printer = None if count else Printer(sys.stdout, fmt, zone, room=not one_room)
+        _show(db, query, rooms, printer, follow=follow, sleep=sleep)
 
-    return history
+    command: Callable[..., None] = history
+    for option in reversed([*_filter_options(MomentType(clock, tz)), *_OUTPUT_OPTIONS]):
+        command = option(command)
+    return click.command("history", help=HELP)(command)
 
 
-def _follow(
-    store: EventStore, query: HistoryQuery, printer: Printer, sleep: Callable[[float], object]
+def _output_format(
+    fmt: str | None, as_json: bool, *, follow: bool, count: bool, reverse: bool
+) -> str:
+    """The output format the options ask for, or a usage error for options that
+    cannot go together."""
+    if as_json:
+        if fmt not in (None, "json"):
+            raise click.UsageError("--json conflicts with --format " + str(fmt))
+        fmt = "json"
+    fmt = fmt or "text"
+    if follow and count:
+        raise click.UsageError("--follow and --count cannot be used together")
+    if follow and reverse:
+        raise click.UsageError("--follow prints new events last; drop --reverse")
+    if follow and fmt == "json":
+        raise click.UsageError("--follow needs a streamable format: use --format jsonl")
+    return fmt
+
+
+def _check_span(since: datetime | None, until: datetime | None, zone: tzinfo | None) -> None:
+    if since is not None and until is not None and since > until:
+        raise click.UsageError(
+            f"--since ({_when(since, zone)}) is after --until ({_when(until, zone)}): "
+            "nothing can match; swap them?"
+        )
+
+
+def _check_search(search: str | None) -> None:
+    from storage.fts import plan_search
+
+    if search is not None and not plan_search(search).searchable:
+        # It would filter nothing: every event would look like a match.
+        raise click.UsageError(
+            f"the search {search!r} has no searchable words "
+            '(words, "a phrase", prefix*); drop -q to see everything'
+        )
+
+
+def _show(
+    db: str | None,
+    query: HistoryQuery,
+    rooms: tuple[str, ...],
+    printer: Printer | None,
+    *,
+    follow: bool,
+    sleep: Callable[[float], object],
 ) -> None:
-    """The newest matches up to now, then every new match, until Ctrl-C (exit 0)."""
-    from storage.queries import iter_events
+    """Print what ``query`` matches (its number, without a printer), or follow it."""
+    from storage.config import resolve_url
+    from storage.errors import StorageError
+    from storage.queries import count_events, follow_events, iter_events
+    from storage.store import EventStore
 
     try:
-        top = store.last_id()
-        first = replace(query, before_id=_below(query.before_id, top + 1))
-        printer.write(iter_events(store, first))
-        cursor = top
-        while True:
-            sleep(POLL_SECONDS)
-            newest = store.last_id()
-            if newest <= cursor:
-                continue
-            window = replace(
-                query,
-                limit=0,
-                reverse=False,
-                after_id=max(cursor, query.after_id or 0),
-                before_id=_below(query.before_id, newest + 1),
-            )
-            printer.write(iter_events(store, window))
-            cursor = newest
-    except KeyboardInterrupt:
-        # The terminal echoed ^C; end that line so the shell prompt starts on its own.
-        # On stderr: stdout may be data (jsonl, csv) going to a file or a pipe.
-        click.echo(err=True)
-        return
+        with EventStore.open(resolve_url(db), create=False) as store:
+            query = replace(query, rooms=stored_rooms(store, rooms))
+            if printer is None:
+                sys.stdout.write(f"{count_events(store, query)}\n")
+                return
+            if not follow:
+                printer.write(iter_events(store, query))
+            else:
+                try:
+                    for batch in follow_events(store, query, sleep, POLL_SECONDS):
+                        printer.write(batch)
+                except KeyboardInterrupt:
+                    # The terminal echoed ^C; end that line so the shell prompt starts
+                    # on its own. On stderr: stdout may be data (jsonl, csv) going to a
+                    # file or a pipe.
+                    click.echo(err=True)
+            printer.finish()
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except BrokenPipeError:
+        _quiet_broken_pipe()
 
 
 def _when(moment: datetime, tz: tzinfo | None) -> str:
     """A moment for a message, in local time (``tz``, else the system's)."""
     local = moment.astimezone(tz) if tz is not None else moment.astimezone()
     return local.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _below(limit: int | None, bound: int) -> int:
-    return bound if limit is None else min(limit, bound)
 
 
 def _quiet_broken_pipe() -> None:
