@@ -27,24 +27,29 @@ run: $(RUN_STAMP)
 	$(BIN)/chatroom serve --host 127.0.0.1 --port 8888
 
 # Three nodes of one chat on this machine (docs/cluster.md): PostgreSQL and Redis
-# must be running (.ci/services starts them). Ctrl-C stops all three.
+# must be running (.ci/services starts them). Ctrl-C stops all three. Each can be
+# changed: make cluster CLUSTER_DBNAME=mine CLUSTER_NAME=mine CLUSTER_PORTS="9001 9002"
 CLUSTER_STAMP := $(VENV)/.installed-cluster
 CLUSTER_ADMIN ?= postgresql://postgres@127.0.0.1/test
-CLUSTER_DB ?= postgresql+psycopg://postgres@127.0.0.1/chatroom
+CLUSTER_DBNAME ?= chatroom
+CLUSTER_DB ?= postgresql+psycopg://postgres@127.0.0.1/$(CLUSTER_DBNAME)
 CLUSTER_BROKER ?= redis://127.0.0.1:6379/0
-NODE := $(BIN)/chatroom serve --host 127.0.0.1 --db $(CLUSTER_DB) --cluster $(CLUSTER_BROKER)
+CLUSTER_NAME ?= chatroom
+CLUSTER_PORTS ?= 8001 8002 8003
+NODE := $(BIN)/chatroom serve --host 127.0.0.1 --db $(CLUSTER_DB) --cluster $(CLUSTER_BROKER) \
+	--cluster-name $(CLUSTER_NAME)
 
 $(CLUSTER_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[cluster]'
 	touch $@ $(RUN_STAMP)
 
 cluster: $(CLUSTER_STAMP)
-	@psql "$(CLUSTER_ADMIN)" -Atc "SELECT 1 FROM pg_database WHERE datname = 'chatroom'" \
-		| grep -q 1 || psql "$(CLUSTER_ADMIN)" -qc "CREATE DATABASE chatroom"
-	@trap 'kill $$one $$two 2>/dev/null; wait' EXIT INT TERM; \
-	$(NODE) --port 8001 -q & one=$$!; \
-	$(NODE) --port 8002 -q & two=$$!; \
-	$(NODE) --port 8003
+	@psql "$(CLUSTER_ADMIN)" -Atc "SELECT 1 FROM pg_database WHERE datname = '$(CLUSTER_DBNAME)'" \
+		| grep -q 1 || psql "$(CLUSTER_ADMIN)" -qc 'CREATE DATABASE "$(CLUSTER_DBNAME)"'
+	@set -- $(CLUSTER_PORTS); pids=; \
+	trap 'kill $$pids 2>/dev/null; wait' EXIT INT TERM; \
+	while [ $$# -gt 1 ]; do $(NODE) --port $$1 -q & pids="$$pids $$!"; shift; done; \
+	$(NODE) --port $$1
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check chatroom storage bench tests alembic setup.py

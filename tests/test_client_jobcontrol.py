@@ -18,11 +18,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-import pexpect
 import pytest
 
-from tests.conftest import RUNTIME_DIR, ServerProcess
-from tests.test_client_pty import TIMEOUT, Client, Vt, children_of, process_state
+from tests.support.pty import (
+    TIMEOUT,
+    Client,
+    InPty,
+    Vt,
+    children_of,
+    process_state,
+    terminal_env,
+)
+from tests.support.server import RUNTIME_DIR, ServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 
@@ -33,43 +40,17 @@ IDLE_TIMEOUT = 8.0
 PAUSE = 3.0
 
 
-class Shell:
+class Shell(InPty):
     """``bash -i`` in a pty: job control as a user has it."""
 
     def __init__(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "LC_ALL", "LANG")}
-        env.update(TERM="xterm-256color", LANG="C.UTF-8", PS1=PROMPT, XDG_RUNTIME_DIR=RUNTIME_DIR)
-        self.proc = pexpect.spawn(
-            "bash",
-            ["--norc", "--noprofile", "-i"],
-            env=env,
-            encoding="utf-8",
-            timeout=TIMEOUT,
-            dimensions=(40, 120),
-        )
-        self.proc.delaybeforesend = 0.01
-        self.raw: list[str] = []
-        outer = self
-
-        class _Log:
-            def write(self, data: str) -> None:
-                outer.raw.append(data)
-
-            def flush(self) -> None:
-                pass
-
-        self.proc.logfile_read = _Log()
+        env = terminal_env()
+        env.update(PS1=PROMPT, XDG_RUNTIME_DIR=RUNTIME_DIR)
+        super().__init__(["bash", "--norc", "--noprofile", "-i"], env)
         self.expect(PROMPT)
 
-    @property
-    def output(self) -> str:
-        return "".join(self.raw)
-
     def expect(self, text: str, timeout: float = TIMEOUT) -> str:
-        try:
-            self.proc.expect_exact(text, timeout=timeout)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            raise AssertionError(f"no {text!r}; output ends {self.output[-1500:]!r}") from exc
+        self.wait_for(text, timeout)
         return str(self.proc.before)
 
     def close(self) -> None:
@@ -125,7 +106,7 @@ def test_ctrl_z_then_fg_nothing_lost_and_not_evicted(
         alice.said("back again")
         shell.expect("bob │ back again")
         shell.proc.sendline("/who")
-        shell.expect("online (2): alice, bob")
+        shell.expect("in #lobby (2): alice, bob")
         shell.proc.sendline("/quit")
         shell.expect(PROMPT)
         shell.proc.sendline("echo status=$?")

@@ -17,203 +17,15 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pexpect
 import pytest
-from wcwidth import wcwidth
 
-from tests.conftest import ServerProcess, UdpPeer, chatroom_cmd
+from testkit.processes import chatroom_cmd
+from tests.support.pty import Client, Vt, process_state
+from tests.support.server import ServerProcess, UdpPeer
 
-TIMEOUT = 10.0  # generous: the machine may be busy; passing tests never wait for it
 ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
-
-
-class Client:
-    """One ``chatroom join`` in a pty; its output is kept for inspection."""
-
-    def __init__(
-        self,
-        name: str | None,
-        port: int,
-        *args: str,
-        env: dict[str, str] | None = None,
-        columns: int = 120,
-    ) -> None:
-        base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "LC_ALL", "LANG")}
-        base.update({"TERM": "xterm-256color", "LANG": "C.UTF-8"})
-        base.update(env or {})
-        cmd = chatroom_cmd("join", *([name] if name else []), "--port", str(port), *args)
-        self.name = name
-        self.proc = pexpect.spawn(
-            cmd[0],
-            cmd[1:],
-            env=base,
-            encoding="utf-8",
-            timeout=TIMEOUT,
-            dimensions=(40, columns),
-        )
-        self.proc.delayafterclose = 0.01  # pexpect's default sleeps are for slow hosts
-        self.proc.delaybeforesend = 0.01
-        self.raw: list[str] = []
-        self._mark = 0
-
-        class _Log:
-            def write(inner, data: str) -> None:
-                self.raw.append(data)
-
-            def flush(inner) -> None:
-                pass
-
-        self.proc.logfile_read = _Log()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.raw)
-
-    def expect(self, pattern: str, timeout: float = TIMEOUT) -> str:
-        """Wait for a literal text; returns the output up to and including it."""
-        try:
-            self.proc.expect_exact(pattern, timeout=timeout)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            tail = self.output[-1500:]
-            raise AssertionError(f"{self.name}: no {pattern!r}; output ends {tail!r}") from exc
-        return str(self.proc.before) + str(self.proc.after)
-
-    def ready(self) -> Client:
-        """Wait until logged in: "you are NAME — ..." is printed just before the fork."""
-        self.expect(f" {self.name} — ")
-        return self
-
-    def sendline(self, text: str) -> None:
-        self.proc.sendline(text)
-
-    def network_pid(self) -> int:
-        deadline = time.monotonic() + 3
-        while not (kids := children_of(self.proc.pid)) and time.monotonic() < deadline:
-            time.sleep(0.02)  # the fork follows the login by a moment
-        assert len(kids) == 1, kids
-        return kids[0]
-
-    def said(self, text: str, timeout: float = TIMEOUT) -> str:
-        """Wait until ``text`` comes back from the server as a message line
-        (after the column bar, which may be styled), not as typed input."""
-        pattern = re.escape("│") + r"(?:\x1b\[0m)? (?:\x1b\[[0-9;]*m)?" + re.escape(text)
-        try:
-            self.proc.expect(pattern, timeout=timeout)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            tail = self.output[-1500:]
-            raise AssertionError(f"{self.name}: no {text!r} said; output ends {tail!r}") from exc
-        return str(self.proc.before) + str(self.proc.after)
-
-    def wait_exit(self, timeout: float = 8.0) -> int:
-        self.proc.expect(pexpect.EOF, timeout=timeout)
-        self.proc.close()
-        assert self.proc.exitstatus is not None, f"killed by signal {self.proc.signalstatus}"
-        return int(self.proc.exitstatus)
-
-    def close(self) -> None:
-        if self.proc.isalive():
-            with contextlib.suppress(Exception):
-                for pid in children_of(self.proc.pid):
-                    os.kill(pid, signal.SIGKILL)
-            self.proc.terminate(force=True)
-        self.proc.close(force=True)
-
-
-CONTROL = re.compile(r"\x1b\[([?0-9;]*)([A-Za-z@])|\x1b[=>]")
-
-
-class Vt:
-    """Just enough of a VT100 to see the screen our client and readline leave:
-    printable text (wide characters take two cells), CR, LF, erase in line/display
-    and cursor movement. Colours and modes are ignored."""
-
-    def __init__(self, columns: int = 120) -> None:
-        self.columns = columns
-        self.lines: list[list[str]] = [[]]
-        self.row = self.col = 0
-
-    def feed(self, data: str) -> Vt:
-        i = 0
-        while i < len(data):
-            m = CONTROL.match(data, i)
-            if m:
-                i = m.end()
-                arg, cmd = m.group(1) or "", m.group(2)
-                n = int(arg) if arg.isdigit() else 1
-                line = self.lines[self.row]
-                if cmd == "K":
-                    del line[self.col :]
-                elif cmd == "J":
-                    del line[self.col :]
-                    del self.lines[self.row + 1 :]
-                elif cmd == "A":
-                    self.row = max(0, self.row - n)
-                elif cmd == "C":
-                    self.col = min(self.columns - 1, self.col + n)
-                elif cmd == "D":
-                    self.col = max(0, self.col - n)
-                continue
-            ch = data[i]
-            i += 1
-            if ch == "\r":
-                self.col = 0
-            elif ch == "\n":
-                self.row += 1
-                if self.row == len(self.lines):
-                    self.lines.append([])
-            elif ch == "\b":
-                self.col = max(0, self.col - 1)
-            elif ch >= " ":
-                self._put(ch)
-        return self
-
-    def resize(self, columns: int) -> Vt:
-        """As xterm does: rows are cut, not reflowed; the cursor stays in its row."""
-        self.columns = columns
-        self.lines = [line[:columns] for line in self.lines]
-        self.col = min(self.col, columns - 1)
-        return self
-
-    def _put(self, ch: str) -> None:
-        width = max(0, wcwidth(ch))
-        if self.col + width > self.columns:
-            self.feed("\r\n")
-        line = self.lines[self.row]
-        line.extend(" " * max(0, self.col - len(line)))
-        line[self.col : self.col + width] = [ch] + [""] * (width - 1)
-        self.col += width
-
-    def text(self) -> list[str]:
-        out = ["".join(line).rstrip() for line in self.lines]
-        while out and not out[-1]:
-            out.pop()
-        return out
-
-
-def children_of(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
-            kids.append(int(entry.name))
-    return kids
-
-
-def process_state(pid: int) -> str | None:
-    """'R', 'S', 'Z'... or None once the process is gone (reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
 
 
 @pytest.fixture
@@ -258,7 +70,7 @@ def test_two_users_chat_act_and_see_who_is_online(join) -> None:  # type: ignore
     alice.expect("* bob waves")
     for c in (alice, bob):
         c.sendline("/who")
-        c.expect("online (2): ")
+        c.expect("in #lobby (2): ")
         c.proc.expect(r"(alice, bob|bob, alice)")
 
 
@@ -494,7 +306,7 @@ def test_no_color_and_dumb_terminal(join) -> None:  # type: ignore[no-untyped-de
     for c in (bob, carol, dave):
         c.said("colourless?")
     bob.sendline("/who")
-    bob.expect("online (4): ")
+    bob.expect("in #lobby (4): ")
     # What may remain with NO_COLOR is line editing, ours and readline's: CR +
     # erase line, (cursor up +) erase below (the input line, the echoed input),
     # cursor left/right, readline's bracketed-paste and keypad mode switches.
@@ -554,7 +366,7 @@ def test_tab_completes_commands_and_names(join) -> None:  # type: ignore[no-unty
     alice.proc.send("/wh\t")
     alice.expect("/who")
     alice.proc.send("\r")
-    alice.expect("online (2)")
+    alice.expect("in #lobby (2)")
     alice.proc.send("hi bo\t")
     alice.expect("hi bobby")
 

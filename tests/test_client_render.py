@@ -358,7 +358,7 @@ def test_too_long_states_the_limit() -> None:
 
 def test_users_line_counts_those_that_did_not_fit() -> None:
     (line,) = render(ShowUsers(5, ("alice", "bob")))
-    assert line.endswith("online (5): alice, bob … and 3 more")
+    assert line.endswith("in #lobby (5): alice, bob … and 3 more")
 
 
 # ------------------------------------------------------------------ width helpers

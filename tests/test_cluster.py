@@ -18,12 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import create_engine, text
 
+from testkit.lossy_proxy import Impairment, LossyProxy
+from testkit.processes import chatroom_cmd
 from tests.cluster_support import Cluster, PrivateRedis
-from tests.conftest import UdpPeer, chatroom_cmd
-from tests.headless import Headless
-from tests.lossy_proxy import Impairment, LossyProxy
 from tests.pg import PostgresServer
-from tests.test_client_failover import ClusterClient
+from tests.support.headless import Headless
+from tests.support.pty import ClusterClient
+from tests.support.server import UdpPeer
 
 WAIT = 10.0
 
@@ -361,3 +362,33 @@ def test_the_real_client_moves_off_a_killed_node_nothing_lost_or_repeated(
         ("alice", "message", "during the move"),
         ("alice", "quit", ""),
     ]
+
+
+def test_a_node_stopped_cleanly_has_its_users_timed_out_at_once(
+    postgres: PostgresServer, clients: Callable[..., Headless]
+) -> None:
+    """Ctrl-C on a node: its users are told, and those who do not move to
+    another node are timed out within a second or two, not after the lease
+    (here ten seconds)."""
+    url = postgres.create(migrated=True)
+    cluster = Cluster(url, idle_timeout=20.0)
+    try:
+        n1, n2 = cluster.node(), cluster.node()
+        bob = clients(n2.addr, "bob")
+        carol = UdpPeer(n1.addr)
+        try:
+            carol.send("L carol")
+            assert carol.recv() == b"OK"
+            assert bob.wait_until(lambda: ("carol", "") in bob.texts("join"), WAIT)
+            stopped_at = time.monotonic()
+            assert n1.stop() == 0
+            heard = [carol.recv(), carol.recv()]  # (bob's join came before)
+            assert heard[-1].endswith(b"server shutting down")  # told, not stored
+            assert bob.wait_until(lambda: ("carol", "") in bob.texts("timeout"), WAIT)
+            assert time.monotonic() - stopped_at < 5.0
+            assert ("", "server shutting down") not in bob.texts("announce")
+        finally:
+            carol.close()
+    finally:
+        cluster.stop()
+        postgres.drop(url)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import RECV_TIMEOUT, ServerProcess, UdpPeer
-from tests.test_client_pty import Client
+from tests.support.pty import Client
+from tests.support.server import RECV_TIMEOUT, ServerProcess, UdpPeer
 
 
 def _ipv6_loopback() -> str | None:
@@ -57,7 +57,7 @@ def test_serve_on_ipv6_loopback(server_factory: Callable[..., ServerProcess]) ->
         alice.said("hi carol")  # stored and acknowledged
         assert carol.recv() == b"alice : hi carol"
         alice.sendline("/who")
-        alice.expect("online (2): ")
+        alice.expect("in #lobby (2): ")
         alice.sendline("/quit")
         assert alice.wait_exit() == 0
         assert carol.recv() == b"alice left"

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_plan
+from tests.support.server import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,3 +79,31 @@ def test_a_changed_pyproject_reinstalls(checkout: Path) -> None:
     os.utime(checkout / "pyproject.toml", (future, future))
     assert len(installs(plan(checkout, "run"))) == 1
     assert len(installs(plan(checkout, "test"))) == 1
+
+
+def test_make_cluster_installs_the_cluster_extra_and_runs_the_nodes_asked_for(
+    checkout: Path,
+) -> None:
+    lines = plan(checkout, "cluster")
+    (install,) = installs(lines)
+    assert install.endswith(" -e '.[cluster]'")
+    plan_text = "\n".join(lines)
+    assert 'CREATE DATABASE "chatroom"' in plan_text and "8001 8002 8003" in plan_text
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    mine = subprocess.run(
+        ["make", "-n", "cluster", "CLUSTER_DBNAME=mine", "CLUSTER_NAME=crew", "CLUSTER_PORTS=9001"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    ).stdout
+    assert (
+        'CREATE DATABASE "mine"' in mine and "postgresql+psycopg://postgres@127.0.0.1/mine" in mine
+    )
+    assert "--cluster-name crew" in mine and "set -- 9001;" in mine
+    # After make test (whose dev extra includes the cluster one): nothing to install.
+    _fake_venv(checkout, ".installed-dev", ".installed-run", ".installed-cluster")
+    assert installs(plan(checkout, "cluster")) == []

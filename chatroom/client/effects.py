@@ -72,7 +72,7 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class ShowUsers:
-    """The answer to /who; ``room`` is empty for the current room."""
+    """The answer to /who: who is in ``room``."""
 
     total: int
     names: tuple[str, ...]

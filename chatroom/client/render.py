@@ -52,7 +52,7 @@ from chatroom.client.effects import (
 )
 from chatroom.client.i18n import NAME_REFUSALS, reason, tr
 from chatroom.client.width import display_width, pad_left, wrap
-from chatroom.events import DM_PREFIX, Event
+from chatroom.events import DM_PREFIX, LOBBY, Event
 from chatroom.protocol import ACTION_PREFIX, Lang
 from chatroom.sanitize import visible
 
@@ -302,15 +302,12 @@ class Renderer:
     def users(
         self, total: int, names: tuple[str, ...], wall: float, *, room: str = ""
     ) -> list[str]:
-        """/who's answer; ``room`` names a room other than the current one."""
+        """/who's answer: who is in ``room`` (its name, always shown)."""
         s = self.style
         shown = ", ".join(visible(n) for n in names)  # plain: the line may wrap
         if total > len(names):
             shown = tr(self.lang, "users_more", names=shown, more=total - len(names))
-        if room:
-            message = tr(self.lang, "users_in", room=visible(room), total=total, names=shown)
-        else:
-            message = tr(self.lang, "users", total=total, names=shown)
+        message = tr(self.lang, "users_in", room=visible(room or LOBBY), total=total, names=shown)
         return self._line(self._stamp(wall), "--", message, tag_styled=s.sgr("--", *st.NOTICE))
 
     def rooms(self, total: int, rooms: tuple[tuple[str, int], ...], wall: float) -> list[str]:

@@ -673,7 +673,8 @@ class ClientSession:
             del self._who_wanted[key]
         else:
             self._who_wanted[key] = wanted - 1
-        return [ShowUsers(total, names, "" if key == self.current else room)]
+        # Always named: "online (1)" read as one person in the whole chat.
+        return [ShowUsers(total, names, room)]
 
     def _on_rooms(self, total: int, rooms: tuple[tuple[str, int], ...]) -> list[Output]:
         self._listed = tuple(room for room, _ in rooms)

@@ -84,6 +84,7 @@ class Cluster:
         return cls(hub, node, broker, sequencer)
 
     def close(self) -> None:
+        self.broker.resign()
         self.node.close()
         self.broker.close()
         self.sequencer.close()

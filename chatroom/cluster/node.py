@@ -32,7 +32,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from redis.exceptions import RedisError
@@ -117,6 +117,8 @@ class ClusterNode:
         #: The cluster's name, and how many other nodes were alive at the last look.
         self.name = name
         self.peers = 0
+        #: Told each batch this node stored (the terminal's activity log).
+        self.on_commit: Callable[[list[Event]], None] | None = None
         self._pending: list[Event] = []
         self._in_flight: list[Event] = []
         self._jobs: queue.SimpleQueue[list[Event] | None] = queue.SimpleQueue()
@@ -277,6 +279,8 @@ class ClusterNode:
             self.last_error = ""
         self._retry_at = None
         self.broker.publish(wire.encode(self.node, events))
+        if self.on_commit is not None:
+            self.on_commit(events)
         return self._applied(events, now)
 
     def _failed(self, exc: BaseException, now: float) -> None:

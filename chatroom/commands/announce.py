@@ -12,7 +12,8 @@ from chatroom.control import ControlError, request
 @click.argument("text", nargs=-1, required=True)
 @port_option()
 def announce(text: tuple[str, ...], port: int) -> None:
-    """Broadcast TEXT to everyone in the room of the server on PORT.
+    """Broadcast TEXT to everyone, in every room, through the server on PORT
+    (a node of a cluster: to the whole cluster).
 
     Works only on the server's machine, as the user running it.
     """

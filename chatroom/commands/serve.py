@@ -170,8 +170,13 @@ def serve(
     )
     url = resolve_url(db)
     if cluster_url is not None:
-        from chatroom.cluster.assemble import check_url
-
+        try:
+            from chatroom.cluster.assemble import check_url
+        except ImportError as exc:
+            raise click.ClickException(
+                f"a cluster needs the cluster extra (Python module {exc.name!r} is not "
+                "installed): pip install 'chatroom[cluster]'"
+            ) from exc
         problem = check_url(cluster_url)
         if problem is None and not url.startswith("postgresql"):
             problem = (
@@ -259,6 +264,9 @@ def serve(
             else ConsoleLog(sys.stdout, hub.online, time.monotonic(), every=summary_every),
             commits=None if cluster is None else cluster.node,
         )
+        if cluster is not None and server.activity is not None:
+            # Joins, leaves and timeouts of this node's users, once stored.
+            cluster.node.on_commit = server.activity.committed
         server.install_signal_handlers()
         click.echo(
             f"chatroom {_version()}: listening on udp://{bound_host}:{bound_port} "
