@@ -42,14 +42,12 @@ from chatroom.cluster.redis_broker import RedisBroker
 from chatroom.events import Event
 from chatroom.server.effects import Effect, Send, Store
 from chatroom.server.hub import Hub
-from chatroom.server.storage_state import UNAVAILABLE
+from chatroom.server.storage_state import Faults
 from storage.errors import StorageError
 from storage.sequencer import Sequencer
 
 log = logging.getLogger("chatroom.cluster")
 
-RETRY_MIN: Final = 0.1
-RETRY_MAX: Final = 5.0
 #: How often the heads of the conversations with members here are checked.
 CHECK_EVERY: Final = 1.0
 #: How long a hole may wait for the broker before it is read from the database
@@ -129,10 +127,7 @@ class ClusterNode:
             target=self._commit_loop, name="chatroom-commit", daemon=True
         )
         self._thread.start()
-        self._retry_at: float | None = None
-        self._backoff = RETRY_MIN
-        self._failed_at = 0.0
-        self.last_error = ""
+        self.faults = Faults(hub.storage)
         self.last_commit_at: float | None = None
         self.broker_up = True
         self._next_beat = 0.0
@@ -156,7 +151,11 @@ class ClusterNode:
 
     @property
     def retry_at(self) -> float | None:
-        return self._retry_at
+        return self.faults.retry_at
+
+    @property
+    def last_error(self) -> str:
+        return self.faults.last_error
 
     @property
     def pending(self) -> int:
@@ -190,15 +189,13 @@ class ClusterNode:
         return sends
 
     def retry(self, now: float) -> list[Send]:
-        if self._retry_at is not None and now >= self._retry_at and not self._in_flight:
-            self._retry_at = None
-            self._submit()
+        if self.faults.retry_at is not None and now >= self.faults.retry_at:
+            self._submit(retrying=True)
         return []
 
     def retry_now(self, now: float, timeout: float = 5.0) -> list[Send]:
         """Before stopping: store what is pending, waiting up to ``timeout``."""
-        self._retry_at = None
-        self._submit()
+        self._submit(retrying=True)
         sends: list[Send] = []
         while self._in_flight:
             try:
@@ -246,8 +243,11 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ commits
 
-    def _submit(self) -> None:
-        if self._pending and not self._in_flight and self._retry_at is None:
+    def _submit(self, *, retrying: bool = False) -> None:
+        """Hand the pending drafts to the commit thread, unless a batch is in
+        flight, or a failure is being waited out (``retrying``: its time came)."""
+        waiting = self.faults.retry_at is not None and not retrying
+        if self._pending and not self._in_flight and not waiting:
             self._in_flight, self._pending = self._pending, []
             self._jobs.put(self._in_flight)
 
@@ -273,26 +273,14 @@ class ClusterNode:
             self._failed(outcome, now)
             return []
         self.last_commit_at = now
-        if self._retry_at is not None or not self.state.writable:
-            log.warning("storage works again after %.1f s; serving as usual", now - self._failed_at)
-            self.state.writable = True
-            self.last_error = ""
-        self._retry_at = None
+        self.faults.succeeded(now)
         self.broker.publish(wire.encode(self.node, events))
         if self.on_commit is not None:
             self.on_commit(events)
         return self._applied(events, now)
 
     def _failed(self, exc: BaseException, now: float) -> None:
-        self.last_error = str(exc)
-        if self.state.writable:
-            log.error("%s: %s; %d event(s) wait and are retried", UNAVAILABLE, exc, self.pending)
-            self.state.writable = False
-            self._failed_at = now
-            self._backoff = RETRY_MIN
-        else:
-            self._backoff = min(self._backoff * 2, RETRY_MAX)
-        self._retry_at = now + self._backoff
+        self.faults.failed(exc, now, self.pending)
 
     def _applied(self, events: Iterable[Event], now: float) -> list[Send]:
         return [e for e in self.hub.replica.apply(events, now) if isinstance(e, Send)]

@@ -35,12 +35,10 @@ from typing import Final, Protocol
 
 from chatroom.events import Event
 from chatroom.server.effects import Effect, Send, Store
-from chatroom.server.storage_state import UNAVAILABLE, StorageState
+from chatroom.server.storage_state import Faults, StorageState
 
 log = logging.getLogger("chatroom.server")
 
-RETRY_MIN: Final = 0.1
-RETRY_MAX: Final = 5.0
 #: How long a retry waits for another process's lock: short, since the loop
 #: waits with it (the first, failing commit waited the database's full timeout).
 RETRY_LOCK_WAIT: Final = 0.05
@@ -68,7 +66,9 @@ class Commits(Protocol):
     @property
     def worker(self) -> Selectable | None: ...
 
-    last_error: str
+    @property
+    def last_error(self) -> str: ...
+
     last_commit_at: float | None
     announces_shutdown: bool
 
@@ -178,18 +178,18 @@ class Committer:
         self._errors = errors
         self._pending: list[Event] = []
         self._held: deque[Send] = deque()
-        self._retry_at: float | None = None
-        self._backoff = RETRY_MIN
-        self._failed_at = 0.0
-        #: The last error's text (for the operator: status, logs).
-        self.last_error = ""
+        self.faults = Faults(state)
         #: When the last commit succeeded (the loop's clock; None: none yet).
         self.last_commit_at: float | None = None
 
     @property
     def retry_at(self) -> float | None:
         """When the next retry of a failed commit is due (None: nothing failed)."""
-        return self._retry_at
+        return self.faults.retry_at
+
+    @property
+    def last_error(self) -> str:
+        return self.faults.last_error
 
     @property
     def pending(self) -> int:
@@ -202,7 +202,7 @@ class Committer:
         stores = [e.event for e in effects if isinstance(e, Store)]
         if stores:
             self._pending += stores
-            if self._retry_at is None and not self._in_flight:
+            if self.faults.retry_at is None and not self._in_flight:
                 self._commit(now)
         ready = self._release()
         committed = self.state.committed
@@ -224,7 +224,7 @@ class Committer:
 
     def retry(self, now: float) -> list[Send]:
         """Retry a failed commit if it is due; the sends it releases."""
-        if self._retry_at is None or now < self._retry_at or self._in_flight:
+        if self.faults.retry_at is None or now < self.faults.retry_at or self._in_flight:
             return []
         self._commit(now)
         return self._release()
@@ -236,7 +236,7 @@ class Committer:
             return []
         for outcome in self.worker.results():
             self._outcome(outcome, now)
-        if self._pending and not self._in_flight and self._retry_at is None:
+        if self._pending and not self._in_flight and self.faults.retry_at is None:
             self._commit(now)  # what gathered meanwhile: the next group commit
         return self._release()
 
@@ -245,8 +245,8 @@ class Committer:
         mode, wait (up to ``timeout``) until everything pending is written."""
         if self.worker is not None:
             out: list[Send] = []
-            if self._retry_at is not None:
-                self._retry_at = now
+            if self.faults.retry_at is not None:
+                self.faults.retry_at = now
                 out += self.retry(now)
             elif self._pending and not self._in_flight:
                 self._commit(now)
@@ -255,11 +255,11 @@ class Committer:
                 if outcome is False:
                     break
                 self._outcome(outcome, now)  # type: ignore[arg-type]
-                if self._pending and not self._in_flight and self._retry_at is None:
+                if self._pending and not self._in_flight and self.faults.retry_at is None:
                     self._commit(now)
             return out + self._release()
-        if self._retry_at is not None:
-            self._retry_at = now
+        if self.faults.retry_at is not None:
+            self.faults.retry_at = now
         return self.retry(now)
 
     def _commit(self, now: float) -> None:
@@ -297,32 +297,15 @@ class Committer:
             self._lock_wait(seconds)
 
     def _failed(self, exc: BaseException, now: float) -> None:
-        self.last_error = str(exc)
-        if self._retry_at is None:
-            log.error(
-                "%s: %s; %d event(s) wait and are retried (messages are refused meanwhile)",
-                UNAVAILABLE,
-                exc,
-                len(self._pending),
-            )
-            self.state.writable = False
-            self._failed_at = now
-            self._backoff = RETRY_MIN
+        if self.faults.failed(exc, now, len(self._pending)):
             self._set_lock_wait(RETRY_LOCK_WAIT)
-        else:
-            self._backoff = min(self._backoff * 2, RETRY_MAX)
-        self._retry_at = now + self._backoff
 
     def _done(self, batch: list[Event], now: float) -> None:
         self.state.committed = batch[-1].id
         self.last_commit_at = now
         if self._on_commit is not None:
             self._on_commit(batch)
-        if self._retry_at is not None:
-            log.warning("storage works again after %.1f s; serving as usual", now - self._failed_at)
-            self.state.writable = True
-            self._retry_at = None
-            self.last_error = ""
+        if self.faults.succeeded(now):
             self._set_lock_wait(None)
 
     def _release(self) -> list[Send]:
