@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from tests.conftest import ServerProcess, start_server
+from tests.support.server import ServerProcess, start_server
 
 REDIS_URL = os.environ.get("CHATROOM_TEST_REDIS", "redis://127.0.0.1:6379/0")
 _names = itertools.count(1)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -22,7 +21,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pexpect
 import pytest
 from click.testing import CliRunner
 
@@ -30,9 +28,10 @@ from chatroom.cli import cli
 from chatroom.client import shell
 from chatroom.client.link import Link
 from chatroom.client.servers import Server
-from tests.conftest import ServerProcess, chatroom_cmd, start_server
-from tests.headless import Headless
-from tests.test_client_pty import TIMEOUT, Client, Vt, process_state
+from testkit.processes import chatroom_cmd
+from tests.support.headless import Headless
+from tests.support.pty import TIMEOUT, ClusterClient, Vt, process_state
+from tests.support.server import ServerProcess, start_server
 
 # ---------------------------------------------------------------------- --server
 
@@ -150,39 +149,6 @@ def test_the_socket_moves_between_ipv4_and_ipv6_servers_hearing_only_the_current
 
 
 # ---------------------------------------------------------------------- for real
-
-
-class ClusterClient(Client):
-    """``chatroom join NAME ARGS...`` in a pty: tests/test_client_pty.py's Client
-    (its expect, said, wait_exit...) without the ``--port`` it adds, which
-    cannot go with ``--server``."""
-
-    def __init__(self, name: str, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "LC_ALL", "LANG")}
-        env.update({"TERM": "xterm-256color", "LANG": "C.UTF-8"})
-        cmd = chatroom_cmd("join", name, *args)
-        self.name = name
-        self.raw: list[str] = []
-        self._mark = 0
-        self.proc = pexpect.spawn(
-            cmd[0], cmd[1:], env=env, encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 120)
-        )
-        self.proc.delayafterclose = 0.01
-        self.proc.delaybeforesend = 0.01
-        self.proc.logfile_read = _Log(self.raw)
-
-
-class _Log:
-    """pexpect's log of what the client printed: kept for the screen checks."""
-
-    def __init__(self, into: list[str]) -> None:
-        self.into = into
-
-    def write(self, data: str) -> None:
-        self.into.append(data)
-
-    def flush(self) -> None:
-        pass
 
 
 @pytest.fixture

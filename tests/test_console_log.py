@@ -18,8 +18,8 @@ from chatroom.server.commits import Committer, StorageFailure
 from chatroom.server.console_log import ConsoleLog
 from chatroom.server.effects import Store
 from chatroom.server.storage_state import StorageState
-from tests.conftest import ServerProcess, UdpPeer
-from tests.headless import Headless
+from tests.support.headless import Headless
+from tests.support.server import ServerProcess, UdpPeer
 
 WALL = time.mktime((2025, 1, 31, 14, 2, 11, 0, 0, -1))
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from storage.migrations import HEAD
-from tests.conftest import LISTEN_RE, RUNTIME_DIR, UdpPeer, chatroom_cmd, make_plan
+from testkit.processes import LISTEN_RE, chatroom_cmd
+from tests.support.server import RUNTIME_DIR, UdpPeer, make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from chatroom import protocol as p
 from chatroom.server import Send, Store
-from tests.conftest import ServerProcess, UdpPeer
 from tests.support.harness import A, B, Harness
+from tests.support.server import ServerProcess, UdpPeer
 
 SEEDS = [
     b"L alice",

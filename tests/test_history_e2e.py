@@ -16,9 +16,9 @@ import pytest
 
 from chatroom.events import LOBBY, Event, EventKind, dm_key
 from storage.store import EventStore
-from tests.conftest import ServerProcess, UdpPeer
-from tests.headless import Headless
 from tests.pg import Database
+from tests.support.headless import Headless
+from tests.support.server import ServerProcess, UdpPeer
 
 FAST = ("--rate-limit", "off")
 

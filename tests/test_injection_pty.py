@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, start_server
-from tests.test_client_pty import Client
+from tests.support.pty import Client
+from tests.support.server import ServerProcess, start_server
 
 PAYLOADS: dict[str, str] = {
     "osc52": "\x1b]52;c;cm0gLXJmIH4=\x07",  # write the clipboard

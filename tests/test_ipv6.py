@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=str(_WHY_NOT))
 
 
 class Udp6Peer(UdpPeer):
-    """The classic peer of tests/conftest.py, over IPv6."""
+    """The classic peer of tests/support/server.py, over IPv6."""
 
     def __init__(self, server: tuple[str, int]) -> None:
         self.server = server

@@ -1,7 +1,7 @@
 """The v2 dialect over real, impaired UDP: nothing lost, nothing shown twice.
 
-Real server process, real client session state machines (tests/headless.py),
-a seeded lossy proxy (tests/lossy_proxy.py) between them. Short timeouts come
+Real server process, real client session state machines (tests/support/headless.py),
+a seeded lossy proxy (testkit/lossy_proxy.py) between them. Short timeouts come
 from configuration (--idle-timeout), never from weaker defaults.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from chatroom import protocol as p
-from tests.conftest import ServerProcess, UdpPeer, start_server
-from tests.headless import Headless
-from tests.lossy_proxy import Impairment, LossyProxy
+from testkit.lossy_proxy import Impairment, LossyProxy
+from tests.support.headless import Headless
+from tests.support.server import ServerProcess, UdpPeer, start_server
 
 FAST = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
 
@@ -200,7 +200,7 @@ def test_blackout_recovers_without_evictions(
 
 def _spawn(server: tuple[str, int], name: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.headless", server[0], str(server[1]), name],
+        [sys.executable, "-m", "tests.support.headless", server[0], str(server[1]), name],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -15,46 +15,27 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import RUNTIME_DIR, UdpPeer, chatroom_cmd
+from testkit.processes import chatroom_cmd
+from tests.support.pty import InPty
+from tests.support.server import RUNTIME_DIR, UdpPeer
 
 TIMEOUT = 15.0  # generous: the machine may be busy; passing tests never wait for it
 
 
-class Console:
+class Console(InPty):
     """``chatroom serve`` in a pty: what the operator sees and types."""
 
     def __init__(self, db: Path) -> None:
         cmd = chatroom_cmd("serve", "--host", "127.0.0.1", "--port", "0", "--db", str(db))
         env = {**os.environ, "XDG_RUNTIME_DIR": RUNTIME_DIR, "LANG": "C.UTF-8"}
-        self.proc = pexpect.spawn(
-            cmd[0], cmd[1:], env=env, encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 200)
-        )
-        self.proc.delaybeforesend = 0.01
-        self.raw: list[str] = []
-        outer = self
-
-        class _Log:
-            def write(self, data: str) -> None:
-                outer.raw.append(data)
-
-            def flush(self) -> None:
-                pass
-
-        self.proc.logfile_read = _Log()
+        super().__init__(cmd, env, columns=200, timeout=TIMEOUT)
         self.proc.expect(r"listening on udp://127\.0\.0\.1:(\d+) ")
         self.port = int(self.proc.match.group(1))
         self.expect("Type a line and press Enter to broadcast an announcement; Ctrl-C stops.")
 
-    @property
-    def output(self) -> str:
-        return "".join(self.raw)
-
     def expect(self, text: str) -> str:
         """Wait for a literal text; returns what came before it."""
-        try:
-            self.proc.expect_exact(text)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            raise AssertionError(f"no {text!r}; output ends {self.output[-1500:]!r}") from exc
+        self.wait_for(text)
         return str(self.proc.before)
 
     def type(self, line: str) -> None:

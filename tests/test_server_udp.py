@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chatroom.registry import REGISTRY_KINDS
-from tests.conftest import ServerProcess, UdpPeer, start_server
+from tests.support.server import ServerProcess, UdpPeer, start_server
 
 Peers = Callable[[tuple[str, int]], UdpPeer]
 
@@ -176,10 +176,10 @@ def test_largest_datagram_is_relayed(server: ServerProcess, peers: Peers) -> Non
 
 def test_course_reference_client(server: ServerProcess, peers: Peers) -> None:
     """Two copies of the course's own client chat through our server."""
-    here = Path(__file__).parent
+    script = Path(__file__).parent / "support" / "course_client.py"
     procs = [
         subprocess.Popen(
-            [sys.executable, str(here / "course_client.py"), server.host, str(server.port)],
+            [sys.executable, str(script), server.host, str(server.port)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

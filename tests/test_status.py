@@ -7,8 +7,9 @@ import json
 import subprocess
 from collections.abc import Callable
 
-from tests.conftest import ServerProcess, UdpPeer, chatroom_cmd
-from tests.headless import Headless
+from testkit.processes import chatroom_cmd
+from tests.support.headless import Headless
+from tests.support.server import ServerProcess, UdpPeer
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -29,9 +29,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from storage.config import describe
-from tests.conftest import ServerProcess, UdpPeer, chatroom_cmd
-from tests.headless import Headless
+from testkit.processes import chatroom_cmd
 from tests.pg import Database
+from tests.support.headless import Headless
+from tests.support.server import ServerProcess, UdpPeer
 
 FAST = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
 STORAGE_ERR = b"ERR the server cannot store messages right now; try again shortly"

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LISTEN_RE, RUNTIME_DIR
+from testkit.processes import LISTEN_RE
+from tests.support.server import RUNTIME_DIR
 
 pytestmark = pytest.mark.slow
 

@@ -1,26 +1,39 @@
-"""A seeded, lossy UDP proxy for the reliability tests.
+"""A seeded, lossy UDP proxy, for the reliability tests and the benchmarks.
 
 Clients talk to the proxy; for each client address the proxy opens its own
 upstream socket, so the server sees one distinct address per client. Each
 direction independently drops, duplicates, delays (with jitter, which reorders)
 and can be blacked out for a while. Everything is driven by one seeded RNG, so a
 failing run can be replayed. It runs in a daemon thread and stops with ``close``.
+
+As a process of its own, for the benchmarks (so that its forwarding does not
+take the GIL from the clients it sits in front of)::
+
+    python -m testkit.lossy_proxy HOST PORT [--drop P] [--seed S]
+
+forwards to the server at HOST:PORT, dropping each datagram with probability P
+in each direction, prints ``listening on udp://HOST:PORT`` (the server's banner,
+so it starts like a server: testkit/processes.py) and on SIGTERM its counters as
+one JSON line.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import heapq
 import itertools
+import json
 import random
 import selectors
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-Address = tuple[str, int]
+from chatroom.registry import Address
 
 
 @dataclass
@@ -146,3 +159,38 @@ class LossyProxy:
         for _ in range(copies):
             delay = imp.delay + self.rng.random() * imp.jitter
             heapq.heappush(self._queue, (now + delay, next(self._order), out, data, dest))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--drop", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    proxy = LossyProxy(
+        (args.host, args.port),
+        up=Impairment(drop=args.drop),
+        down=Impairment(drop=args.drop),
+        seed=args.seed,
+    )
+    proxy.downstream = _Discard()  # the tests keep every datagram; a benchmark must not
+    host, port = proxy.address
+    print(f"listening on udp://{host}:{port}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        proxy.close()
+        print(json.dumps(proxy.counts), flush=True)
+
+
+class _Discard(list[bytes]):
+    def append(self, item: bytes) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,7 @@
 (chatroom/client/session.py) over a real UDP socket, in a thread, without a
 terminal. It records every event the user would have been shown.
 
-Also runnable as a process (``python -m tests.headless HOST PORT NAME``) for
+Also runnable as a process (``python -m tests.support.headless HOST PORT NAME``) for
 tests that SIGKILL or SIGSTOP a client: it says each stdin line and prints each
 shown event as ``EV <id> <kind> <name> <text>`` and notices as ``NOTICE <key>``.
 """
