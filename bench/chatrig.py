@@ -24,7 +24,7 @@ the datagram that filled it. The loop's own processing time is thus left out of 
 latency (it is in the throughput).
 
 Also here: ``cpu_seconds`` (a process's user+system CPU time, from /proc), the
-loss proxy as a process (bench/lossy_proxy_proc.py around tests/lossy_proxy.py) and
+loss proxy as a process (testkit/lossy_proxy.py) and
 ``udp_drops`` (the kernel's drop counter of the server's socket).
 """
 
@@ -98,8 +98,8 @@ def serve(db: Path, *args: str) -> Relay:
 
 
 def lossy_proxy(server: Address, drop: float, seed: int) -> Relay:
-    """tests/lossy_proxy.py in its own process: ``drop`` each way, seeded."""
-    cmd = [sys.executable, "-m", "bench.lossy_proxy_proc", server[0], str(server[1])]
+    """testkit/lossy_proxy.py in its own process: ``drop`` each way, seeded."""
+    cmd = [sys.executable, "-m", "testkit.lossy_proxy", server[0], str(server[1])]
     return Relay.start("proxy", [*cmd, "--drop", str(drop), "--seed", str(seed)])
 
 

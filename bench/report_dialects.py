@@ -266,7 +266,7 @@ def _v2_findings(by_loss: dict[int, dict[str, Any]]) -> list[str]:
         v2, cl = d["v2"], d["classic"]
         retrans = v2["sends"] / v2["messages"] - 1
         out += [
-            f"**{loss}% loss each way** (tests/lossy_proxy.py, in its own process, between "
+            f"**{loss}% loss each way** (testkit/lossy_proxy.py, in its own process, between "
             f"each fleet and its server). v2 delivers everything ({v2['lost']} lost, "
             f"{v2['duplicates']} duplicated, asserted) at {fmt_rate(v2['msgs_per_s'])} "
             f"messages/s, {pct(float(extra['ratio']))} of classic's "

@@ -4,7 +4,7 @@
 and the only way the v2 client's window (one unacknowledged message per sender, in
 typed order) leaves any concurrency to measure: with 1 sender + 9 receivers a v2
 room would have one message in flight in total. Per loss level (0%, and 10% each
-way through tests/lossy_proxy.py in its own process, seeded) one test runs two real
+way through testkit/lossy_proxy.py in its own process, seeded) one test runs two real
 ``chatroom serve --port 0 --rate-limit off --max-sessions-per-ip 0 --db <tmp>``
 processes, one per dialect (a v2 session receives every event, so the two fleets
 must not share a room), and alternates rounds of:
