@@ -52,8 +52,8 @@ cluster: $(CLUSTER_STAMP)
 	$(NODE) --port $$1
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check chatroom storage bench tests alembic setup.py
-	$(BIN)/mypy --strict chatroom storage
+	$(BIN)/ruff check chatroom storage bench tests testkit alembic setup.py
+	$(BIN)/mypy --strict chatroom storage testkit
 	$(BIN)/lint-imports
 
 test: lint
