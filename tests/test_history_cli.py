@@ -21,18 +21,9 @@ from chatroom.events import Event, dm_key
 from storage.config import describe
 from storage.store import EventStore
 from tests.pg import BACKENDS, Database, provide
+from tests.support.data import NOW, at, sample_history
 
-NOW = datetime(2026, 11, 27, 15, 4, 5, tzinfo=UTC)
-
-
-def at(delta: timedelta) -> float:
-    return (NOW - delta).timestamp()
-
-
-EVENTS = [
-    Event(1, "join", "alice", "", at(timedelta(days=3))),
-    Event(2, "message", "alice", "hello world", at(timedelta(days=3, minutes=-1))),
-    Event(3, "join", "Bob", "", at(timedelta(days=2))),
+EVENTS = sample_history(
     Event(4, "message", "bob", 'lunch at noon? AND( "quoted" *star*', at(timedelta(days=2))),
     Event(
         5,
@@ -41,12 +32,8 @@ EVENTS = [
         "\x1b]0;pwned\x07 \x1b[2J \u202eevil, \x9b1m\nforged",
         at(timedelta(days=1)),
     ),
-    Event(6, "announce", "server", "maintenance at five", at(timedelta(hours=3))),
-    Event(7, "message", "carol", "午饭吃什么", at(timedelta(hours=2))),
-    Event(8, "timeout", "bob", "", at(timedelta(hours=1))),
     Event(9, "message", "alice", "hello again", at(timedelta(minutes=10))),
-    Event(10, "quit", "alice", "", at(timedelta(minutes=5))),
-]
+)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ order, paging, full-text search (FTS5 on SQLite, a GIN index on PostgreSQL)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,18 +15,9 @@ from storage.fts import SearchPlan, Term, plan_search
 from storage.queries import HistoryQuery, count_events, iter_events, query_events
 from storage.store import EventStore
 from tests.pg import BACKENDS, Database, provide
+from tests.support.data import NOW, at, sample_history
 
-NOW = datetime(2026, 11, 27, 15, 4, 5, tzinfo=UTC)
-
-
-def at(delta: timedelta) -> float:
-    return (NOW - delta).timestamp()
-
-
-EVENTS = [
-    Event(1, "join", "alice", "", at(timedelta(days=3))),
-    Event(2, "message", "alice", "hello world", at(timedelta(days=3, minutes=-1))),
-    Event(3, "join", "Bob", "", at(timedelta(days=2))),
+EVENTS = sample_history(
     Event(
         4,
         "message",
@@ -35,12 +26,8 @@ EVENTS = [
         at(timedelta(days=2, minutes=-1)),
     ),
     Event(5, "message", "alice", "\x1b]0;pwned\x07 title \u202eevil", at(timedelta(days=1))),
-    Event(6, "announce", "server", "maintenance at five", at(timedelta(hours=3))),
-    Event(7, "message", "carol", "午饭吃什么", at(timedelta(hours=2))),
-    Event(8, "timeout", "bob", "", at(timedelta(hours=1))),
     Event(9, "message", "alice", "Hello again, wörld", at(timedelta(minutes=10))),
-    Event(10, "quit", "alice", "", at(timedelta(minutes=5))),
-]
+)
 
 
 @pytest.fixture(scope="module")
