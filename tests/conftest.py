@@ -16,6 +16,22 @@ import pytest
 from tests.pg import database, migrated_database, module_database, postgres  # noqa: F401
 from tests.support.server import ServerProcess, UdpPeer, start_server
 
+#: The test tiers (markers in pyproject.toml); every test is in exactly one.
+TIERS = ("pure", "storage", "integration")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test in no tier or in two, before ``-m`` picks a tier: a test
+    nobody marked would silently run in no tier's selection."""
+    for item in items:
+        tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+        if len(tiers) != 1:
+            raise pytest.UsageError(
+                f"{item.nodeid} is in {' and '.join(tiers) or 'no'} tier: mark it with exactly "
+                "one of " + ", ".join(f"pytest.mark.{t}" for t in TIERS) + " (a module: pytestmark)"
+            )
+
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:

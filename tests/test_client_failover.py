@@ -33,6 +33,8 @@ from tests.support.headless import Headless
 from tests.support.pty import TIMEOUT, ClusterClient, Vt, process_state
 from tests.support.server import ServerProcess, start_server
 
+pytestmark = pytest.mark.integration
+
 # ---------------------------------------------------------------------- --server
 
 

@@ -31,7 +31,10 @@ from tests.support.pty import (
 )
 from tests.support.server import RUNTIME_DIR, ServerProcess
 
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("bash") is None, reason="no bash"),
+]
 
 PROMPT = "SHELL-READY$ "
 #: Short enough to matter: the client heartbeats every 2-2.7 s at this timeout,

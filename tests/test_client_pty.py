@@ -25,6 +25,8 @@ from testkit.processes import chatroom_cmd
 from tests.support.pty import Client, Vt, process_state
 from tests.support.server import ServerProcess, UdpPeer
 
+pytestmark = pytest.mark.integration
+
 ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 

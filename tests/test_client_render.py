@@ -26,6 +26,8 @@ from chatroom.client.width import (
 )
 from chatroom.events import Event, EventKind
 
+pytestmark = pytest.mark.pure
+
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 NOON = time.mktime((2025, 1, 31, 12, 1, 0, 0, 0, -1))
 

@@ -34,6 +34,8 @@ from chatroom.client.stream import PULL_BACKOFF_MAX, EventStream, PullRequest
 from chatroom.events import Event, EventKind
 from chatroom.server.storage_state import UNAVAILABLE
 
+pytestmark = pytest.mark.pure
+
 SID = "0123456789abcdef0123456789abcdef"
 
 

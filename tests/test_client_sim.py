@@ -25,6 +25,8 @@ from chatroom.events import Event
 from chatroom.registry import Address, make_registry
 from chatroom.server import Hub, Send, ServerConfig, Store
 
+pytestmark = pytest.mark.pure
+
 SERVER: Address = ("127.0.0.1", 8888)
 #: A second node of the same chat (``SimNet.other``).
 SERVER_B: Address = ("127.0.0.1", 8889)

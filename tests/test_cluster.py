@@ -26,6 +26,8 @@ from tests.support.headless import Headless
 from tests.support.pty import ClusterClient
 from tests.support.server import UdpPeer
 
+pytestmark = pytest.mark.integration
+
 WAIT = 10.0
 
 

@@ -14,6 +14,8 @@ from chatroom.server.commits import Committer, CommitThread, StorageFailure
 from chatroom.server.effects import Effect, Send, Store
 from chatroom.server.storage_state import StorageState
 
+pytestmark = pytest.mark.pure
+
 
 class Disk:
     """A sink that stores, or fails while ``full`` is set; it can be paused."""

@@ -13,6 +13,8 @@ import selectors
 import time
 from collections.abc import Callable, Iterable
 
+import pytest
+
 from chatroom.events import Event, EventKind, dm_key
 from chatroom.server.commits import Committer, StorageFailure
 from chatroom.server.console_log import ConsoleLog
@@ -45,6 +47,7 @@ def lines(out: io.StringIO) -> list[str]:
     return out.getvalue().splitlines()
 
 
+@pytest.mark.pure
 def test_a_line_per_join_leave_and_timeout_with_the_count_online() -> None:
     log, out, online = console()
     online.count = 3
@@ -60,6 +63,7 @@ def test_a_line_per_join_leave_and_timeout_with_the_count_online() -> None:
     ]
 
 
+@pytest.mark.pure
 def test_leaving_several_rooms_at_once_is_one_line() -> None:
     log, out, online = console()
     online.count = 1
@@ -77,12 +81,14 @@ def test_leaving_several_rooms_at_once_is_one_line() -> None:
     ]
 
 
+@pytest.mark.pure
 def test_names_cannot_drive_the_operator_s_terminal() -> None:
     log, out, _ = console()
     log.committed([event(1, "join", "a\x1b[2Jb")])
     assert "\x1b" not in out.getvalue()
 
 
+@pytest.mark.pure
 def test_a_summary_a_minute_with_messages_per_second_and_users_online() -> None:
     log, out, online = console()
     online.count = 2
@@ -96,6 +102,7 @@ def test_a_summary_a_minute_with_messages_per_second_and_users_online() -> None:
     assert lines(out)[-1] == "14:02:11 last minute: 0 message(s) (0.00/s), 2 online"
 
 
+@pytest.mark.pure
 def test_an_idle_empty_server_prints_no_summary() -> None:
     log, out, online = console()
     log.tick(60.0, WALL)
@@ -122,6 +129,7 @@ class Sink:
         self.stored += events
 
 
+@pytest.mark.pure
 def test_only_committed_events_are_reported() -> None:
     log, out, online = console()
     online.count = 1
@@ -137,6 +145,7 @@ def test_only_committed_events_are_reported() -> None:
     assert len(lines(out)) == 2
 
 
+@pytest.mark.pure
 def test_an_output_nobody_reads_never_blocks_the_server() -> None:
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
@@ -192,6 +201,7 @@ def read_until(srv: ServerProcess, pattern: str, timeout: float = 10.0) -> str:
 STAMP = r"\d\d:\d\d:\d\d"
 
 
+@pytest.mark.integration
 def test_the_server_prints_joins_leaves_timeouts_and_a_summary(
     server_factory: Callable[..., ServerProcess], peers: Callable[[tuple[str, int]], UdpPeer]
 ) -> None:
@@ -215,6 +225,7 @@ def test_the_server_prints_joins_leaves_timeouts_and_a_summary(
     assert "hello" not in out, "messages are counted, not printed"
 
 
+@pytest.mark.integration
 def test_quiet_prints_none_of_it(
     server_factory: Callable[..., ServerProcess], peers: Callable[[tuple[str, int]], UdpPeer]
 ) -> None:

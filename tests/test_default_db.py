@@ -26,6 +26,8 @@ from storage.migrations import HEAD
 from testkit.processes import LISTEN_RE, chatroom_cmd
 from tests.support.server import RUNTIME_DIR, UdpPeer, make_plan
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

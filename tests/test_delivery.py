@@ -8,6 +8,8 @@ from chatroom import protocol as p
 from chatroom.server.delivery import BURST, RTO_INITIAL, RTO_MAX, RTO_MIN, WINDOW, Outbox
 from tests.support.harness import A, B, Harness
 
+pytestmark = pytest.mark.pure
+
 
 def test_window_bounds_unacked_events() -> None:
     box = Outbox(acked=10, sent_upto=10)

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,6 +68,7 @@ def _check_invariants(h: Harness) -> None:
     assert ids == list(range(1, len(ids) + 1))  # one contiguous, ascending sequence
 
 
+@pytest.mark.pure
 def test_one_hundred_thousand_mutated_datagrams() -> None:
     rng = random.Random(2026)
     h = Harness("indexed", rate=None)
@@ -100,6 +102,7 @@ def test_one_hundred_thousand_mutated_datagrams() -> None:
     assert biggest > 1000  # and the size bound was put to the test
 
 
+@pytest.mark.pure
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
@@ -135,6 +138,7 @@ _fields = st.lists(
 )
 
 
+@pytest.mark.pure
 @settings(max_examples=2000, deadline=None)
 @given(_verbs, _fields)
 def test_structured_frames_parse_or_fail_typed(verb: str, fields: list[str]) -> None:
@@ -146,6 +150,7 @@ def test_structured_frames_parse_or_fail_typed(verb: str, fields: list[str]) -> 
         assert type(again) is type(frame)
 
 
+@pytest.mark.integration
 def test_live_storm_then_still_serving(
     server_factory: Callable[..., ServerProcess],
 ) -> None:

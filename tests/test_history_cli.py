@@ -23,6 +23,8 @@ from storage.store import EventStore
 from tests.pg import BACKENDS, Database, provide
 from tests.support.data import NOW, at, sample_history
 
+pytestmark = pytest.mark.storage
+
 EVENTS = sample_history(
     Event(4, "message", "bob", 'lunch at noon? AND( "quoted" *star*', at(timedelta(days=2))),
     Event(

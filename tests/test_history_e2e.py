@@ -20,6 +20,8 @@ from tests.pg import Database
 from tests.support.headless import Headless
 from tests.support.server import ServerProcess, UdpPeer
 
+pytestmark = pytest.mark.integration
+
 FAST = ("--rate-limit", "off")
 
 

@@ -19,6 +19,8 @@ import pytest
 from tests.support.pty import Client
 from tests.support.server import ServerProcess, start_server
 
+pytestmark = pytest.mark.integration
+
 PAYLOADS: dict[str, str] = {
     "osc52": "\x1b]52;c;cm0gLXJmIH4=\x07",  # write the clipboard
     "osc0": "\x1b]0;pwned\x07",  # set the window title

@@ -27,7 +27,10 @@ def _ipv6_loopback() -> str | None:
 
 
 _WHY_NOT = _ipv6_loopback()
-pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=str(_WHY_NOT))
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(_WHY_NOT is not None, reason=str(_WHY_NOT)),
+]
 
 
 class Udp6Peer(UdpPeer):

@@ -16,7 +16,10 @@ from tests.support.server import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("make") is None, reason="no make"),
+]
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from storage.fts import is_fts_object
 from storage.models import Base
 from tests.pg import Database
 
+pytestmark = pytest.mark.storage
+
 EVENT_INDEXES = {
     "ix_events_name_id",
     "ix_events_kind_id",

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from chatroom import protocol as p
 from chatroom.events import Event
 
+pytestmark = pytest.mark.pure
+
 # (bytes on the wire, frame) — parse(bytes) == frame and encode(frame) == bytes.
 CLIENT_TABLE: list[tuple[bytes, p.ClientFrame]] = [
     (b"L alice", p.ClassicLogin("alice")),

@@ -17,6 +17,8 @@ from chatroom.registry import (
     make_registry,
 )
 
+pytestmark = pytest.mark.pure
+
 A1 = ("127.0.0.1", 5001)
 A2 = ("127.0.0.1", 5002)
 A3 = ("127.0.0.1", 5003)

@@ -8,11 +8,14 @@ and address clashes happen often.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from chatroom.registry import REGISTRY_KINDS, Address, DuplicateUser, Registry, User, make_registry
+
+pytestmark = pytest.mark.pure
 
 KEYS = st.sampled_from(["alice", "bob", "carol", "dave", "erin", "frank"])
 ADDRESSES = st.builds(

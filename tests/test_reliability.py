@@ -22,6 +22,8 @@ from testkit.lossy_proxy import Impairment, LossyProxy
 from tests.support.headless import Headless
 from tests.support.server import ServerProcess, UdpPeer, start_server
 
+pytestmark = pytest.mark.integration
+
 FAST = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
 
 

@@ -16,6 +16,8 @@ from chatroom.registry import Address, make_registry
 from chatroom.server import Hub, ServerConfig
 from chatroom.server.effects import Effect, Send, Store
 
+pytestmark = pytest.mark.pure
+
 A: Address = ("127.0.0.1", 5001)
 B: Address = ("127.0.0.1", 5002)
 

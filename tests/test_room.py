@@ -12,6 +12,8 @@ from chatroom.registry import REGISTRY_KINDS, Address
 from chatroom.server import Send
 from tests.support.harness import FAR, A, B, C, Harness
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.fixture(params=REGISTRY_KINDS)
 def h(request: pytest.FixtureRequest) -> Harness:

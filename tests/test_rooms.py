@@ -12,6 +12,8 @@ from chatroom.events import dm_key
 from chatroom.registry import REGISTRY_KINDS, Address
 from tests.support.harness import A, B, C, Harness
 
+pytestmark = pytest.mark.pure
+
 D: Address = ("127.0.0.1", 5009)
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from chatroom.sanitize import visible
 
+pytestmark = pytest.mark.pure
+
 CASES = [
     # name, raw, shown
     ("plain ascii", "hello, world!", "hello, world!"),

@@ -11,6 +11,8 @@ from chatroom.ratelimit import Rate
 from chatroom.server.cookies import LIFETIME, ROTATE
 from tests.support.harness import A, B, C, Harness
 
+pytestmark = pytest.mark.pure
+
 VICTIM = ("127.0.0.1", 6000)
 
 

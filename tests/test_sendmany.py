@@ -16,6 +16,8 @@ from chatroom.server.sendmany import (
     sendmmsg_available,
 )
 
+pytestmark = pytest.mark.integration
+
 needs_sendmmsg = pytest.mark.skipif(not sendmmsg_available(), reason="no sendmmsg(2) here")
 
 

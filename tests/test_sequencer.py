@@ -16,6 +16,8 @@ from storage.sequencer import Sequencer
 from storage.store import EventStore
 from tests.pg import PostgresServer
 
+pytestmark = pytest.mark.storage
+
 
 @pytest.fixture
 def pg_url(postgres: PostgresServer) -> Iterator[str]:

@@ -19,6 +19,8 @@ from testkit.processes import chatroom_cmd
 from tests.support.pty import InPty
 from tests.support.server import RUNTIME_DIR, UdpPeer
 
+pytestmark = pytest.mark.integration
+
 TIMEOUT = 15.0  # generous: the machine may be busy; passing tests never wait for it
 
 

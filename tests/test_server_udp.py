@@ -18,6 +18,8 @@ import pytest
 from chatroom.registry import REGISTRY_KINDS
 from tests.support.server import ServerProcess, UdpPeer, start_server
 
+pytestmark = pytest.mark.integration
+
 Peers = Callable[[tuple[str, int]], UdpPeer]
 
 

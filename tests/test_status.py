@@ -7,9 +7,13 @@ import json
 import subprocess
 from collections.abc import Callable
 
+import pytest
+
 from testkit.processes import chatroom_cmd
 from tests.support.headless import Headless
 from tests.support.server import ServerProcess, UdpPeer
+
+pytestmark = pytest.mark.integration
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -34,6 +34,8 @@ from tests.pg import Database
 from tests.support.headless import Headless
 from tests.support.server import ServerProcess, UdpPeer
 
+pytestmark = pytest.mark.integration
+
 FAST = ("--rate-limit", "off", "--max-sessions-per-ip", "0")
 STORAGE_ERR = b"ERR the server cannot store messages right now; try again shortly"
 LIMIT = 400_000  # bytes any file of the server may grow to while "the disk is full"

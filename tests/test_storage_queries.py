@@ -17,6 +17,8 @@ from storage.store import EventStore
 from tests.pg import BACKENDS, Database, provide
 from tests.support.data import NOW, at, sample_history
 
+pytestmark = pytest.mark.storage
+
 EVENTS = sample_history(
     Event(
         4,

@@ -18,6 +18,8 @@ from storage.queries import HistoryQuery, query_events
 from storage.store import EventStore, event_from_row, row_from_event
 from tests.pg import Database
 
+pytestmark = pytest.mark.storage
+
 T0 = 1_795_000_000.0
 
 

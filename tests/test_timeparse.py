@@ -9,6 +9,8 @@ import pytest
 
 from chatroom.timeparse import MomentType, parse_moment
 
+pytestmark = pytest.mark.pure
+
 NOW = datetime(2026, 11, 27, 15, 4, 5, tzinfo=UTC)
 PLUS2 = timezone(timedelta(hours=2))
 

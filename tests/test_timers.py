@@ -4,12 +4,16 @@ Pure tier: explicit times, no sockets."""
 
 from __future__ import annotations
 
+import pytest
+
 from chatroom import protocol as p
 from chatroom.registry import User, make_registry
 from chatroom.server import Hub, ServerConfig
 from chatroom.server.delivery import Outbox
 from chatroom.server.sessions import Session
 from chatroom.server.timers import IdleWheel, Retransmits
+
+pytestmark = pytest.mark.pure
 
 
 def session_user(name: str, now: float = 0.0) -> User:

@@ -27,7 +27,7 @@ import pytest
 from testkit.processes import LISTEN_RE
 from tests.support.server import RUNTIME_DIR
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What the build reads. Copied, not built in place: setuptools writes build/ and
