@@ -8,7 +8,7 @@ target is clearly missed: each suite with a target asserts a floor well below it
 robust to a busy machine (issue 17). Without it, suites use their full sizes and
 assert the same floors.
 
-Conventions the report (bench/report.py) relies on, for every suite:
+Conventions the report (bench/report/) relies on, for every suite:
 
 - ``benchmark.group = "<area>.<op>"`` or ``"<area>.<op>.<size>"``: one group compares
   implementations for one operation (and size) side by side;

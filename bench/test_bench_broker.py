@@ -1,6 +1,6 @@
 """Redis vs NATS as the cluster's broker (issue 14): what a node pays for each.
 
-The harness is bench/broker.py (its docstring says how each figure is measured);
+The harness is bench/harness/broker.py (its docstring says how each figure is measured);
 this suite runs it under pytest-benchmark so that ``make bench`` records it and
 ``make test``'s quick run checks it still works. The choice and its reasons are in
 docs/broker-choice.md.
@@ -48,7 +48,8 @@ from typing import Any
 
 import pytest
 
-from bench.broker import (
+from bench.conftest import QUICK
+from bench.harness.broker import (
     ENGINES,
     FULL_SIZES,
     LEASE_ENGINES,
@@ -64,7 +65,6 @@ from bench.broker import (
     restart_redis,
     run_prefix,
 )
-from bench.conftest import QUICK
 
 Benchmark = Any  # pytest-benchmark's fixture has no public type
 

@@ -1,6 +1,6 @@
 """Several nodes as one chat, measured against the single node (issue 14).
 
-Real ``chatroom serve`` processes (bench/cluster_rig.py ``Deployment``), started
+Real ``chatroom serve`` processes (bench/harness/cluster_rig.py ``Deployment``), started
 once for this module: a single node on SQLite, a single node on PostgreSQL (no
 ``--cluster``), a cluster of one node and a cluster of two nodes A and B, all
 through the machine's Redis and PostgreSQL, each on a database of its own created
@@ -54,19 +54,18 @@ from typing import Any
 
 import pytest
 
-from bench.cluster_rig import (
+from bench.conftest import QUICK
+from bench.harness.cluster_rig import (
     Deployment,
     Fleet,
     Phase,
     Place,
     cpu_figures,
-    latency_table,
     latency_us,
     phase_latencies,
     problems,
-    throughput_table,
 )
-from bench.conftest import QUICK
+from bench.report.cluster import latency_table, throughput_table
 
 Benchmark = Any  # pytest-benchmark's fixture has no public type
 

@@ -3,13 +3,13 @@
 For each registry kind and N receivers (10, 100, 1000; quick mode: 10), one test
 starts a real server process on loopback (``--port 0 --rate-limit off``, storage on:
 a fresh SQLite file, every message committed before it is sent) and, in the same
-test, the bare relay (bench/bare_relay.py: recvfrom, then sendto to the N addresses,
+test, the bare relay (bench/procs/bare_relay.py: recvfrom, then sendto to the N addresses,
 nothing else) to the *same* receiver sockets. Rounds of the two alternate, so each
 server round has a bare round measured moments before it, on the same noisy machine;
 ``ratio_to_bare`` is the median of those per-round ratios.
 
 Groups are ``fanout.<N>``; ``extra_info`` carries the numbers the report renders
-(bench/fanout.py explains how a round is measured):
+(bench/harness/fanout.py explains how a round is measured):
 
 - ``deliveries_per_s`` / ``bare_deliveries_per_s``: the best round's delivered
   datagrams / (last kernel arrival - first send). The best, not the median: on a
@@ -40,7 +40,9 @@ from typing import Any
 import pytest
 
 from bench.conftest import QUICK, sizes
-from bench.fanout import Relay, Rig, RoundStats, _Round
+from bench.harness.fanout import Rig, _Round
+from bench.harness.measure import RoundStats
+from bench.harness.relay import Relay
 from chatroom.registry import REGISTRY_KINDS
 
 SIZES = sizes((2, 10, 100, 1_000), quick=(10,))

@@ -4,10 +4,10 @@ A real ``chatroom serve --port 0 --db <tmp>`` with its defaults: ``--rate-limit 
 (each session or classic address: 5 lines at once, 1/s after that; a SAY over the
 limit is not acknowledged), ``--max-sessions-per-ip 16``. In the room:
 
-- 8 v2 clients (our client's state machine, bench/chatrig.py ``V2Fleet``) and 2
+- 8 v2 clients (our client's state machine, bench/harness/chatrig.py ``V2Fleet``) and 2
   classic clients, all in this process, each sending a line every 0.8-1.6 s
   (uniform, seeded): about 0.8 lines/s each, under the limit, as people chat;
-- two flooders, each in its own process (bench/flooder.py): a classic client sending
+- two flooders, each in its own process (bench/procs/flooder.py): a classic client sending
   ``C fc flood <k>`` and a logged-in v2 client sending raw ``v2 SAY`` frames with
   fresh seqs, from a blocking ``sendto`` loop.
 
@@ -22,7 +22,7 @@ burst back: no scenario inherits another's backlog. At the end, the same is
 asserted for the whole run (the dialect is reliable), in quick mode too.
 
 Latency: typed -> the kernel's arrival stamp of the datagram that made the receiver
-show it (bench/chatrig.py), over every (line, receiver) pair of the scenario; the
+show it (bench/harness/chatrig.py), over every (line, receiver) pair of the scenario; the
 issue's target is p99 < 200 ms during a flood. Also per scenario: deliveries lost
 (classic receivers, or classic senders' lines the server never got), the server's
 CPU share, the kernel's drop counter for the server's socket (its receive queue was
@@ -54,16 +54,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.chatrig import (
-    Flooder,
-    V2Fleet,
-    cpu_seconds,
-    machine_busy,
-    serve,
-    udp_drops,
-)
 from bench.conftest import QUICK
-from bench.fanout import percentile
+from bench.harness.chatrig import Flooder, V2Fleet
+from bench.harness.measure import cpu_seconds, machine_busy, percentile, udp_drops
+from bench.harness.relay import serve
 
 Benchmark = Any  # pytest-benchmark's fixture has no public type
 

@@ -9,7 +9,7 @@ way through testkit/lossy_proxy.py in its own process, seeded) one test runs two
 processes, one per dialect (a v2 session receives every event, so the two fleets
 must not share a room), and alternates rounds of:
 
-- ``v2``: 10 real v2 clients (bench/chatrig.py ``V2Fleet``: the client's own state
+- ``v2``: 10 real v2 clients (bench/harness/chatrig.py ``V2Fleet``: the client's own state
   machine, default config). Each types its next line as soon as its window lets it
   send (the previous one is acknowledged). This is pytest-benchmark's timed call.
 - ``classic``: 10 classic clients (``L``/``C`` datagrams, plain lines back), each
@@ -20,7 +20,7 @@ must not share a room), and alternates rounds of:
 - ``v2, one sender`` / ``classic, one sender``: one client sends (one line in flight
   in the whole room), nine receive: latency without queueing.
 - ``v2 server, lean clients`` (0% loss only): the v2 server's capacity. 10 lean but
-  protocol-correct v2 clients (bench/v2load.py ``LeanV2Fleet``: cookie login, SAY
+  protocol-correct v2 clients (bench/harness/v2load.py ``LeanV2Fleet``: cookie login, SAY
   with up to 16 unacknowledged lines per sender like the classic row, a cumulative
   ACK every 16 events as the real client sends, no ordering or rendering) on a
   third server with the same settings; rounds right after the classic ones. The
@@ -67,17 +67,11 @@ from typing import Any
 
 import pytest
 
-from bench.chatrig import (
-    ClassicFleet,
-    CpuMeter,
-    RoundStats,
-    V2Fleet,
-    lossy_proxy,
-    serve,
-)
 from bench.conftest import QUICK
-from bench.fanout import Relay, percentile
-from bench.v2load import LeanV2Fleet
+from bench.harness.chatrig import ClassicFleet, V2Fleet
+from bench.harness.measure import CpuMeter, RoundStats, percentile
+from bench.harness.relay import Relay, lossy_proxy, serve
+from bench.harness.v2load import LeanV2Fleet
 from chatroom.client.session import SessionConfig
 
 Benchmark = Any  # pytest-benchmark's fixture has no public type

@@ -36,26 +36,18 @@ latency of the fan-out itself, without queueing.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import select
-import selectors
-import signal
 import socket
-import struct
-import subprocess
-import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from types import TracebackType
 
-# Linux values (asm-generic/socket.h); Python's socket module does not export them.
-SO_RCVBUFFORCE = 33
-SO_TIMESTAMPNS = 35
-SCM_TIMESTAMPNS = SO_TIMESTAMPNS
-TIMESPEC = struct.Struct("qq")
+from bench.harness.measure import (
+    SO_RCVBUFFORCE,
+    SO_TIMESTAMPNS,
+    RoundStats,
+    kernel_stamp,
+)
 
 #: Kernel memory one small datagram takes in a receive queue (skb truesize, measured
 #: ~832 B on loopback); buffers are sized with this and some slack.
@@ -65,148 +57,16 @@ WINDOW_DELIVERIES = 2048
 #: How long the sender waits for the probe before giving up on a lost datagram.
 STALL_TIMEOUT = 2.0
 
-ROOT = Path(__file__).resolve().parent.parent
-LISTEN_RE = re.compile(rb"listening on udp://([0-9.]+):(\d+)")
-
 
 def window_for(n: int) -> int:
     """Messages in flight for ``n`` receivers (at least 2: the relay never starves)."""
     return max(2, min(256, WINDOW_DELIVERIES // n))
 
 
-def percentile(sorted_values: Sequence[int], q: float) -> int:
-    """The q-quantile (0..1) of already sorted values, nearest rank."""
-    if not sorted_values:
-        return 0
-    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
-
-
 # ---------------------------------------------------------------------------- relays
 
 
-@dataclass
-class Relay:
-    """A relay process under test: ``chatroom serve`` or ``bench.bare_relay``."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    addr: tuple[str, int]
-    banner: bytes = b""
-
-    @classmethod
-    def start(
-        cls, name: str, cmd: list[str], stdin: bytes | None = None, cwd: Path = ROOT
-    ) -> Relay:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            if stdin is not None:
-                assert proc.stdin is not None
-                proc.stdin.write(stdin)
-                proc.stdin.close()
-            addr, banner = _await_banner(proc)
-        except BaseException:
-            proc.kill()
-            proc.wait(10)
-            raise
-        return cls(name, proc, addr, banner)
-
-    @classmethod
-    def server(
-        cls, db: Path, registry: str, *extra: str, source: Path = ROOT, name: str = ""
-    ) -> Relay:
-        """``chatroom serve`` on 127.0.0.1, port 0, storage on, rate limits off.
-
-        ``extra`` goes between the interpreter and ``-m chatroom`` (``-m cProfile -o F``);
-        ``source`` is the tree to run it from: ``python -m`` imports from the working
-        directory first, so another checkout's ``chatroom/`` runs instead of ours."""
-        cmd = [sys.executable, *extra, "-m", "chatroom", "serve", "--host", "127.0.0.1"]
-        cmd += ["--port", "0", "--db", str(db), "--rate-limit", "off", "--registry", registry]
-        return cls.start(name or f"server[{registry}]", cmd, cwd=source)
-
-    @classmethod
-    def bare(cls, receivers: Sequence[tuple[str, int]], *, batched: bool = False) -> Relay:
-        """The bare relay (bench/bare_relay.py); ``batched``: its sendmmsg variant."""
-        lines = "".join(f"{host} {port}\n" for host, port in receivers)
-        cmd = [sys.executable, "-m", "bench.bare_relay", *(["--sendmmsg"] if batched else [])]
-        return cls.start("bare-sendmmsg" if batched else "bare", cmd, lines.encode())
-
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM, then reap (SIGKILL if it does not exit); returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.banner += self.proc.stdout.read() or b""
-            self.proc.stdout.close()
-        return rc
-
-    def __enter__(self) -> Relay:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _await_banner(
-    proc: subprocess.Popen[bytes], timeout: float = 30.0
-) -> tuple[tuple[str, int], bytes]:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    buf = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not sel.select(max(0.0, deadline - time.monotonic())):
-                break
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-            m = LISTEN_RE.search(buf)
-            if m:
-                return (m.group(1).decode(), int(m.group(2))), buf
-    raise RuntimeError(f"relay did not start: {buf.decode(errors='replace')}")
-
-
 # ---------------------------------------------------------------------------- results
-
-
-@dataclass
-class RoundStats:
-    """One measured round, from the kernel's arrival stamps."""
-
-    messages: int
-    receivers: int
-    delivered: int
-    seconds: float  # first send .. last arrival
-    latencies_ns: list[int] = field(repr=False)
-    stalls: int = 0  # times the sender gave up waiting for the probe
-
-    @property
-    def expected(self) -> int:
-        return self.messages * self.receivers
-
-    @property
-    def lost(self) -> int:
-        return self.expected - self.delivered
-
-    @property
-    def deliveries_per_s(self) -> float:
-        return self.delivered / self.seconds if self.seconds > 0 else 0.0
-
-    def latency_us(self, q: float) -> float:
-        return percentile(self.latencies_ns, q) / 1e3
 
 
 @dataclass
@@ -331,7 +191,7 @@ class Rig:
                     data, anc, _flags, _addr = recvmsg(256, 64)
                 except BlockingIOError:
                     break
-                rows.append((_stamp(anc), data))
+                rows.append((kernel_stamp(anc), data))
                 seq = _seq_of(data)
                 if seq is not None and seq >= done:
                     done = seq + 1
@@ -348,9 +208,12 @@ class Rig:
         last = max(last, _account(rnd.probe_rows + _drain(self.probe), lo, hi, latencies))
         latencies.sort()
         return RoundStats(
+            dialect="classic",
+            clients=self.n,  # the receivers; the sender is not counted
             messages=rnd.count,
-            receivers=self.n,
+            expected=rnd.count * self.n,
             delivered=len(latencies),
+            duplicates=0,
             seconds=(last - rnd.first_send_ns) / 1e9,
             latencies_ns=latencies,
             stalls=rnd.stalls,
@@ -367,14 +230,6 @@ def _udp() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     return sock
-
-
-def _stamp(ancdata: list[tuple[int, int, bytes]]) -> int:
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
-            sec, nsec = TIMESPEC.unpack_from(data)
-            return int(sec) * 1_000_000_000 + int(nsec)
-    return time.time_ns()  # no stamp (should not happen): a late estimate
 
 
 def _seq_of(data: bytes) -> int | None:
@@ -398,7 +253,7 @@ def _drain(sock: socket.socket) -> list[tuple[int, bytes]]:
             data, anc, _flags, _addr = recvmsg(256, 64)
         except BlockingIOError:
             return rows
-        rows.append((_stamp(anc), data))
+        rows.append((kernel_stamp(anc), data))
 
 
 def _discard(sock: socket.socket) -> None:

@@ -1,6 +1,6 @@
 """A lean v2 load generator: the v2 server's capacity, not our client's (issue 4).
 
-bench/chatrig.py ``V2Fleet`` runs the real client state machine, which costs more
+bench/harness/chatrig.py ``V2Fleet`` runs the real client state machine, which costs more
 CPU per message than the server does; on 2 shared cores that fleet, not the server,
 limits the v2 figure. ``LeanV2Fleet`` speaks the same protocol with no client-side
 work beyond what the protocol requires, all clients in one epoll loop:
@@ -21,7 +21,7 @@ With a window above 1 the server may store a sender's lines out of typed order,
 but only if one is lost and retried; at 0% loss, where this generator is used,
 the order is the typed one, and a load generator does not care.
 
-Texts and latency as in bench/chatrig.py: ``m <sender> <k> <t_ns>``, latency = the
+Texts and latency as in bench/harness/chatrig.py: ``m <sender> <k> <t_ns>``, latency = the
 kernel's arrival stamp of the EV minus ``t_ns``.
 """
 
@@ -33,11 +33,12 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from bench.chatrig import Address, Deliveries, RoundStats, message_text, parse_text, stamped_socket
-from bench.fanout import _stamp
+from bench.harness.chatrig import Deliveries, message_text, parse_text
+from bench.harness.measure import RoundStats, kernel_stamp, stamped_socket
 from chatroom.client.session import SessionConfig
 from chatroom.protocol.codec import encode_client, parse_server
 from chatroom.protocol.frames import Cookie, Login, Refused, Welcome
+from chatroom.registry import Address
 
 #: The real client's cadence (its ``SessionConfig.ack_every``).
 ACK_EVERY = SessionConfig().ack_every
@@ -99,7 +100,7 @@ class LeanV2Fleet:
                 return rows
             except OSError:
                 continue
-            rows.append((data, _stamp(anc)))
+            rows.append((data, kernel_stamp(anc)))
 
     # -------------------------------------------------------------- login
 

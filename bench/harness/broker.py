@@ -6,11 +6,11 @@ bytes) to a broker, and every other node delivers it to its own users. Names are
 claimed with leases. The issue asks to choose the engine by measuring both for this
 job; this module measures what a node would pay with each, on loopback::
 
-    python -m bench.broker                 # every engine, full sizes, a markdown table
-    python -m bench.broker --quick         # tiny sizes (seconds)
-    python -m bench.broker --runs 3 --json F.json   # interleaved runs, medians (the docs)
-    python -m bench.broker --from-json F.json       # print the tables again, run nothing
-    python -m bench.broker restart         # what survives a broker restart (private servers)
+    python -m bench.harness.broker              # every engine, full sizes, a markdown table
+    python -m bench.harness.broker --quick      # tiny sizes (seconds)
+    python -m bench.harness.broker --runs 3 --json F.json  # interleaved runs, medians (the docs)
+    python -m bench.harness.broker --from-json F.json      # print the tables again, run nothing
+    python -m bench.harness.broker restart      # what survives a broker restart (private servers)
 
 bench/test_bench_broker.py runs the same measurements under pytest-benchmark.
 
@@ -44,7 +44,7 @@ node's selector watches if the loop has not been woken already. This is the
 cheapest correct bridge from another thread into a selectors loop.
 
 What is measured, between this process (the publisher) and a subscriber child
-process (``python -m bench.broker sub ...``), on the same machine:
+process (``python -m bench.harness.broker sub ...``), on the same machine:
 
 1. ``Link.latency``: one-way latency at a light rate (``RATE`` = 500 msg/s, 300-byte
    payloads). Each payload carries ``time.monotonic_ns()`` taken just before the
@@ -110,9 +110,9 @@ from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
-from bench.fanout import percentile
+from bench.harness.measure import percentile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("CHATROOM_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 NATS_URL = os.environ.get("CHATROOM_BENCH_NATS", "nats://127.0.0.1:4222")
 
@@ -899,7 +899,7 @@ class SubscriberProcess:
         side in the meantime: the child's imports take about half a second)."""
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.broker", "sub", engine, prefix],
+            [sys.executable, "-m", "bench.harness.broker", "sub", engine, prefix],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -1746,7 +1746,9 @@ def median_leases(runs: list[LeaseResult]) -> LeaseResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.broker", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.harness.broker", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     ap.add_argument("--runs", type=int, default=1, help="repeat, report each figure's median")
     ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated")

@@ -1,6 +1,6 @@
-"""docs/benchmarks.md sections for bench/test_bench_v2.py and bench/test_bench_flood.py.
+"""The ``v2`` and ``flood`` sections (bench/test_bench_v2.py, bench/test_bench_flood.py).
 
-Called by bench/report.py (``SECTIONS["v2"]``, ``SECTIONS["flood"]``) with the results
+Called by bench/report/document.py (``SECTIONS["v2"]``, ``SECTIONS["flood"]``) with the results
 of the ``v2.loss<P>`` and ``flood.rate5`` groups; every number and comparison in the
 text is computed from the run being rendered.
 """
@@ -10,10 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import Result, fmt_rate, fmt_time, pyplot, table
-from bench.v2load import ACK_EVERY
+from bench.report.fmt import fmt_rate, fmt_time, pyplot, table
+from bench.report.results import Result
+from chatroom.client.session import SessionConfig
 
 V2_TARGET = 0.70  # issue 4: v2 at 0% loss >= 70% of the classic dialect's messages/s
+#: The real client's ack frequency, which the lean v2 clients copy (bench/harness/v2load.py).
+ACK_EVERY = SessionConfig().ack_every
 FLOOD_TARGET_US = 200_000  # issue 5: the others' p99 under 200 ms during a flood
 LEAN_ROW = "v2 server, lean clients"  # the v2 server's capacity: the issue's target
 ROWS = (
@@ -105,7 +108,7 @@ def _v2_findings(by_loss: dict[int, dict[str, Any]]) -> list[str]:
                 f"**Target (0% loss): judged on the `{LEAN_ROW}` row.** The issue's target "
                 f"is the dialect's throughput: what a v2 server sustains when its clients "
                 f"are not the bottleneck. 10 lean but protocol-correct v2 clients "
-                f"(bench/v2load.py: the cookie login, `SAY sid seq text` with up to "
+                f"(bench/harness/v2load.py: the cookie login, `SAY sid seq text` with up to "
                 f"{lean['window']} unacknowledged lines per sender like the classic row's "
                 f"{cl['window']} in flight, a line leaving flight on its ACKED or its own EV, "
                 f"a cumulative ACK every {ACK_EVERY} events as the real client sends, no "
@@ -375,7 +378,7 @@ def render_v2(results: list[Result], img_dir: Path) -> list[str]:
         "receiver show the line (for v2, in id order). CPU per message: CPU time of the "
         "server process / of the process running all the clients, over the rounds, per "
         "line sent. At 0% loss the clients talk to the server directly; at 10% through "
-        "the seeded lossy proxy. Details: bench/chatrig.py.",
+        "the seeded lossy proxy. Details: bench/harness/chatrig.py.",
         "",
         "- `v2`: each client types its next line as soon as the previous one is "
         "acknowledged (the client's window of 1).",
@@ -383,7 +386,7 @@ def render_v2(results: list[Result], img_dir: Path) -> list[str]:
         "next client has it), enough to keep the server saturated: the dialect's ceiling.",
         "- `classic, window 1`: the same clients with the v2 client's concurrency.",
         "- `v2 server, lean clients` (0% loss): the v2 server's capacity, on a third "
-        "server with the same settings: 10 lean v2 clients (bench/v2load.py; cookie login, "
+        "server with the same settings: 10 lean v2 clients (bench/harness/v2load.py; cookie login, "
         f"up to 16 unacknowledged lines per sender, an ACK every {ACK_EVERY} events, no "
         "ordering or rendering), rounds right after the classic ones. The issue's target "
         "is judged on this row.",

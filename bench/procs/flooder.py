@@ -1,6 +1,6 @@
 """A client that floods the room, for bench/test_bench_flood.py.
 
-    python -m bench.flooder HOST PORT classic|v2 NAME
+    python -m bench.procs.flooder HOST PORT classic|v2 NAME
 
 Logs in (classic: ``L NAME``; v2: the real client session, cookie and all), prints
 ``ready``, then obeys stdin: ``go [RATE]`` floods (RATE datagrams/s, or as fast as

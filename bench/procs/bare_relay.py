@@ -1,7 +1,7 @@
 """The fan-out ceiling: a relay that does nothing but receive and send.
 
-    python -m bench.bare_relay < addresses     # one "host port" per line, then EOF
-    python -m bench.bare_relay --sendmmsg < addresses
+    python -m bench.procs.bare_relay < addresses     # one "host port" per line, then EOF
+    python -m bench.procs.bare_relay --sendmmsg < addresses
 
 It binds 127.0.0.1 on a free port with the server's socket buffers, prints
 ``listening on udp://127.0.0.1:PORT`` (the server's banner, so the benchmark starts

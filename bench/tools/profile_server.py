@@ -1,11 +1,11 @@
 """Profile the server's hot path under the fan-out load, and compare two versions.
 
-    python -m bench.profile_server spy --n 10             # py-spy: where the time goes
-    python -m bench.profile_server cprofile --n 10        # cProfile: calls, per-call cost
-    python -m bench.profile_server ab --baseline-rev REV  # chatroom/ at REV vs now vs bare
-    python -m bench.profile_server room --baseline-rev REV  # Room.handle alone, REV vs now
+    python -m bench.tools.profile_server spy --n 10             # py-spy: where the time goes
+    python -m bench.tools.profile_server cprofile --n 10        # cProfile: calls, per-call cost
+    python -m bench.tools.profile_server ab --baseline-rev REV  # chatroom/ at REV vs now vs bare
+    python -m bench.tools.profile_server room --baseline-rev REV  # Room.handle alone, REV vs now
 
-The load is bench/fanout.py's (N classic receivers, a flow-controlled sender, a real
+The load is bench/harness/fanout.py's (N classic receivers, a flow-controlled sender, a real
 ``chatroom serve`` with storage on). ``spy`` attaches py-spy (a sampling profiler; not a
 project dependency: pass ``--py-spy PATH`` or have it on PATH) to the server while
 loaded rounds run, and sorts the samples into the hot path's stages: the sendto loop,
@@ -32,7 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fanout import ROOT, Relay, Rig, RoundStats
+from bench.harness.fanout import Rig
+from bench.harness.measure import RoundStats
+from bench.harness.relay import ROOT, Relay
 
 ROUND_DELIVERIES = 100_000  # as bench/test_bench_fanout.py
 
@@ -256,7 +258,7 @@ def room_ab(baseline_rev: str, sizes: list[int], repeats: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.profile_server",
+        prog="python -m bench.tools.profile_server",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

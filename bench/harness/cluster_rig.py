@@ -19,7 +19,7 @@ nodes with the single node it replaces. What it needs, usable from a REPL too::
   whose Redis keys (``chatroom:<name>:*``) are deleted after it. The databases are
   migrated once and copied; the servers start in parallel and stop in parallel: on
   2 cores, five sequential start-ups would be most of the quick run's 40 s.
-- ``Fleet``: lean but protocol-correct v2 clients (as bench/v2load.py: cookie
+- ``Fleet``: lean but protocol-correct v2 clients (as bench/harness/v2load.py: cookie
   login, SAY with a window, retried until ACKED, cumulative ACKs every 16 events
   or 50 ms after the first unacknowledged one), each on the node it is placed on,
   all in one epoll loop in this process. One process sends and receives, so a
@@ -33,16 +33,13 @@ nodes with the single node it replaces. What it needs, usable from a REPL too::
   the machine's Redis (shared with anyone else using it: context, not a figure to
   trust alone).
 
-``python -m bench.cluster_rig FILE.json`` renders the two results tables of a
-``pytest bench/test_bench_cluster.py --benchmark-json=FILE.json`` run as markdown
-(docs/cluster-bench.md is made from it).
+Its results are rendered by bench/report/cluster.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import re
 import secrets
@@ -50,7 +47,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,14 +59,15 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.chatrig import machine_busy, message_text, parse_text, stamped_socket
-from bench.fanout import ROOT, Relay, _await_banner, _stamp, percentile
+from bench.harness.chatrig import message_text, parse_text
+from bench.harness.measure import kernel_stamp, machine_busy, percentile, stamped_socket
+from bench.harness.relay import ROOT, Relay
 from chatroom.events import LOBBY
 from chatroom.protocol.codec import encode_client, parse_server
 from chatroom.protocol.frames import Cookie, Login, Refused, Welcome
+from chatroom.registry import Address
 from storage import migrations
-
-Address = tuple[str, int]
+from testkit.processes import chatroom_cmd
 
 #: The machines' services (the same variables as the test suite's).
 PG_ADMIN = os.environ.get("CHATROOM_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1/test")
@@ -264,7 +261,7 @@ def forget_cluster(url: str, name: str) -> None:
 
 def serve_cmd(db: str, *extra: str) -> list[str]:
     """``chatroom serve`` on 127.0.0.1, port 0, with the benchmark's settings."""
-    cmd = [sys.executable, "-m", "chatroom", "serve", "--host", "127.0.0.1", "--port", "0"]
+    cmd = chatroom_cmd("serve", "--host", "127.0.0.1", "--port", "0")
     return [*cmd, "-q", "--db", db, *SERVER_ARGS, str(IDLE_TIMEOUT), *extra]
 
 
@@ -282,11 +279,7 @@ def start_all(named: Sequence[tuple[str, list[str]]]) -> list[Relay]:
                 stderr=subprocess.STDOUT,
             )
             procs.append((name, proc))
-        out = []
-        for name, proc in procs:
-            addr, banner = _await_banner(proc, timeout=60.0)
-            out.append(Relay(name, proc, addr, banner))
-        return out
+        return [Relay.started(name, proc, timeout=60.0) for name, proc in procs]
     except BaseException:
         stop_all([Relay(name, proc, ("", 0)) for name, proc in procs], timeout=0.0)
         raise
@@ -684,7 +677,7 @@ class Fleet:
                 return rows
             except OSError:
                 continue
-            rows.append((data, _stamp(anc)))
+            rows.append((data, kernel_stamp(anc)))
 
     def _handle(self, p: Peer, data: bytes, stamp: int, now: float) -> None:
         phase = self.phase
@@ -848,99 +841,3 @@ def cpu_figures(phases: Sequence[Phase]) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------- markdown
-
-
-def _f(value: Any, unit: str = "") -> str:
-    if isinstance(value, float) and value != value:  # NaN
-        return "–"
-    if isinstance(value, float) and value >= 1000:
-        value = round(value)
-    if isinstance(value, int | float) and abs(value) >= 10_000:
-        return f"{value:,.0f}{unit}"
-    return f"{value}{unit}"
-
-
-def _ms(us: float) -> str:
-    return f"{us / 1000:.2f} ms"
-
-
-def latency_table(info: dict[str, Any]) -> list[str]:
-    """The latency suite's rows as a markdown table."""
-    head = (
-        "| row | where the receiver is | deliveries | p50 | p99 | node CPU / message "
-        "| of which per node | PostgreSQL CPU / message |"
-    )
-    out = [head, "|:--|:--|--:|--:|--:|--:|:--|--:|"]
-    for row, r in info["rows"].items():
-        per_node = ", ".join(f"{k} {_f(v)} µs" for k, v in r.get("per_node_us_per_msg", {}).items())
-        for where in ("same", "cross"):
-            if not r.get(f"{where}_count"):
-                continue
-            label = "same node as the sender" if where == "same" else "the other node"
-            first = where == "same" or not r.get("same_count")
-            out.append(
-                f"| {row} | {label} | {_f(r[f'{where}_count'])} | {_ms(r[f'{where}_p50_us'])} "
-                f"| {_ms(r[f'{where}_p99_us'])} | "
-                + (
-                    f"{_f(r['node_us_per_msg'])} µs | {per_node} | {_f(r['pg_us_per_msg'])} µs |"
-                    if first
-                    else "〃 | | |"
-                )
-            )
-    return out
-
-
-def throughput_table(info: dict[str, Any]) -> list[str]:
-    """The throughput suite's rows as a markdown table."""
-    head = (
-        "| row | nodes | rooms | messages/s | deliveries/s | × one cluster node | p50 / p99 "
-        "| node CPU / message | per node | PostgreSQL / message | Redis / message "
-        "| CPU share: nodes / PostgreSQL / clients | machine busy |"
-    )
-    out = [head, "|:--|--:|--:|--:|--:|--:|--:|--:|:--|--:|--:|--:|--:|"]
-    for row, r in info["rows"].items():
-        per_node = ", ".join(f"{k} {_f(v)} µs" for k, v in r.get("per_node_us_per_msg", {}).items())
-        ratio = r.get("ratio_to_one_node")
-        shares = " / ".join(
-            str(r.get(k, "–")) for k in ("node_cpu_share", "pg_cpu_share", "client_cpu_share")
-        )
-        out.append(
-            f"| {row} | {r['nodes']} | {r.get('rooms', 1)} | {_f(r['msgs_per_s'])} "
-            f"| {_f(r['deliveries_per_s'])} | {'' if ratio is None else f'{ratio:.2f}×'} "
-            f"| {_ms(r['p50_us'])} / {_ms(r['p99_us'])} | {_f(r['node_us_per_msg'])} µs "
-            f"| {per_node} | {_f(r['pg_us_per_msg'])} µs | {_f(r['redis_us_per_msg'])} µs "
-            f"| {shares} | {r['machine_busy']} |"
-        )
-    return out
-
-
-def tables(groups: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Markdown for the ``cluster.*`` groups among ``(group, extra_info)`` pairs."""
-    out: list[str] = []
-    for group, info in groups:
-        if group == "cluster.latency":
-            out += ["### Latency at a light rate", "", *latency_table(info), ""]
-        elif group == "cluster.throughput":
-            out += ["### Messages/s, one node against two", "", *throughput_table(info), ""]
-    return out
-
-
-def report_section(results: Sequence[Any], img_dir: Path) -> list[str]:
-    """The ``cluster`` area for bench/report.py's ``SECTIONS`` (its ``Result``s:
-    ``.group`` and ``.extra``), instead of the generic tables, which would print
-    the nested ``rows`` as one cell."""
-    return ["## `cluster`", "", *tables((r.group, r.extra) for r in results)]
-
-
-def render(path: Path) -> str:
-    """Markdown tables of a pytest-benchmark JSON file's ``cluster.*`` groups."""
-    data = json.loads(path.read_text())
-    pairs = [(b.get("group") or "", b.get("extra_info") or {}) for b in data.get("benchmarks", [])]
-    return "\n".join(tables(pairs))
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m bench.cluster_rig RESULTS.json")
-    print(render(Path(sys.argv[1])))

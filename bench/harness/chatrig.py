@@ -1,14 +1,14 @@
 """Fleets of chat clients for the dialect and flood benchmarks, one event loop each.
 
 bench/test_bench_v2.py and bench/test_bench_flood.py drive a real ``chatroom serve``
-process with many clients at once. Threads (tests/headless.py runs one per client)
+process with many clients at once. Threads (tests/support/headless.py runs one per client)
 would make the clients wait for each other's GIL slices, up to 5 ms each: the
 latency measured would be the harness's. So every client of a fleet lives in one
 single-threaded epoll loop in the benchmark process:
 
 - ``V2Fleet``: N real v2 clients: the client's own state machine
   (chatroom/client/session.py, ``ClientSession``, default ``SessionConfig`` apart
-  from history) over one real UDP socket each, as tests/headless.py does. A line
+  from history) over one real UDP socket each, as tests/support/headless.py does. A line
   is "typed" with ``session.typed``; what the session transmits goes to the socket;
   a ``ShowEvent`` is a delivery. Nothing in the protocol is bypassed: cookie login,
   window, acks, gap pulls, retransmissions, pacing are the product's code.
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import select
 import socket
@@ -41,73 +40,22 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from bench.fanout import ROOT, SO_RCVBUFFORCE, SO_TIMESTAMPNS, Relay, _stamp, percentile
+from bench.harness.measure import RoundStats, kernel_stamp, stamped_socket
+from bench.harness.relay import ROOT
 from chatroom.client.effects import LoggedIn, LoginRefused, NoAnswer, Output, ShowEvent, Transmit
 from chatroom.client.session import ClientSession, SessionConfig
-
-Address = tuple[str, int]
-RCVBUF = 4 << 20
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
+from chatroom.registry import Address
 
 # ---------------------------------------------------------------------------- processes
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time all threads of a process have run so far, in seconds (from the
-    scheduler's nanosecond accounting; 0.0 if the process is gone)."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
-
-
-def wakeups(pid: int) -> int:
-    """Times a process's threads went to sleep and were woken (voluntary context
-    switches): for the server, about one per turn of its loop that found nothing to
-    do and waited."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError, ValueError):
-                for line in (task / "status").read_text().splitlines():
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        total += int(line.split()[1])
-    return total
-
-
-def udp_drops(port: int) -> int:
-    """Datagrams the kernel dropped for the UDP socket bound to ``port`` (full
-    receive buffer), from /proc/net/udp; -1 if not found."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
-            cols = line.split()
-            if int(cols[1].split(":")[1], 16) == port:
-                return int(cols[-1])
-    return -1
-
-
-def serve(db: Path, *args: str) -> Relay:
-    """A real ``chatroom serve`` on 127.0.0.1, port 0, with ``args``."""
-    cmd = [sys.executable, "-m", "chatroom", "serve", "--host", "127.0.0.1", "--port", "0"]
-    return Relay.start("server", [*cmd, "--db", str(db), *args])
-
-
-def lossy_proxy(server: Address, drop: float, seed: int) -> Relay:
-    """testkit/lossy_proxy.py in its own process: ``drop`` each way, seeded."""
-    cmd = [sys.executable, "-m", "testkit.lossy_proxy", server[0], str(server[1])]
-    return Relay.start("proxy", [*cmd, "--drop", str(drop), "--seed", str(seed)])
-
-
 class Flooder:
-    """bench/flooder.py in its own process, toggled through its stdin."""
+    """bench/procs/flooder.py in its own process, toggled through its stdin."""
 
     def __init__(self, server: Address, dialect: str, name: str) -> None:
-        cmd = [sys.executable, "-m", "bench.flooder", server[0], str(server[1]), dialect, name]
+        cmd = [sys.executable, "-m", "bench.procs.flooder", server[0], str(server[1])]
+        cmd += [dialect, name]
         self.dialect, self.name = dialect, name
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -172,16 +120,6 @@ class Flooder:
 # ---------------------------------------------------------------------------- results
 
 
-def stamped_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    with contextlib.suppress(OSError):  # SO_RCVBUFFORCE needs CAP_NET_ADMIN
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.setblocking(False)
-    return sock
-
-
 def message_text(sender: int, k: int) -> str:
     return f"m {sender} {k} {time.time_ns()}"
 
@@ -229,85 +167,6 @@ class Deliveries:
     @property
     def count(self) -> int:
         return len(self.latencies_ns)
-
-
-@dataclass
-class RoundStats:
-    dialect: str
-    clients: int
-    messages: int  # messages sent, all senders together
-    expected: int  # deliveries owed: messages x (receivers of each)
-    delivered: int
-    duplicates: int
-    seconds: float  # first send .. last arrival
-    latencies_ns: list[int] = field(repr=False)
-    server_cpu: float = 0.0  # CPU seconds the server process used during the round
-    client_cpu: float = 0.0  # ... this (benchmark) process
-    proxy_cpu: float = 0.0
-    sends: int = 0  # message datagrams sent (SAY incl. retransmissions, or C)
-    pulls: int = 0
-    stalls: int = 0
-    machine_busy: float = 0.0  # share of all the machine's cores busy (anyone's work)
-    server_wakeups: int = 0  # the server waited for input and was woken this often
-    #: v2: first send .. the last line acknowledged to its sender (0.0: unknown)
-    stored_seconds: float = 0.0
-
-    @property
-    def stored_per_s(self) -> float:
-        return self.messages / self.stored_seconds if self.stored_seconds > 0 else 0.0
-
-    @property
-    def messages_per_s(self) -> float:
-        return self.messages / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def deliveries_per_s(self) -> float:
-        return self.delivered / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def lost(self) -> int:
-        return self.expected - self.delivered
-
-    def latency_us(self, q: float) -> float:
-        return percentile(self.latencies_ns, q) / 1e3
-
-    def cpu_share(self, cpu: float) -> float:
-        """CPU seconds as a share of the round's wall time (1.0 = one whole core)."""
-        return cpu / self.seconds if self.seconds > 0 else 0.0
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, all cores (/proc/stat)."""
-    with contextlib.suppress(OSError, ValueError):
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-        total = sum(ticks[:8])
-        return (total - idle) / CLK_TCK, total / CLK_TCK
-    return 0.0, 0.0
-
-
-class CpuMeter:
-    """CPU seconds of the server, the proxy, this process and the machine over a span."""
-
-    def __init__(self, server: int, proxy: int | None = None) -> None:
-        self.server, self.proxy = server, proxy
-        self.start = self._now()
-
-    def _now(self) -> tuple[float, float, float, float, float, int]:
-        proxy = cpu_seconds(self.proxy) if self.proxy else 0.0
-        busy, total = machine_busy()
-        server = cpu_seconds(self.server)
-        return server, cpu_seconds(os.getpid()), proxy, busy, total, wakeups(self.server)
-
-    def stop(self, stats: RoundStats) -> RoundStats:
-        end = self._now()
-        stats.server_cpu = end[0] - self.start[0]
-        stats.client_cpu = end[1] - self.start[1]
-        stats.proxy_cpu = end[2] - self.start[2]
-        total = end[4] - self.start[4]
-        stats.machine_busy = (end[3] - self.start[3]) / total if total > 0 else 0.0
-        stats.server_wakeups = end[5] - self.start[5]
-        return stats
 
 
 # ---------------------------------------------------------------------------- v2
@@ -484,7 +343,7 @@ class V2Fleet:
             except OSError:
                 continue
             self._inputs += 1
-            self._apply(c, receive(data, time.monotonic()), _stamp(anc))
+            self._apply(c, receive(data, time.monotonic()), kernel_stamp(anc))
 
     def _read_classic(self, j: int) -> None:
         sock = self.classic[j]
@@ -505,7 +364,7 @@ class V2Fleet:
                 self.other += 1
                 continue
             sender, k, sent = parsed
-            self.deliveries.add(index, sender, k, sent, _stamp(anc))
+            self.deliveries.add(index, sender, k, sent, kernel_stamp(anc))
 
     def _apply(self, c: V2Client, outputs: list[Output], arrival_ns: int) -> None:
         sendto = c.sock.sendto
@@ -666,7 +525,7 @@ class ClassicFleet:
                 return rows
             except OSError:
                 continue
-            rows.append((data, _stamp(anc)))
+            rows.append((data, kernel_stamp(anc)))
 
     def send(self, i: int, k: int) -> None:
         line = f"C {self.names[i]} m {i} {k} {time.time_ns()}".encode()
