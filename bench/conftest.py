@@ -31,12 +31,6 @@ def sizes(full: tuple[int, ...], quick: tuple[int, ...]) -> tuple[int, ...]:
     return quick if QUICK else full
 
 
-@pytest.fixture(scope="session")
-def bench_quick() -> bool:
-    """Whether this is a quick (CI smoke) run; for suites that prefer a fixture."""
-    return QUICK
-
-
 def pytest_benchmark_update_json(
     config: pytest.Config, benchmarks: list[object], output_json: dict[str, object]
 ) -> None:
