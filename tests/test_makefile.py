@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -92,17 +91,8 @@ def test_make_cluster_installs_the_cluster_extra_and_runs_the_nodes_asked_for(
     assert install.endswith(" -e '.[cluster]'")
     plan_text = "\n".join(lines)
     assert 'CREATE DATABASE "chatroom"' in plan_text and "8001 8002 8003" in plan_text
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    mine = subprocess.run(
-        ["make", "-n", "cluster", "CLUSTER_DBNAME=mine", "CLUSTER_NAME=crew", "CLUSTER_PORTS=9001"],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        check=True,
-    ).stdout
+    variables = ("CLUSTER_DBNAME=mine", "CLUSTER_NAME=crew", "CLUSTER_PORTS=9001")
+    mine = "\n".join(make_plan(checkout, "cluster", *variables))
     assert (
         'CREATE DATABASE "mine"' in mine and "postgresql+psycopg://postgres@127.0.0.1/mine" in mine
     )

@@ -50,13 +50,13 @@ class ServerProcess:
         return rc
 
 
-def make_plan(checkout: Path, target: str) -> list[str]:
-    """The commands ``make -n TARGET`` would run in ``checkout``. Not with the
-    outer make's settings (the suite runs inside ``make test``): they would make
-    this make print "Entering/Leaving directory" lines around its plan."""
+def make_plan(checkout: Path, target: str, *variables: str) -> list[str]:
+    """The commands ``make -n TARGET [VAR=value...]`` would run in ``checkout``. Not
+    with the outer make's settings (the suite runs inside ``make test``): they would
+    make this make print "Entering/Leaving directory" lines around its plan."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", target],
+        ["make", "-n", target, *variables],
         cwd=checkout,
         env=env,
         capture_output=True,
