@@ -286,6 +286,38 @@ def _pair(field: str) -> tuple[str, int]:
     return chan, int(n)
 
 
+def _event_frame(rest: str) -> EventFrame:
+    """``EV [chan] id ts kind name text``; ValueError if malformed."""
+    chan, tail = LOBBY, rest
+    head, _, after = rest.partition(" ")
+    if _is_chan(head):
+        chan, tail = head, after
+    id_s, ts_s, kind, name, msg = tail.split(" ", 4)
+    if kind not in EVENT_KINDS:
+        raise ValueError(kind)
+    k: EventKind = kind
+    who = "" if name == OPERATOR_NAME else name
+    return EventFrame(Event(int(id_s), k, who, msg, int(ts_s) / 1000, room=chan))
+
+
+def _acked(rest: str) -> Acked:
+    """``ACKED seq [chan] id [ts]``; ValueError if malformed."""
+    seq_s, *fields = rest.split(" ")
+    chan, fields = _chan(fields)
+    if not 1 <= len(fields) <= 2:
+        raise ValueError(rest)
+    ts = int(fields[1]) / 1000 if len(fields) == 2 else None
+    return Acked(int(seq_s), int(fields[0]), ts, chan)
+
+
+def _welcome(rest: str) -> Welcome:
+    """``WELCOME nonce sid timeout last rate [room]``; ValueError if malformed."""
+    nonce, sid, t, last, rate, *room = rest.split(" ")
+    if len(room) > 1 or (room and not _is_chan(room[0])):
+        raise ValueError(rest)
+    return Welcome(nonce, sid, float(t), int(last), rate, room[0] if room else LOBBY)
+
+
 def parse_server(data: bytes) -> ServerFrame | BadFrame:
     """Parse a v2 frame from the server (our client's side). Never raises."""
     if not data.startswith(V2_PREFIX) or len(data) > MAX_DATAGRAM:
@@ -298,31 +330,14 @@ def parse_server(data: bytes) -> ServerFrame | BadFrame:
     try:
         match verb:
             case "EV":
-                chan, tail = LOBBY, rest
-                head, _, after = rest.partition(" ")
-                if _is_chan(head):
-                    chan, tail = head, after
-                id_s, ts_s, kind, name, msg = tail.split(" ", 4)
-                if kind not in EVENT_KINDS:
-                    raise ValueError(kind)
-                k: EventKind = kind
-                who = "" if name == OPERATOR_NAME else name
-                return EventFrame(Event(int(id_s), k, who, msg, int(ts_s) / 1000, room=chan))
+                return _event_frame(rest)
             case "ACKED":
-                seq_s, *fields = rest.split(" ")
-                chan, fields = _chan(fields)
-                if not 1 <= len(fields) <= 2:
-                    raise ValueError(rest)
-                ts = int(fields[1]) / 1000 if len(fields) == 2 else None
-                return Acked(int(seq_s), int(fields[0]), ts, chan)
+                return _acked(rest)
             case "REJECTED":
                 seq_s, code, msg = rest.split(" ", 2)
                 return Rejected(int(seq_s), code, msg)
             case "WELCOME":
-                nonce, sid, t, last, rate, *room = rest.split(" ")
-                if len(room) > 1 or (room and not _is_chan(room[0])):
-                    raise ValueError(rest)
-                return Welcome(nonce, sid, float(t), int(last), rate, room[0] if room else LOBBY)
+                return _welcome(rest)
             case "COOKIE":
                 nonce, cookie = rest.split(" ")
                 return Cookie(nonce, cookie)
