@@ -172,16 +172,43 @@ def _filtered(conn: Connection, q: HistoryQuery, stmt: S) -> tuple[S, bool, bool
     rowid then orders), and whether it reads one stored room only (whose positions
     then order, through the ``(room, room_seq)`` index)."""
     sqlite = conn.dialect.name == "sqlite"
-    one_room = _one_room(q)
-
-    def among(col: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
-        if sqlite:  # the column collates NOCASE: IN uses it, and the (col, id) index
-            return col.in_(values)
-        return func.lower(col).in_([v.lower() for v in values])
-
     where: list[ColumnElement[bool]] = []
     if q.users:
-        where.append(among(events.c.name, q.users))
+        where.append(_among(sqlite, events.c.name, q.users))
+    scope, one_room = _scope(conn, q, sqlite)
+    if scope:
+        where.append(or_(*scope))
+    if q.kinds:
+        where.append(events.c.kind.in_(q.kinds))
+    if q.since is not None:
+        where.append(events.c.created_at >= _us(q.since))
+    if q.until is not None:
+        where.append(events.c.created_at <= _us(q.until))
+    if q.after_id is not None:
+        where.append(events.c.id > q.after_id)
+    if q.before_id is not None:
+        where.append(events.c.id < q.before_id)
+    joined = False
+    if q.search is not None and q.search.strip():
+        stmt, joined = _searched(conn, q.search, stmt, where)
+    if not joined:
+        stmt = stmt.select_from(events)
+    return stmt.where(and_(true(), *where)), joined, one_room
+
+
+def _among(sqlite: bool, col: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
+    """``col`` is one of ``values``, ignoring case."""
+    if sqlite:  # the column collates NOCASE: IN uses it, and the (col, id) index
+        return col.in_(values)
+    return func.lower(col).in_([v.lower() for v in values])
+
+
+def _scope(
+    conn: Connection, q: HistoryQuery, sqlite: bool
+) -> tuple[list[ColumnElement[bool]], bool]:
+    """Where the events may be (any of them: the rooms asked for, the direct
+    messages of the names asked for), and whether that is one stored room."""
+    one_room = _one_room(q)
     scope: list[ColumnElement[bool]] = []
     if q.rooms and sqlite:
         scope.append(events.c.room.in_(q.rooms))
@@ -197,47 +224,42 @@ def _filtered(conn: Connection, q: HistoryQuery, stmt: S) -> tuple[S, bool, bool
         # find the ids sent by and to the names; the ids' order then gives "the last
         # N" without sorting every message these names ever wrote (docs/storage.md).
         direct = events.c.recipient.is_not(None)
-        sent = select(events.c.id).where(direct, among(events.c.name, q.dms))
-        received = select(events.c.id).where(among(events.c.recipient, q.dms))
+        sent = select(events.c.id).where(direct, _among(sqlite, events.c.name, q.dms))
+        received = select(events.c.id).where(_among(sqlite, events.c.recipient, q.dms))
         scope.append(
             and_(
                 events.c.room.startswith(DM_PREFIX, autoescape=True),
                 events.c.id.in_(union_all(sent, received)),
             )
         )
-    if scope:
-        where.append(or_(*scope))
-    if q.kinds:
-        where.append(events.c.kind.in_(q.kinds))
-    if q.since is not None:
-        where.append(events.c.created_at >= _us(q.since))
-    if q.until is not None:
-        where.append(events.c.created_at <= _us(q.until))
-    if q.after_id is not None:
-        where.append(events.c.id > q.after_id)
-    if q.before_id is not None:
-        where.append(events.c.id < q.before_id)
+    return scope, one_room
+
+
+def _searched(
+    conn: Connection, search: str, stmt: S, where: list[ColumnElement[bool]]
+) -> tuple[S, bool]:
+    """The full-text search: through SQLite's FTS5 table (joined to ``stmt``) or
+    PostgreSQL's index where there is one, each term the index cannot answer as a
+    substring test (added to ``where``). Returns the statement and whether it
+    joined the FTS5 table."""
+    plan = fts.plan_search(search)
+    likes = plan.words
     joined = False
-    if q.search is not None and q.search.strip():
-        plan = fts.plan_search(q.search)
-        likes = plan.words
-        if plan.match is not None and sqlite and has_fts(conn):
-            stmt = stmt.select_from(
-                events.join(_fts_table, _fts_table.c.rowid == events.c.id)
-            ).where(text(f"{fts.FTS_TABLE} MATCH :fts_query").bindparams(fts_query=plan.match))
-            joined = True
-            likes = plan.likes
-        elif plan.terms and conn.dialect.name == "postgresql" and _pg_has_fts(conn):
-            tsquery, unindexed = _pg_tsquery(conn, plan.terms)
-            if tsquery is not None:
-                document = getattr(func, fts.PG_DOCUMENT)(events.c.text)
-                where.append(document.bool_op("@@")(cast(bindparam("fts_query", tsquery), TSQUERY)))
-            likes = plan.likes + unindexed
-        for term in likes:
-            where.append(events.c.text.icontains(term, autoescape=True))
-    if not joined:
-        stmt = stmt.select_from(events)
-    return stmt.where(and_(true(), *where)), joined, one_room
+    if plan.match is not None and conn.dialect.name == "sqlite" and has_fts(conn):
+        stmt = stmt.select_from(events.join(_fts_table, _fts_table.c.rowid == events.c.id)).where(
+            text(f"{fts.FTS_TABLE} MATCH :fts_query").bindparams(fts_query=plan.match)
+        )
+        joined = True
+        likes = plan.likes
+    elif plan.terms and conn.dialect.name == "postgresql" and _pg_has_fts(conn):
+        tsquery, unindexed = _pg_tsquery(conn, plan.terms)
+        if tsquery is not None:
+            document = getattr(func, fts.PG_DOCUMENT)(events.c.text)
+            where.append(document.bool_op("@@")(cast(bindparam("fts_query", tsquery), TSQUERY)))
+        likes = plan.likes + unindexed
+    for term in likes:
+        where.append(events.c.text.icontains(term, autoescape=True))
+    return stmt, joined
 
 
 def _pg_has_fts(conn: Connection) -> bool:
