@@ -1,27 +1,16 @@
-"""``chatroom serve``: parse options, open storage, run the socket loop."""
+"""``chatroom serve``: parse the options; chatroom/serving.py does the rest."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import sys
-import time
-from typing import TYPE_CHECKING
 
 import click
 
-from chatroom import control
 from chatroom.commands.options import db_option, host_option, port_option
 from chatroom.ratelimit import Rate
-from chatroom.registry import REGISTRY_KINDS, make_registry
-from chatroom.server import DEFAULT_LOGIN_RATE, Hub, ServerConfig
-from chatroom.server.console_log import SUMMARY_EVERY, ConsoleLog
-from chatroom.server.directory import Claims
-from chatroom.server.loop import Server, bind_udp, console_stream, new_token
-
-if TYPE_CHECKING:
-    from chatroom.cluster.assemble import Cluster
+from chatroom.registry import REGISTRY_KINDS
+from chatroom.server import DEFAULT_LOGIN_RATE, ServerConfig
+from chatroom.server.console_log import SUMMARY_EVERY
 
 
 class RateType(click.ParamType["Rate | None", object]):
@@ -160,147 +149,28 @@ def serve(
     terminal of the same user. Ctrl-C (or SIGTERM) tells everyone and stops
     cleanly.
     """
-    from storage.config import resolve_url
-    from storage.store import EventStore, StorageError
-    from storage.writer_lock import WriterLock
+    from chatroom.serving import ServeError, ServeOptions, UsageProblem
+    from chatroom.serving import serve as run
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="chatroom: %(levelname)s %(message)s",
     )
-    url = resolve_url(db)
-    if cluster_url is not None:
-        try:
-            from chatroom.cluster.assemble import check_url
-        except ImportError as exc:
-            raise click.ClickException(
-                f"a cluster needs the cluster extra (Python module {exc.name!r} is not "
-                "installed): pip install 'chatroom[cluster]'"
-            ) from exc
-        problem = check_url(cluster_url)
-        if problem is None and not url.startswith("postgresql"):
-            problem = (
-                "a cluster's nodes share a PostgreSQL database: give --db postgresql+psycopg://..."
-            )
-        if problem is not None:
-            raise click.UsageError(problem)
+    config = ServerConfig(
+        lang=lang,  # type: ignore[arg-type]
+        classic=classic,  # type: ignore[arg-type]
+        idle_timeout=idle_timeout,
+        rate=rate_limit,
+        login_rate=DEFAULT_LOGIN_RATE if rate_limit is not None else None,
+        max_sessions_per_ip=max_sessions_per_ip,
+    )
+    opts = ServeOptions(
+        host, port, registry, config, send_mode, pipeline,  # type: ignore[arg-type]
+        db, cluster_url, cluster_name, quiet, summary_every,
+    )  # fmt: skip
     try:
-        store = EventStore.open(url, create=True)
-    except StorageError as exc:
+        run(opts, click.echo)
+    except UsageProblem as exc:
+        raise click.UsageError(str(exc)) from exc
+    except ServeError as exc:
         raise click.ClickException(str(exc)) from exc
-    lock: WriterLock | None = None
-    cluster: Cluster | None = None
-    try:
-        try:
-            sock = bind_udp(host, port)
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise click.ClickException(f"cannot listen on udp://{host}:{port}: {reason}") from exc
-        bound_host, bound_port = sock.getsockname()[:2]
-        try:
-            # Before the events are read: no other server may write after that.
-            owner = f"pid {os.getpid()}, udp://{bound_host}:{bound_port}"
-            lock = WriterLock.claim(url, owner, shared=cluster_url is not None)
-        except StorageError as exc:
-            sock.close()
-            raise click.ClickException(str(exc)) from exc
-        config = ServerConfig(
-            lang=lang,  # type: ignore[arg-type]
-            classic=classic,  # type: ignore[arg-type]
-            idle_timeout=idle_timeout,
-            rate=rate_limit,
-            login_rate=DEFAULT_LOGIN_RATE if rate_limit is not None else None,
-            max_sessions_per_ip=max_sessions_per_ip,
-        )
-
-        def new_hub(claims: Claims | None = None) -> Hub:
-            return Hub(
-                lambda: make_registry(registry),
-                new_token,
-                config,
-                last_id=store.last_id(),
-                recent=store.recent(config.ring_size),
-                heads=store.room_heads(),
-                claims=claims,
-            )
-
-        if cluster_url is None:
-            hub = new_hub()
-        else:
-            from chatroom.cluster.assemble import Cluster, ClusterError
-
-            try:
-                cluster = Cluster.join(
-                    store,
-                    cluster_url,
-                    cluster_name,
-                    f"{bound_host}:{bound_port}",
-                    idle_timeout,
-                    new_hub,
-                    time.monotonic(),
-                )
-            except ClusterError as exc:
-                sock.close()
-                raise click.ClickException(str(exc)) from exc
-            hub = cluster.hub
-        try:
-            ctl = control.listen(server_port(sock))
-        except (OSError, control.ControlError) as exc:
-            raise click.ClickException(f"cannot open the control socket: {exc}") from exc
-        server = Server(
-            hub,
-            sock,
-            store,
-            storage_errors=(StorageError,),
-            lock_wait=store.set_lock_wait,
-            send_mode=send_mode,  # type: ignore[arg-type]
-            pipeline=pipeline,
-            console=console_stream(),
-            control=ctl,
-            database=_display(url),
-            database_bytes=store.size_bytes,
-            activity=None
-            if quiet
-            else ConsoleLog(sys.stdout, hub.online, time.monotonic(), every=summary_every),
-            commits=None if cluster is None else cluster.node,
-        )
-        if cluster is not None and server.activity is not None:
-            # Joins, leaves and timeouts of this node's users, once stored.
-            cluster.node.on_commit = server.activity.committed
-        server.install_signal_handlers()
-        click.echo(
-            f"chatroom {_version()}: listening on udp://{bound_host}:{bound_port} "
-            f"(registry {registry}, classic {classic}, sends {server.sender.name}, "
-            f"database {_display(url)}"
-            + ("" if cluster is None else f", cluster {cluster_name} via {cluster_url}")
-            + ")"
-        )
-        if server.console is not None:
-            click.echo("Type a line and press Enter to broadcast an announcement; Ctrl-C stops.")
-        sys.stdout.flush()
-        with sock, ctl:
-            try:
-                server.serve_forever()
-            finally:
-                control.control_path(bound_port).unlink(missing_ok=True)
-        click.echo("chatroom: stopped")
-    finally:
-        if cluster is not None:
-            cluster.close()
-        if lock is not None:
-            lock.release()
-        store.close()
-
-
-def server_port(sock: socket.socket) -> int:
-    return int(sock.getsockname()[1])
-
-
-def _display(url: str) -> str:
-    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
-
-
-def _version() -> str:
-    from chatroom import __version__
-
-    return __version__
