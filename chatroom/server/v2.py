@@ -16,7 +16,7 @@ from typing import Final
 from chatroom import protocol as p
 from chatroom.events import DM_PREFIX, LOBBY, dm_key
 from chatroom.registry import Address, User
-from chatroom.server.conversation import dm_peer
+from chatroom.server.conversation import Conversation, dm_peer
 from chatroom.server.effects import Effect, Send
 from chatroom.server.membership import Membership
 from chatroom.server.replies import Replies, text_problem
@@ -252,67 +252,36 @@ class V2Dialect:
     ) -> list[Effect]:
         m = self.members
         session: Session = user.session
-        seq, text = frame.seq, frame.text
+        seq = frame.seq
         if seq in session.seqs:  # a retry: same answer, nothing stored twice
             m.stats["retries"] += 1
             return self._acked_again(user, seq, addr)
         if seq in session.pending:  # a retry while the cluster numbers it
             m.stats["retries"] += 1
             return []
-        problem = text_problem(text)
-        if problem is not None:
-            m.stats[f"drop.{problem}"] += 1
-            detail = (
-                "control characters are not allowed"
-                if problem == "badtext"
-                else f"the limit is {p.MAX_TEXT} bytes of UTF-8"
-            )
-            return [_send(p.Error(problem, detail), addr)]
         key = self.key_of(user, frame.chan)
-        peer: User | None = None
-        # A long room or name leaves less room in the EV (the encode only when it
-        # could matter: len * 4 bounds the UTF-8 size).
-        limit = p.MAX_TEXT if key is None else _limit(key, user)
-        if len(text) * 4 > limit and len(text.encode()) > limit:
-            m.stats["drop.toolong"] += 1
-            err = p.Error("toolong", f"the limit here is {limit} bytes of UTF-8")
-            return [_send(err, addr)]
+        refused = self._text_refused(frame.text, key, user, addr)
+        if refused is not None:
+            return refused
         if key is None:
             why = "self" if frame.chan.startswith(p.PEER_PREFIX) else "badroom"
             return self._reject(seq, why, frame.chan, addr)
-        remote_peer = False
+        to: str | None = None
         if key.startswith(DM_PREFIX):
-            peer_key = dm_peer(key, user.key)
-            peer = m.directory.get(peer_key)
-            remote_peer = peer is None and peer_key in m.directory.remote
-            if not remote_peer and (peer is None or peer.session is None):
+            to = self._peer_name(key, user)
+            if to is None:
                 return self._reject(seq, "offline", frame.chan, addr)
         elif key not in session.subs:
             return self._reject(seq, "notmember", frame.chan, addr)
         if not self._may_store(user, addr, now):
             return self._slow_down(addr, now)
         conv = m.conversations.open(key)
-        if peer is not None or remote_peer:
-            # A party on another node of a cluster subscribes there, when the
-            # message reaches its node (replica.py).
-            for party in (user, peer) if peer is not None else (user,):
-                if key not in party.session.subs:
-                    m.open_direct(party, conv, now)
-        to: str | None = None if peer is None else peer.name
-        if remote_peer:
-            to = m.directory.remote[dm_peer(key, user.key)]
+        if to is not None:
+            self._open_direct(user, conv, now)
         effects = m.publish(
-            conv,
-            "message",
-            user.name,
-            text,
-            now,
-            wall,
-            session=session.sid,
-            seq=seq,
-            sender=user,
-            to=to,
-        )
+            conv, "message", user.name, frame.text, now, wall,
+            session=session.sid, seq=seq, sender=user, to=to,
+        )  # fmt: skip
         if not m.log.numbering:
             session.pending.add(seq)  # acknowledged once numbered (replica.py)
             return effects
@@ -320,6 +289,48 @@ class V2Dialect:
         acked = p.Acked(seq, conv.last_seq, wall, conv.label_for(user.key))
         effects.append(_send(acked, addr, m.log.last_id))
         return effects
+
+    def _text_refused(
+        self, text: str, key: str | None, user: User, addr: Address
+    ) -> list[Effect] | None:
+        """The error for a text that cannot be said where it is said, or None."""
+        stats = self.members.stats
+        problem = text_problem(text)
+        if problem is not None:
+            stats[f"drop.{problem}"] += 1
+            detail = (
+                "control characters are not allowed"
+                if problem == "badtext"
+                else f"the limit is {p.MAX_TEXT} bytes of UTF-8"
+            )
+            return [_send(p.Error(problem, detail), addr)]
+        # A long room or name leaves less room in the EV (the encode only when it
+        # could matter: len * 4 bounds the UTF-8 size).
+        limit = p.MAX_TEXT if key is None else _limit(key, user)
+        if len(text) * 4 > limit and len(text.encode()) > limit:
+            stats["drop.toolong"] += 1
+            err = p.Error("toolong", f"the limit here is {limit} bytes of UTF-8")
+            return [_send(err, addr)]
+        return None
+
+    def _peer_name(self, key: str, user: User) -> str | None:
+        """The other party of direct conversation ``key``, if online: on this
+        node (a v2 session), or on another node of the cluster."""
+        directory = self.members.directory
+        peer_key = dm_peer(key, user.key)
+        peer = directory.get(peer_key)
+        if peer is not None:
+            return peer.name if peer.session is not None else None
+        return directory.remote.get(peer_key)
+
+    def _open_direct(self, user: User, conv: Conversation, now: float) -> None:
+        """Both parties follow a direct conversation from its first message;
+        a party on another node of a cluster subscribes there, when the message
+        reaches its node (replica.py)."""
+        peer = self.members.directory.get(dm_peer(conv.key, user.key))
+        for party in (user, peer) if peer is not None else (user,):
+            if conv.key not in party.session.subs:
+                self.members.open_direct(party, conv, now)
 
     def _reject(self, seq: int, why: str, chan: str, addr: Address) -> list[Effect]:
         self.members.stats[f"rejected.{why}"] += 1
