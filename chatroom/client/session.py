@@ -279,6 +279,28 @@ class ClientSession:
                 self._stash.append(frame.event)  # overtook the WELCOME
             return []
         out = self._heard(now)
+        if isinstance(frame, p.Goodbye) and self.state == State.CLOSING:
+            return out + self._finish()
+        if (
+            isinstance(frame, p.Error)
+            and frame.code == "shutdown"
+            and self.failover.several
+            and self.state == State.LIVE
+        ):
+            # One node of a cluster is stopping (the chat is not): move on now
+            # rather than after seconds of silence.
+            return out + self._fail_over(now)
+        out += self._on_live_frame(frame, now)
+        out += self._ack(now) + self._pump(now) + self._requests_due(now)
+        if self.state == State.CLOSING and self._close_phase == "flush":
+            out += self._flush_step(now)
+        if self._delivered_ids:
+            out = self._mark_delivered(out)
+        return out + self._completion() + self._show_pending(now)
+
+    def _on_live_frame(self, frame: p.ServerFrame, now: float) -> list[Output]:
+        """A frame of a logged-in session (not the login's, not a goodbye's)."""
+        out: list[Output] = []
         match frame:
             case p.EventFrame(event=ev):
                 out += self._on_event(ev, now)
@@ -306,19 +328,12 @@ class ClientSession:
                 key = self._key(chan)
                 if (tl := self.convs.get(key)) is not None:
                     out += self._present(key, tl, tl.gone(oldest, self._claim(key)), now)
-            case p.Goodbye():
-                if self.state == State.CLOSING:
-                    return out + self._finish()
             case p.Error(code="slowdown"):
                 pass  # over the rate limit: not acked, so it is simply retried
             case p.Error(code="notmember"):
                 pass  # a PULL or ACK that crossed our PART, or came before a JOIN
             case p.Error(code="toomany" | "badroom" as code, text=text):
                 out += self._join_refused(code, text)
-            case p.Error(code="shutdown") if self.failover.several and self.state == State.LIVE:
-                # One node of a cluster is stopping (the chat is not): move on
-                # now rather than after seconds of silence.
-                return out + self._fail_over(now)
             case p.Error(code="storage", text=text):
                 # Not stored, not acked: the line stays queued and is retried.
                 # Said once until something is stored again, not at every retry.
@@ -327,12 +342,7 @@ class ClientSession:
                     out.append(Notice("server_error", {"code": "storage", "text": text}))
             case p.Error(code=code, text=text):
                 out.append(Notice("server_error", {"code": code, "text": text}))
-        out += self._ack(now) + self._pump(now) + self._requests_due(now)
-        if self.state == State.CLOSING and self._close_phase == "flush":
-            out += self._flush_step(now)
-        if self._delivered_ids:
-            out = self._mark_delivered(out)
-        return out + self._completion() + self._show_pending(now)
+        return out
 
     def tick(self, now: float) -> list[Output]:
         """Let time pass: retransmissions, pulls, acks, heartbeats, give-ups."""
