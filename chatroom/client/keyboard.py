@@ -129,9 +129,10 @@ class Keyboard:
             os.set_blocking(self.names_fd, False)
             if self.tty:
                 self._setup_readline()
-            # readline echoes a line only on a terminal that was echoing when it
-            # started reading; what was typed before now stays unechoed.
-            self.echo_again()
+            if self._rl is None or not self._rl.show_typing():
+                # Without GNU readline's help the terminal must echo (input()
+                # reads a cooked line): keys typed before now stay unechoed.
+                self.echo_again()
             self._on_signal(signal.SIGCHLD, None)  # it may have died already
             self._loop()
             self._quitting = True
@@ -374,6 +375,10 @@ class Keyboard:
 
     def _pre_input(self) -> None:
         """Readline has shown the prompt: from now on, redraw after the child prints."""
+        if self._rl is not None and self._rl.show_typing():
+            # readline copied the terminal's (off) echo as it prepared it, and
+            # so skipped drawing the prompt: draw it now.
+            self._rl.forced_redisplay()
         self._in_input = True
         if self.shared.printed != self._seen:
             self._redraw()  # it printed between our snapshot and the prompt

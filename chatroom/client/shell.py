@@ -111,10 +111,12 @@ def _typeahead_unechoed(tty: bool) -> Iterator[Callable[[], None]]:
     """Keys typed between the login and readline's first prompt are not echoed
     by the terminal: readline shows them in its line once it reads them. (With
     the terminal echoing, a line typed that early stayed on the screen twice:
-    as a bare line, and as the message.) Yields what turns the echo back on,
-    which the keyboard calls just before its first prompt (readline echoes only
-    on a terminal that echoed when it started). The terminal is restored on the
-    way out in any case."""
+    as a bare line, and as the message.) The echo stays off while the client
+    runs: with GNU readline the keyboard tells readline to show the keys itself
+    (terminal.py, show_typing), so a key typed while readline is not reading is
+    never echoed twice. Yields what turns the echo back on, for a keyboard
+    without GNU readline (input() reads a cooked line then). The terminal is
+    restored on the way out in any case."""
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd) if tty else None
 

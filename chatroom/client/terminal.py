@@ -162,6 +162,10 @@ class GnuReadline:
             self._meta: ctypes.c_int | None = ctypes.c_int.in_dll(lib, "_rl_meta_flag")
         except ValueError:
             self._meta = None
+        try:  # whether readline shows what is typed (it copies the terminal's ECHO)
+            self._echoing: ctypes.c_int | None = ctypes.c_int.in_dll(lib, "_rl_echoing_p")
+        except ValueError:
+            self._echoing = None
         self._prompt_bytes = b""  # readline copies it; kept anyway
         self._callback: object = None  # keeps the C callback alive
         self._callback_of: Callable[[], None] | None = None
@@ -209,6 +213,18 @@ class GnuReadline:
         installed while Python's ``input()`` waits for a key.)"""
         self._deprep()  # forget that it was prepared: preparing again is a no-op
         self._prep(1 if self._meta is None else self._meta.value)
+        self.show_typing()
+
+    def show_typing(self) -> bool:
+        """Make readline show the keys typed although the terminal does not echo
+        (shell.py keeps the echo off, so that keys typed while readline is not
+        reading are not echoed by the terminal and then again by readline).
+        Readline copies the terminal's ECHO each time it prepares it: call this
+        after. False where it cannot be done (the caller turns the echo on)."""
+        if self._echoing is None:
+            return False
+        self._echoing.value = 1
+        return True
 
     def columns(self) -> int:
         """The screen width readline lays the line out for (it follows SIGWINCH)."""
