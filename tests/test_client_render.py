@@ -128,8 +128,8 @@ def test_an_unknown_code_falls_back_to_the_server_s_text() -> None:
         ),
         (
             Notice("server_error", {"code": "shutdown", "text": "the server is shutting down"}),
-            "server: the server is shutting down",
-            "服务器: 服务器即将关闭",
+            "server: shutting down",
+            "服务器: 即将关闭",
         ),
         (
             Notice("server_error", {"code": "toomany", "text": "at most 16 rooms at once"}),

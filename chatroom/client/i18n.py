@@ -113,7 +113,7 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "err:storage": (
             "the server cannot store messages right now — yours stay queued and are retried"
         ),
-        "err:shutdown": "the server is shutting down",
+        "err:shutdown": "shutting down",
         "rejected:offline": "not online",
         "rejected:notmember": "you are not in that room",
         "rejected:badroom": "not a valid room",
@@ -210,7 +210,7 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "err:badroom": "无效的房间名或用户名",
         "err:toomany": "同时加入的房间过多 — 请先 /part 一个",
         "err:storage": "服务器暂时无法保存消息 — 你的消息仍在队列中, 将自动重试",
-        "err:shutdown": "服务器即将关闭",
+        "err:shutdown": "即将关闭",
         "rejected:offline": "对方不在线",
         "rejected:notmember": "你不在该房间",
         "rejected:badroom": "无效的房间名",

@@ -296,7 +296,6 @@ class RedisBroker:
         pipe.execute()
         return out
 
-
     def resign(self) -> None:
         """A clean stop: give up this node's lease now, so that the others time
         out at once (within a second) the users who did not move to another
@@ -304,6 +303,7 @@ class RedisBroker:
         for that: the reaper needs them, and frees the names."""
         with contextlib.suppress(RedisError, OSError):
             self._client.delete(self.key("node", self.node))
+
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))

@@ -150,7 +150,11 @@ def _filter_options(moment: MomentType) -> list[Callable[[Any], Any]]:
             "-U", "--until", type=moment, help="Not after this time (formats: Times above)."
         ),
         click.option(
-            "-q", "--search", metavar="TEXT", help='Full-text search: words, "a phrase", prefix*.'
+            "-q",
+            "--search",
+            metavar="TEXT",
+            help='Full-text search of whole words, "a phrase", prefix* (node* also '
+            "finds nodes, node1).",
         ),
         click.option(
             "--after-id",
