@@ -28,6 +28,7 @@ from chatroom.protocol.frames import (
     EventFrame,
     Gone,
     Goodbye,
+    Head,
     Join,
     Joined,
     ListRooms,
@@ -42,6 +43,7 @@ from chatroom.protocol.frames import (
     RoomList,
     Say,
     ServerFrame,
+    Summary,
     Users,
     Welcome,
     Who,
@@ -212,6 +214,11 @@ def encode(frame: ServerFrame) -> bytes:
             body = " ".join((f"ROOMS {total}", *(f"{r}:{n}" for r, n in rooms)))
         case Gone(oldest=oldest, chan=chan):
             body = f"GONE {_opt(chan)}{oldest}"
+        case Summary(first=first, last=last, ts=ts, joined=joined, left=left, names=names):
+            head = f"SUM {_opt(frame.chan)}{first} {last} {round(ts * 1000)} {joined} {left}"
+            body = " ".join((head, *names))
+        case Head(last_id=last, members=members, mode=mode, chan=chan):
+            body = f"HEAD {_opt(chan)}{last} {members} {mode}"
         case Error(code=code, text=text):
             body = f"ERR {code} {text}"
         case Goodbye():
@@ -318,6 +325,17 @@ def _welcome(rest: str) -> Welcome:
     return Welcome(nonce, sid, float(t), int(last), rate, room[0] if room else LOBBY)
 
 
+def _summary(rest: str) -> Summary:
+    """``SUM [chan] first last ts joined left [+name|-name ...]``; ValueError
+    if malformed (an empty or reversed range, a name without its sign)."""
+    chan, fields = _chan(rest.split(" "))
+    first, last, ts, joined, left, *names = fields
+    lo, hi = int(first), int(last)
+    if not 0 < lo <= hi or any(len(n) < 2 or n[0] not in "+-" for n in names):
+        raise ValueError(rest)
+    return Summary(lo, hi, int(ts) / 1000, int(joined), int(left), tuple(names), chan)
+
+
 def parse_server(data: bytes) -> ServerFrame | BadFrame:
     """Parse a v2 frame from the server (our client's side). Never raises."""
     if not data.startswith(V2_PREFIX) or len(data) > MAX_DATAGRAM:
@@ -367,6 +385,14 @@ def parse_server(data: bytes) -> ServerFrame | BadFrame:
                 chan, fields = _chan(rest.split(" "))
                 (oldest,) = fields
                 return Gone(int(oldest), chan)
+            case "SUM":
+                return _summary(rest)
+            case "HEAD":
+                chan, fields = _chan(rest.split(" "))
+                last, members, mode = fields
+                if mode not in ("ack", "nack"):
+                    raise ValueError(mode)
+                return Head(int(last), int(members), "ack" if mode == "ack" else "nack", chan)
             case "ERR":
                 code, _, msg = rest.partition(" ")
                 return Error(code, msg)

@@ -316,6 +316,42 @@ class Gone:
 
 
 @dataclass(frozen=True, slots=True)
+class Summary:
+    """``v2 SUM [#room] first last ts_ms joined left [+name|-name ...]``: the
+    positions ``first..last`` of a large room are joins and leaves (timeouts
+    included), told together: ``joined`` joins and ``left`` leaves, of which the
+    names listed (``+`` joined, ``-`` left) are the first few. The client treats
+    the whole range as delivered. ``ts`` is the time of the last of them."""
+
+    first: int
+    last: int
+    ts: float
+    joined: int
+    left: int
+    names: tuple[str, ...] = ()
+    chan: str = LOBBY
+
+
+#: How a HEAD says which acknowledgement the room wants.
+HeadMode = Literal["ack", "nack"]
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """``v2 HEAD [#room] last_id members ack|nack``: the room's newest event and
+    member count, unasked. ``nack``: the room is large; the server keeps no
+    per-member delivery state there and sends each event once, so the client
+    sends no ACKs and pulls whatever it lacks (this frame, after the room falls
+    quiet, is how a lost last event is noticed). ``ack``: back to the usual
+    acknowledgements."""
+
+    last_id: int
+    members: int
+    mode: HeadMode
+    chan: str = LOBBY
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """``v2 ERR code text``: e.g. ``nosession`` (log in again), ``badtext``."""
 
@@ -341,6 +377,8 @@ ServerFrame = (
     | Parted
     | RoomList
     | Gone
+    | Summary
+    | Head
     | Error
     | Goodbye
 )

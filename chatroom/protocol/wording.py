@@ -40,3 +40,52 @@ def wording_key(kind: str, text: str) -> tuple[str, str]:
     if kind == "message" and text.startswith(ACTION_PREFIX):
         return "action", text.removeprefix(ACTION_PREFIX)
     return kind, text
+
+
+#: Joins and leaves of a large room told together (chatroom/server/crowd.py):
+#: the names shown, and how many more.
+PRESENCE_WORDING: Final[dict[Lang, dict[str, str]]] = {
+    "en": {
+        "join": "{names} joined",
+        "quit": "{names} left",
+        "and": " and ",
+        "both": " and ",
+        "others": "{count} others",
+        "other": "1 other",
+        "people": "{count} people",
+        "sep": ", ",
+    },
+    "zh": {
+        "join": "{names} 进入了聊天室",
+        "quit": "{names}退出了聊天室",
+        "and": " 等 ",
+        "both": "和",
+        "others": "{count} 人",
+        "other": "1 人",
+        "people": "{count} 人",
+        "sep": "、",
+    },
+}
+
+
+def presence_lines(lang: Lang, joined: int, left: int, names: tuple[str, ...]) -> list[str]:
+    """``alice, bob and 38 others joined`` / ``carol left``: a large room's
+    joins and leaves told together. ``names`` are ``+name`` (joined) and
+    ``-name`` (left or timed out), the first few of each."""
+    words = PRESENCE_WORDING[lang]
+    lines: list[str] = []
+    for kind, sign, count in (("join", "+", joined), ("quit", "-", left)):
+        shown = [n[1:] for n in names if n[0] == sign][:count]
+        if count <= 0:
+            continue
+        more = count - len(shown)
+        if not shown:
+            text = words["people"].format(count=count)
+        elif more:
+            rest = words["other"] if more == 1 else words["others"].format(count=more)
+            text = f"{words['sep'].join(shown)}{words['and']}{rest}"
+        else:
+            text = words["sep"].join(shown[:-1])
+            text = f"{text}{words['both']}{shown[-1]}" if text else shown[-1]
+        lines.append(words[kind].format(names=text))
+    return lines

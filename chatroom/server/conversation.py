@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from chatroom import protocol as p
 from chatroom.events import DM_PREFIX, LOBBY, Event
 from chatroom.registry import Registry
 from chatroom.server.ring import Ring
+
+if TYPE_CHECKING:
+    from chatroom.server.crowd import Crowd
 
 #: Idle conversations kept in memory (least recently used dropped first).
 MAX_IDLE: Final = 1000
@@ -42,7 +45,7 @@ def _encode(event: Event) -> bytes:
 class Conversation:
     """One room (``#dev``) or direct conversation (``dm_key``: ``@alice bob``)."""
 
-    __slots__ = ("key", "last_seq", "members", "remote", "ring")
+    __slots__ = ("crowd", "key", "last_seq", "members", "remote", "ring")
 
     def __init__(self, key: str, members: Registry, ring: Ring, last_seq: int) -> None:
         self.key = key
@@ -53,6 +56,8 @@ class Conversation:
         #: events every node applies (chatroom/server/replica.py); empty on a
         #: single node.
         self.remote: dict[str, str] = {}
+        #: A large room's delivery state (crowd.py); None in a small one.
+        self.crowd: Crowd | None = None
 
     def count(self) -> int:
         """Members here and on other nodes."""

@@ -14,6 +14,7 @@ from chatroom import protocol as p
 from chatroom.events import Event
 from chatroom.registry import Address, User
 from chatroom.server.conversation import Conversation
+from chatroom.server.crowd import Crowds
 from chatroom.server.effects import Effect, Send, Store
 
 
@@ -21,12 +22,16 @@ def fan_out(
     conv: Conversation,
     event: Event,
     now: float,
-    lang: p.Lang,
+    crowds: Crowds,
     *,
     exclude: Address | None = None,
     sender: User | None = None,
 ) -> list[Effect]:
-    """``Store(event)`` and the sends that deliver it to ``conv``'s members."""
+    """``Store(event)`` and the sends that deliver it to ``conv``'s members (a
+    large room's: crowd.py)."""
+    if conv.crowd is not None:
+        return crowds.fan_out(conv, event, now, exclude=exclude, sender=sender)
+    lang = crowds.lang
     pos = event.room_seq
     classic: list[Address] = []
     classic_nl: list[Address] = []

@@ -148,7 +148,7 @@ class Hub:
 
     def on_timer(self, now: float, wall: float) -> list[Effect]:
         """Retransmit what is overdue; once a second, evict silent v2 sessions."""
-        effects = self.v2.on_timer(now)
+        effects = self.v2.on_timer(now) + self.members.crowds.due(now)
         if now < self._next_idle_check:
             return effects
         self._next_idle_check = now + IDLE_CHECK

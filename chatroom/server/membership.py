@@ -15,6 +15,7 @@ from chatroom.events import EVENT_KINDS, EventKind
 from chatroom.registry import Address, User
 from chatroom.server.config import ServerConfig
 from chatroom.server.conversation import Conversation, Conversations
+from chatroom.server.crowd import Crowds
 from chatroom.server.directory import Directory
 from chatroom.server.effects import Effect, Store
 from chatroom.server.eventlog import EventLog
@@ -44,6 +45,8 @@ class Membership:
         self.guard = guard
         self.stats = stats
         self.storage = storage
+        #: The large rooms (crowd.py).
+        self.crowds = Crowds(config.lang)
         #: Counts changes of who is online and where (a cluster node writes its
         #: presence to the broker when it moves).
         self.changes = 0
@@ -71,7 +74,7 @@ class Membership:
             return [Store(draft)]
         event = self.log.record(conv, kind, name, text, wall, session=session, seq=seq, to=to)
         self.stats[COUNTERS[kind]] += 1
-        return fan_out(conv, event, now, self.config.lang, exclude=exclude, sender=sender)
+        return fan_out(conv, event, now, self.crowds, exclude=exclude, sender=sender)
 
     def arrive(self, user: User) -> None:
         """``user`` is online here. One who was online on another node (a client
@@ -103,15 +106,16 @@ class Membership:
         self.conversations.joined(conv)
         if user.session is not None:
             user.session.subscribe(conv.key, base, now)
+        told = self.crowds.changed(conv)
         if not notice or not conv.is_room:
-            return base, []
+            return base, told
         # A v2 join carries the session id: after a server restart that is how
         # the session is known to have been this name's (v2.py, _resumable).
         sid = None if user.session is None else user.session.sid
         effects = self.publish(
             conv, "join", user.name, "", now, wall, exclude=user.address, session=sid
         )
-        return base, effects
+        return base, told + effects
 
     def open_direct(self, user: User, conv: Conversation, now: float) -> None:
         """Subscribe ``user``'s session to a direct conversation it has not
@@ -138,9 +142,10 @@ class Membership:
             user.session.subs.pop(conv.key, None)
             user.session.joined_at.pop(conv.key, None)
         self.conversations.left(conv)
+        told = self.crowds.changed(conv)
         if not conv.is_room:
-            return []
-        return self.publish(conv, kind, user.name, "", now, wall, exclude=exclude)
+            return told
+        return told + self.publish(conv, kind, user.name, "", now, wall, exclude=exclude)
 
     def depart(
         self, user: User, kind: EventKind, now: float, wall: float, *, exclude: Address | None

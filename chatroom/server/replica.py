@@ -111,7 +111,7 @@ class Replica:
         ):
             sender = author
         exclude = author.address if author is not None and author.session is None else None
-        out = fan_out(conv, event, now, m.config.lang, exclude=exclude, sender=sender)
+        out = fan_out(conv, event, now, m.crowds, exclude=exclude, sender=sender)
         sends: list[Effect] = [e for e in out if isinstance(e, Send)]
         if sender is not None:
             sends += self._acked(sender, conv, event)
@@ -158,6 +158,10 @@ class Replica:
         m.changes += 1
         for conv in m.conversations_of(user):
             conv.members.remove(user.key)
+            # A large room turning small restarts its members' streams here;
+            # the HEAD that would tell them is not sent (nothing is, from this
+            # path): their clients ACK again once the server resends to them.
+            m.crowds.changed(conv)
             if user.session is not None:
                 user.session.subs.pop(conv.key, None)
             if conv.is_room:

@@ -185,6 +185,8 @@ class V2Dialect:
         m.guard.session_closed(live.address[0])
         rooms = [c.members for c in m.conversations_of(live)]
         m.directory.readdress(live, addr, rooms)
+        for conv in m.conversations_of(live):
+            m.crowds.readdressed(conv)
         m.guard.session_opened(addr[0])
         sess: Session = live.session
         sess.nonce = frame.nonce
@@ -355,7 +357,8 @@ class V2Dialect:
         answer: list[Effect] = [_send(acked, addr, event.id)]
         outbox = session.subs.get(key)
         frame = conv.frame(pos, user.key)
-        if frame is not None and outbox is not None and pos > outbox.acked:
+        # (In a large room the client pulls what it lacks: nothing is pushed twice.)
+        if frame is not None and outbox is not None and pos > outbox.acked and not conv.crowd:
             answer.append(Send(frame, (addr,), event.id))
         return answer
 
@@ -364,6 +367,8 @@ class V2Dialect:
         session: Session = user.session
         outbox = session.subs.get(key) if key is not None else None
         conv = self.members.conversations.get(key) if key is not None else None
+        if conv is not None and conv.crowd is not None:
+            return []  # a large room keeps no per-member stream (crowd.py)
         if outbox is None or conv is None or not outbox.ack(min(upto, conv.last_seq), now):
             return []
         effects: list[Effect] = []
