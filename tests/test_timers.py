@@ -49,7 +49,7 @@ def test_a_stream_whose_session_left_is_dropped() -> None:
     timers.schedule(user, "#dev", box)
     del user.session.subs["#dev"]  # parted
     assert list(timers.due(2.0)) == []
-    assert not box.scheduled
+    assert box.scheduled is None
 
 
 def test_a_push_puts_the_stream_in_the_heap_through_its_alarm() -> None:
@@ -59,7 +59,7 @@ def test_a_push_puts_the_stream_in_the_heap_through_its_alarm() -> None:
     box: Outbox = user.session.subscribe(p.LOBBY, 0, 0.0)
     box.pushed(1, 10.0)
     box.pushed(2, 10.1)  # the deadline was there already: no second entry
-    assert len(timers) == 1 and box.scheduled
+    assert len(timers) == 1 and box.scheduled is not None
     assert [k for _, k, _ in timers.due(10.0 + box.rto)] == [p.LOBBY]
 
 

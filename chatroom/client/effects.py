@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chatroom.events import Event
+from chatroom.protocol import Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,18 @@ class ShowEvent:
     #: Our message, shown as pending while it waited (``ShowPending``), and
     #: now stored: its line says it was delivered.
     delivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ShowPresence:
+    """A large room's joins and leaves told together (``alice, bob and 38
+    others joined``); ``room`` is the conversation, ``history`` and
+    ``elsewhere`` as for ShowEvent."""
+
+    summary: Summary
+    room: str
+    history: bool = False
+    elsewhere: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +153,7 @@ Output = (
     Transmit
     | UseServer
     | ShowEvent
+    | ShowPresence
     | ShowPending
     | Notice
     | ShowUsers

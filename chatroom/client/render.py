@@ -47,13 +47,14 @@ from chatroom.client.effects import (
     Output,
     ShowEvent,
     ShowPending,
+    ShowPresence,
     ShowRooms,
     ShowUsers,
 )
 from chatroom.client.i18n import NAME_REFUSALS, reason, tr
 from chatroom.client.width import display_width, pad_left, wrap
 from chatroom.events import DM_PREFIX, LOBBY, Event
-from chatroom.protocol import ACTION_PREFIX, Lang
+from chatroom.protocol import ACTION_PREFIX, Lang, presence_summary
 from chatroom.sanitize import visible
 
 #: How each kind of notice is tagged and coloured in the name column.
@@ -122,6 +123,12 @@ class Renderer:
                 mark = tr(self.lang, "delivered") if delivered else ""
                 lines = self.event(ev, history=history, own=own, elsewhere=elsewhere, mark=mark)
                 return self.day_line(ev.created_at, wall) + lines
+            case ShowPresence(summary=s, room=room, history=history, elsewhere=elsewhere):
+                lines = []
+                for kind, who in presence_summary(self.lang, s.joined, s.left, s.names):
+                    ev = Event(s.last, kind, who, "", s.ts, room=room)
+                    lines += self.event(ev, history=history, elsewhere=elsewhere)
+                return self.day_line(s.ts, wall) + lines
             case ShowPending(name=name, text=text, room=room, elsewhere=elsewhere):
                 ev = Event(0, "message", name, text, wall, room=room)
                 mark = tr(self.lang, "pending")

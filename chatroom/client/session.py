@@ -53,6 +53,7 @@ from chatroom.client.effects import (
     RoomsChanged,
     ShowEvent,
     ShowPending,
+    ShowPresence,
     ShowRooms,
     ShowUsers,
     Transmit,
@@ -63,7 +64,7 @@ from chatroom.client.login import LoginAttempt
 from chatroom.client.rooms import Request, Requests, chan_key, is_direct
 from chatroom.client.sendqueue import Outgoing, SendQueue, pacer_for
 from chatroom.client.servers import Failover
-from chatroom.client.stream import PullRequest
+from chatroom.client.stream import Item, PullRequest
 from chatroom.client.timeline import Timeline
 from chatroom.events import Event
 
@@ -308,6 +309,11 @@ class ClientSession:
                 out += self._on_acked(seq, id_, ts, chan, now)
             case p.Rejected(seq=seq, code=code, text=text):
                 out += self._on_rejected(seq, code, text)
+            case p.Summary(chan=chan):
+                out += self._on_event(frame, now)
+            case p.Head(chan=chan):
+                if (tl := self.convs.get(self._key(chan))) is not None:
+                    tl.head(frame, now)
             case p.Pong(last_id=last, others=others):
                 if (rtt := self.live.pong(now)) is not None:
                     self.outbox.rtt.sample(rtt)
@@ -585,10 +591,13 @@ class ClientSession:
         tl.stream.learn_high(last_id, now, immediate=True)
         return out
 
-    def _on_event(self, ev: Event, now: float) -> list[Output]:
-        key = self._keys.get(ev.room) or self._key(ev.room)
+    def _on_event(self, ev: Item, now: float) -> list[Output]:
+        room = ev.room if isinstance(ev, Event) else ev.chan
+        key = self._keys.get(room) or self._key(room)
         tl = self.convs.get(key)
         if tl is None:
+            if not isinstance(ev, Event):
+                return []  # a summary: its ids are pulled once the room is open
             if self.requests.wants(key, "join"):
                 if len(self._stash) < _STASH_MAX:
                     self._stash.append(ev)  # overtook the JOINED
@@ -599,7 +608,7 @@ class ClientSession:
             # event alone until it is acked, so the stream starts just before it.
             tl = self._open(ev.room, key, ev.id - 1, 0, now)
         out = tl.event(ev, now, self._claim(key))
-        if len(out) <= 1 and ev.kind == "message" and key == self.current:
+        if len(out) <= 1 and isinstance(ev, Event) and ev.kind == "message" and key == self.current:
             return out  # the common case (just this message): nothing to mark
             # (a delivered mark is added at the end of ``receive``)
         out = self._present(key, tl, out, now)
@@ -626,6 +635,8 @@ class ClientSession:
                     o = dataclasses.replace(o, elsewhere=True)
                     if ev.kind == "message" and not o.own and not o.history and is_direct(key):
                         self._reply_to = tl.chan
+            elif isinstance(o, ShowPresence) and key != self.current:
+                o = dataclasses.replace(o, elsewhere=True)
             result.append(o)
         return result
 

@@ -13,6 +13,9 @@ the answer is lost.
 ``Scrollback`` fetches the last N events shown (``/history N``), again, and hands
 them over in one ordered batch once all of them have arrived.
 
+A large room's joins and leaves come as one ``Summary`` of a range of ids
+(``SUM``); the stream takes it as that whole range, in its place in the order.
+
 Both are pure: ``now`` is passed in, nothing is sent from here.
 """
 
@@ -22,6 +25,18 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from chatroom.events import Event
+from chatroom.protocol import Summary
+
+#: What a stream orders: an event, or a large room's summary of a range of them.
+Item = Event | Summary
+
+
+def span(item: Item) -> tuple[int, int]:
+    """The ids ``item`` stands for (first, last)."""
+    if isinstance(item, Summary):
+        return item.first, item.last
+    return item.id, item.id
+
 
 #: Most events the server answers to one PULL (room.MAX_PULL).
 PAGE: Final = 32
@@ -71,7 +86,8 @@ class EventStream:
     delivered: int
     known_high: int
     gap_delay: float = 0.1
-    buffer: dict[int, Event] = field(default_factory=dict)
+    #: By first id (a summary's first id of its range).
+    buffer: dict[int, Item] = field(default_factory=dict)
     #: When an un-asked hole became due to be pulled after ``gap_delay``.
     _gap_since: float | None = None
     _asked: list[_Outstanding] = field(default_factory=list)
@@ -89,18 +105,21 @@ class EventStream:
         if self.behind and (immediate or self._gap_since is None):
             self._gap_since = now - self.gap_delay if immediate else now
 
-    def receive(self, event: Event, now: float) -> list[Event]:
-        """Take one event; return those now deliverable, in id order (possibly none)."""
-        if event.id <= self.delivered or event.id in self.buffer:
+    def receive(self, item: Item, now: float) -> list[Item]:
+        """Take one event (or summary); return those now deliverable, in id
+        order (possibly none)."""
+        first, last = span(item)
+        first = max(first, self.delivered + 1)  # a summary of ids partly had
+        if last < first or first in self.buffer:
             return []  # a duplicate
         if len(self.buffer) >= MAX_BUFFER:
             return []  # too far ahead: it will be pulled when its turn comes
-        if event.id > self.known_high + 1:
+        if first > self.known_high + 1:
             self._past_newest = 1  # a hole opened just before this event
-        elif event.id > self.known_high and self._past_newest is not None:
+        elif first > self.known_high and self._past_newest is not None:
             self._past_newest += 1
-        self.buffer[event.id] = event
-        self.known_high = max(self.known_high, event.id)
+        self.buffer[first] = item
+        self.known_high = max(self.known_high, last)
         out = self._release()
         if self.behind:
             if self._gap_since is None:
@@ -110,11 +129,16 @@ class EventStream:
                 self._past_newest = None
         return out
 
-    def _release(self) -> list[Event]:
-        out: list[Event] = []
-        while (ev := self.buffer.pop(self.delivered + 1, None)) is not None:
-            out.append(ev)
-            self.delivered = ev.id
+    def _release(self) -> list[Item]:
+        out: list[Item] = []
+        spanned = False
+        while (item := self.buffer.pop(self.delivered + 1, None)) is not None:
+            out.append(item)
+            self.delivered = span(item)[1]
+            spanned = spanned or isinstance(item, Summary)
+        if spanned:  # what a summary covered, had also as events, is done with
+            for key in [k for k in self.buffer if k <= self.delivered]:
+                del self.buffer[key]
         if out and self._asked:
             done = [ask for ask in self._asked if ask.upto <= self.delivered]
             if done:
@@ -127,7 +151,7 @@ class EventStream:
             self._asked.clear()
         return out
 
-    def skip_to(self, oldest: int) -> tuple[tuple[int, int] | None, list[Event]]:
+    def skip_to(self, oldest: int) -> tuple[tuple[int, int] | None, list[Item]]:
         """GONE: the server no longer keeps ids < ``oldest``. Returns the skipped
         range (first, last) if any, and the events now deliverable."""
         if self.delivered + 1 >= oldest:
@@ -194,7 +218,8 @@ class EventStream:
                 holes.append(PullRequest(prev, min(PAGE, event_id - 1 - prev)))
                 if len(holes) == MAX_HOLES:
                     break
-            prev = event_id
+            item = self.buffer.get(event_id)
+            prev = max(prev, span(item)[1] if item is not None else event_id)
         return holes
 
     def retry_now(self, now: float) -> None:

@@ -8,7 +8,9 @@ once (``stream.EventStream``), the last N events fetched again by /history
 JOINED's last_id: dimmed; days other than today dated), which messages are our
 own, and the set of names in the room (for tab completion: ``online_changed``
 tells the session to send the new set). It also keeps the cumulative ACK: every
-``ack_every`` events, or ``ack_delay`` after the first unacknowledged one.
+``ack_every`` events, or ``ack_delay`` after the first unacknowledged one;
+none in a large room (``HEAD ... nack``), which the client repairs by pulling
+holes only, and whose joins and leaves come summarised (``SUM``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chatroom.client.effects import Notice, Output, ShowEvent
-from chatroom.client.stream import EventStream, PullRequest, Scrollback
+from chatroom.client.effects import Notice, Output, ShowEvent, ShowPresence
+from chatroom.client.stream import EventStream, Item, PullRequest, Scrollback, span
 from chatroom.events import LOBBY, Event
+from chatroom.protocol import Head, Summary
 
 
 @dataclass(slots=True)
@@ -44,6 +47,8 @@ class Timeline:
     _reack: bool = False
     #: No second re-ACK before this (a retransmission burst is up to 8 events).
     _reack_after: float = 0.0
+    #: A large room (its last HEAD said ``nack``): no ACKs, holes are pulled.
+    large: bool = False
 
     @classmethod
     def start(
@@ -68,15 +73,18 @@ class Timeline:
 
     # ------------------------------------------------------------------ incoming
 
-    def event(self, ev: Event, now: float, claim: Callable[[Event], bool]) -> list[Output]:
-        """One EV. ``claim(event)`` settles one of our in-flight messages whose EV
-        came before (or without) its ACKED; True if it was ours."""
+    def event(self, ev: Item, now: float, claim: Callable[[Event], bool]) -> list[Output]:
+        """One EV (or a large room's SUM). ``claim(event)`` settles one of our
+        in-flight messages whose EV came before (or without) its ACKED; True if
+        it was ours."""
         out: list[Output] = []
-        if ev.id > self.stream.delivered:
+        if span(ev)[1] > self.stream.delivered:
             for e in self.stream.receive(ev, now):
-                out += self._show(e, claim)
-            if self.stream.delivered > self.acked and self._ack_due is None:
+                out += self._show(e, claim) if isinstance(e, Event) else self._summary(e)
+            if self.stream.delivered > self.acked and self._ack_due is None and not self.large:
                 self._ack_due = now + self.ack_delay
+        elif isinstance(ev, Summary):
+            pass  # had already
         elif self.scrollback.wants(ev):
             batch = self.scrollback.add(ev)
             if batch is not None:
@@ -101,6 +109,27 @@ class Timeline:
                 self.online_changed = True
         return out
 
+    def _summary(self, s: Summary) -> list[Output]:
+        """A large room's joins and leaves, told together."""
+        history = s.last <= self.history_upto
+        out: list[Output] = [ShowPresence(s, self.chan, history=history)]
+        if not history:
+            for n in s.names:
+                if n[0] == "+" and n[1:] not in self.online:
+                    self.online.add(n[1:])
+                    self.online_changed = True
+                elif n[0] == "-" and n[1:] in self.online:
+                    self.online.discard(n[1:])
+                    self.online_changed = True
+        return out
+
+    def head(self, h: Head, now: float) -> None:
+        """The room's newest id (pull what we lack) and whether it is large."""
+        self.stream.learn_high(h.last_id, now)
+        self.large = h.mode == "nack"
+        if self.large:
+            self._ack_due = None
+
     def _show_scrollback(self, batch: list[Event]) -> list[Output]:
         header = Notice("history_header", {"count": len(batch), "room": self.chan})
         out: list[Output] = [header]
@@ -114,7 +143,7 @@ class Timeline:
         if skipped is not None and skipped[1] > self.history_upto:
             out.append(Notice("unavailable", {"first": skipped[0], "last": skipped[1]}))
         for e in ready:
-            out += self._show(e, claim)
+            out += self._show(e, claim) if isinstance(e, Event) else self._summary(e)
         batch = self.scrollback.skip_to(oldest)
         if batch is not None:
             out += self._show_scrollback(batch) if batch else [Notice("no_events")]
@@ -158,7 +187,7 @@ class Timeline:
             self.acked = delivered
             self._ack_due = None
             return delivered
-        if delivered <= self.acked:
+        if delivered <= self.acked or self.large:
             self._ack_due = None
             return None
         if delivered - self.acked < self.ack_every and (

@@ -69,7 +69,13 @@ from chatroom.protocol.rules import (
     room_key,
     text_too_long,
 )
-from chatroom.protocol.wording import ACTION_PREFIX, EVENT_WORDING, wording_key
+from chatroom.protocol.wording import (
+    ACTION_PREFIX,
+    EVENT_WORDING,
+    presence_lines,
+    presence_summary,
+    wording_key,
+)
 
 __all__ = [
     "ACTION_PREFIX",
@@ -129,6 +135,8 @@ __all__ = [
     "name_key",
     "parse",
     "parse_server",
+    "presence_lines",
+    "presence_summary",
     "room_key",
     "text_limit",
     "text_too_long",

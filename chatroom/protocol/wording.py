@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from chatroom.events import EventKind
 from chatroom.protocol.frames import Lang
 
 #: What makes a message an action: ``/me waves`` is shown as ``* alice waves``.
@@ -43,11 +44,9 @@ def wording_key(kind: str, text: str) -> tuple[str, str]:
 
 
 #: Joins and leaves of a large room told together (chatroom/server/crowd.py):
-#: the names shown, and how many more.
+#: who, as the ``name`` of the join and quit wordings above.
 PRESENCE_WORDING: Final[dict[Lang, dict[str, str]]] = {
     "en": {
-        "join": "{names} joined",
-        "quit": "{names} left",
         "and": " and ",
         "both": " and ",
         "others": "{count} others",
@@ -56,8 +55,6 @@ PRESENCE_WORDING: Final[dict[Lang, dict[str, str]]] = {
         "sep": ", ",
     },
     "zh": {
-        "join": "{names} 进入了聊天室",
-        "quit": "{names}退出了聊天室",
         "and": " 等 ",
         "both": "和",
         "others": "{count} 人",
@@ -68,24 +65,34 @@ PRESENCE_WORDING: Final[dict[Lang, dict[str, str]]] = {
 }
 
 
-def presence_lines(lang: Lang, joined: int, left: int, names: tuple[str, ...]) -> list[str]:
-    """``alice, bob and 38 others joined`` / ``carol left``: a large room's
-    joins and leaves told together. ``names`` are ``+name`` (joined) and
+def presence_summary(
+    lang: Lang, joined: int, left: int, names: tuple[str, ...]
+) -> list[tuple[EventKind, str]]:
+    """A large room's joins and leaves told together, as (kind, who) pairs:
+    ``("join", "alice, bob and 38 others")``, ``("quit", "carol")``; worded
+    with ``EVENT_WORDING[lang][kind]``. ``names`` are ``+name`` (joined) and
     ``-name`` (left or timed out), the first few of each."""
     words = PRESENCE_WORDING[lang]
-    lines: list[str] = []
-    for kind, sign, count in (("join", "+", joined), ("quit", "-", left)):
-        shown = [n[1:] for n in names if n[0] == sign][:count]
+    told: list[tuple[EventKind, str]] = []
+    cases: tuple[tuple[EventKind, str, int], ...] = (("join", "+", joined), ("quit", "-", left))
+    for kind, sign, count in cases:
         if count <= 0:
             continue
+        shown = [n[1:] for n in names if n[0] == sign][:count]
         more = count - len(shown)
         if not shown:
-            text = words["people"].format(count=count)
+            who = words["people"].format(count=count)
         elif more:
             rest = words["other"] if more == 1 else words["others"].format(count=more)
-            text = f"{words['sep'].join(shown)}{words['and']}{rest}"
+            who = f"{words['sep'].join(shown)}{words['and']}{rest}"
         else:
-            text = words["sep"].join(shown[:-1])
-            text = f"{text}{words['both']}{shown[-1]}" if text else shown[-1]
-        lines.append(words[kind].format(names=text))
-    return lines
+            who = words["sep"].join(shown[:-1])
+            who = f"{who}{words['both']}{shown[-1]}" if who else shown[-1]
+        told.append((kind, who))
+    return told
+
+
+def presence_lines(lang: Lang, joined: int, left: int, names: tuple[str, ...]) -> list[str]:
+    """``presence_summary`` as lines: ``alice, bob and 38 others joined``."""
+    wording = EVENT_WORDING[lang]
+    return [wording[k].format(name=who) for k, who in presence_summary(lang, joined, left, names)]

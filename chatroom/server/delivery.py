@@ -64,9 +64,10 @@ class Outbox:
     #: first must be the oldest; a later one overtaking a lost first would make
     #: the client start past it and never show it.
     probation: bool = False
-    #: In the server's timer heap (timers.py), which ``alarm`` puts it in when
-    #: a deadline appears.
-    scheduled: bool = False
+    #: The deadline of its entry in the server's timer heap (timers.py; None:
+    #: not in it), which ``alarm`` puts it in when a deadline appears, or
+    #: comes earlier than that entry (an ACK ended a back-off).
+    scheduled: float | None = None
     alarm: Callable[[], None] | None = None
 
     def can_push(self, event_id: int) -> bool:
@@ -79,8 +80,13 @@ class Outbox:
         self.sent_at[event_id] = now
         if self.deadline is None:
             self.deadline = now + self.rto
-            if self.alarm is not None and not self.scheduled:
-                self.alarm()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Tell the timer heap about a deadline earlier than its entry's."""
+        due, entry = self.deadline, self.scheduled
+        if self.alarm is not None and due is not None and (entry is None or due < entry):
+            self.alarm()
 
     def ack(self, upto: int, now: float) -> bool:
         """A cumulative ack. Returns True when it advanced (the window opened)."""
@@ -109,6 +115,7 @@ class Outbox:
         # lossy burst left a lost last event waiting 4 s for its retransmission.
         self.rto = self.estimator.rto
         self.deadline = now + self.rto if self.sent_at else None
+        self._wake()
         return True
 
     def expired(self, now: float) -> list[int]:
