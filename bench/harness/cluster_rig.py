@@ -839,5 +839,3 @@ def cpu_figures(phases: Sequence[Phase]) -> dict[str, Any]:
         if wall
         else 0.0,
     }
-
-

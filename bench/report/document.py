@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.report.cluster import render_cluster
+from bench.report.crowd import render_crowd
 from bench.report.dialects import render_flood, render_v2
 from bench.report.fanout import render_fanout
 from bench.report.fmt import generic_tables
@@ -40,6 +41,7 @@ SECTIONS: dict[str, Callable[[list[Result], Path], list[str]]] = {
     "v2": render_v2,
     "flood": render_flood,
     "cluster": render_cluster,
+    "crowd": render_crowd,
 }
 
 

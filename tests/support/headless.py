@@ -29,6 +29,7 @@ from chatroom.client.effects import (
     Notice,
     Output,
     ShowEvent,
+    ShowPresence,
     Transmit,
 )
 from chatroom.client.session import ClientSession, SessionConfig
@@ -58,6 +59,8 @@ class Headless:
         self.shown: list[Event] = []
         self.history: list[Event] = []
         self.notices: list[str] = []
+        #: A large room's joins and leaves, told together (SUM).
+        self.presence: list[p.Summary] = []
         self.logged_in = threading.Event()
         self.finished = threading.Event()
         self.refused: str | None = None
@@ -120,6 +123,9 @@ class Headless:
                 case Notice(key=key):
                     with self._lock:
                         self.notices.append(key)
+                case ShowPresence(summary=summary):
+                    with self._lock:
+                        self.presence.append(summary)
                 case LoggedIn():
                     self.logged_in.set()
                 case LoginRefused(code=code):

@@ -1,0 +1,263 @@
+"""Thousands of lean v2 sessions in one room: logins, idle cost, fan-out (issue 12).
+
+``CrowdFleet`` runs N sessions in one epoll loop, each on a UDP socket of its
+own (the server tells sessions apart by address). Each one is protocol-correct
+as our client is, with no rendering and no history replay:
+
+- login: ``LOGIN`` padded to 256 bytes, the ``COOKIE``, ``LOGIN`` with the
+  cookie, ``WELCOME``; retried after 0.5 s as the client does. At most
+  ``concurrency`` logins are in flight (people do not all press Enter in the
+  same millisecond; 512 is still a storm);
+- the room's events in order: ``EV`` by id, ``SUM`` as its range, holes pulled
+  (``PULL``) 0.1 s after they open or at once when a ``HEAD`` shows them,
+  again after 0.5 s if the answer is lost;
+- ``ACK``: cumulative, every 16 events or 0.2 s after the first unacknowledged
+  one (the client's cadence), none in a room whose ``HEAD`` said ``nack``; a
+  resent event is acknowledged again;
+- ``SAY`` retried every 0.5 s until its ``ACKED`` (the same seq: stored once);
+- ``PING`` every third of the idle timeout, the first one at a random point of
+  that period so the heartbeats are spread as real ones are.
+
+Messages carry their send time (``bench.harness.chatrig.message_text``); a
+receiver's latency is the kernel's arrival stamp of the EV minus that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import select
+import socket
+import time
+from dataclasses import dataclass, field
+
+from bench.harness.chatrig import parse_text
+from bench.harness.measure import kernel_stamp, stamped_socket
+from chatroom.protocol.codec import encode_client, parse_server
+from chatroom.protocol.frames import (
+    Acked,
+    Cookie,
+    EventFrame,
+    Head,
+    Login,
+    Summary,
+    Welcome,
+)
+from chatroom.registry import Address
+
+ACK_EVERY = 16
+ACK_DELAY = 0.2
+GAP_DELAY = 0.1
+PULL_RETRY = 0.5
+LOGIN_RETRY = 0.5
+SAY_RETRY = 0.5
+PAGE = 32
+
+
+@dataclass(eq=False, slots=True)
+class Member:
+    index: int
+    sock: socket.socket
+    name: str
+    nonce: str
+    cookie: str | None = None
+    sid: str = ""
+    started: float = 0.0
+    sent_at: float = 0.0
+    welcomed: float = 0.0
+    delivered: int = 0
+    high: int = 0
+    #: Ranges received past a hole: first id -> last id.
+    ahead: dict[int, int] = field(default_factory=dict)
+    acked: int = 0
+    ack_due: float | None = None
+    gap_since: float | None = None
+    pulled_at: float = 0.0
+    large: bool = False
+    next_ping: float = 0.0
+    #: Message texts received (the sender's mark -> latency in ns).
+    got: dict[str, int] = field(default_factory=dict)
+    #: Our SAYs not acknowledged yet: seq -> (text, when last sent).
+    saying: dict[int, tuple[str, float]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class LoginStats:
+    total: float
+    latencies: list[float]
+    retries: int
+
+
+class CrowdFleet:
+    def __init__(self, n: int, target: Address, idle_timeout: float, *, prefix: str = "c") -> None:
+        self.target = target
+        self.idle_timeout = idle_timeout
+        self._ep = select.epoll()
+        self.members: list[Member] = []
+        self._by_fd: dict[int, Member] = {}
+        self.stats = {"acks": 0, "pulls": 0, "pings": 0, "evs": 0, "sums": 0, "heads": 0}
+        self._rng = random.Random(7)
+        try:
+            for i in range(n):
+                m = Member(i, stamped_socket(), f"{prefix}{i}", f"n{i}")
+                self.members.append(m)
+                self._by_fd[m.sock.fileno()] = m
+                self._ep.register(m.sock.fileno(), select.EPOLLIN)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for m in self.members:
+            with contextlib.suppress(OSError):
+                m.sock.close()
+        self._ep.close()
+
+    def addresses(self) -> list[Address]:
+        return [m.sock.getsockname() for m in self.members]
+
+    # ------------------------------------------------------------------ login
+
+    def _send_login(self, m: Member, now: float) -> None:
+        m.sent_at = now
+        m.sock.sendto(encode_client(Login(m.nonce, m.name, None, m.cookie)), self.target)
+
+    def login_all(self, concurrency: int = 512, timeout: float = 300.0) -> LoginStats:
+        """Log every member in; at most ``concurrency`` at a time."""
+        start = time.monotonic()
+        waiting = list(reversed(self.members))
+        inflight: set[Member] = set()
+        retries = 0
+        latencies: list[float] = []
+        while waiting or inflight:
+            now = time.monotonic()
+            if now - start > timeout:
+                raise TimeoutError(f"{len(waiting) + len(inflight)} logins unanswered")
+            while waiting and len(inflight) < concurrency:
+                m = waiting.pop()
+                m.started = now
+                inflight.add(m)
+                self._send_login(m, now)
+            for m in [m for m in inflight if now - m.sent_at >= LOGIN_RETRY]:
+                retries += 1
+                self._send_login(m, now)
+            for m in self._poll(0.05):
+                if m.sid and m in inflight:
+                    inflight.discard(m)
+                    latencies.append(m.welcomed - m.started)
+                    m.next_ping = m.welcomed + self._rng.uniform(0, self.idle_timeout / 3)
+        return LoginStats(time.monotonic() - start, latencies, retries)
+
+    # ------------------------------------------------------------------ running
+
+    def pump(self, seconds: float, until: object = None) -> None:
+        """Run the sessions for ``seconds`` (or until ``until()`` is true)."""
+        end = time.monotonic() + seconds
+        while (now := time.monotonic()) < end:
+            if until is not None and until():  # type: ignore[operator]
+                return
+            self._timers(now)
+            self._poll(min(0.02, max(0.0, end - now)))
+
+    def _timers(self, now: float) -> None:
+        for m in self.members:
+            if not m.sid:
+                continue
+            if m.ack_due is not None and now >= m.ack_due:
+                self._ack(m)
+            if m.high > m.delivered and m.gap_since is not None:
+                due = m.gap_since + GAP_DELAY
+                if now >= due and now - m.pulled_at >= PULL_RETRY:
+                    self._pull(m, now)
+            for seq, (text, sent) in list(m.saying.items()):
+                if now - sent >= SAY_RETRY:
+                    self.say(m, seq, text)
+            if now >= m.next_ping:
+                m.next_ping = now + self.idle_timeout / 3
+                self.stats["pings"] += 1
+                m.sock.sendto(b"v2 PING %s %d" % (m.sid.encode(), m.delivered), self.target)
+
+    def say(self, m: Member, seq: int, text: str) -> None:
+        m.saying[seq] = (text, time.monotonic())
+        m.sock.sendto(f"v2 SAY {m.sid} {seq} {text}".encode(), self.target)
+
+    # ------------------------------------------------------------------ receiving
+
+    def _poll(self, timeout: float) -> list[Member]:
+        """Read what arrived; returns the members that got anything."""
+        touched: list[Member] = []
+        for fd, _ in self._ep.poll(timeout):
+            m = self._by_fd[fd]
+            touched.append(m)
+            while True:
+                try:
+                    data, anc, _, _ = m.sock.recvmsg(2048, 64)
+                except BlockingIOError:
+                    break
+                self._frame(m, data, anc)
+        return touched
+
+    def _frame(self, m: Member, data: bytes, anc: list[tuple[int, int, bytes]]) -> None:
+        now = time.monotonic()
+        frame = parse_server(data)
+        match frame:
+            case EventFrame(event=ev):
+                self.stats["evs"] += 1
+                if ev.kind == "message":
+                    mark = parse_text(ev.text.encode())
+                    if mark is not None:
+                        m.got.setdefault(ev.text, kernel_stamp(anc) - mark[2])
+                self._range(m, ev.room_seq, ev.room_seq, now)
+            case Summary(first=first, last=last):
+                self.stats["sums"] += 1
+                self._range(m, first, last, now)
+            case Head(last_id=last, mode=mode):
+                self.stats["heads"] += 1
+                m.large = mode == "nack"
+                if m.large:
+                    m.ack_due = None
+                if last > m.high:
+                    m.high = last
+                if m.high > m.delivered:
+                    m.gap_since = now - GAP_DELAY  # shown by the server: pull now
+            case Acked(seq=seq, id=pos):
+                m.saying.pop(seq, None)
+                self._range(m, pos, pos, now)  # its copy of its own message
+            case Cookie(cookie=cookie):
+                m.cookie = cookie
+                self._send_login(m, now)
+            case Welcome(sid=sid, last_id=last):
+                if not m.sid:
+                    m.sid, m.welcomed = sid, now
+                    m.delivered = m.high = m.acked = last
+
+    def _range(self, m: Member, first: int, last: int, now: float) -> None:
+        if last <= m.delivered:
+            if not m.large and last <= m.acked:
+                self._ack(m)  # a resend: our ACK was lost
+            return
+        if first <= m.delivered + 1:
+            m.delivered = last
+            while (nxt := m.ahead.pop(m.delivered + 1, None)) is not None:
+                m.delivered = max(m.delivered, nxt)
+        else:
+            m.ahead[first] = max(last, m.ahead.get(first, 0))
+        m.high = max(m.high, last)
+        m.gap_since = (m.gap_since or now) if m.high > m.delivered else None
+        if not m.large and m.delivered > m.acked:
+            if m.delivered - m.acked >= ACK_EVERY:
+                self._ack(m)
+            elif m.ack_due is None:
+                m.ack_due = now + ACK_DELAY
+
+    def _ack(self, m: Member) -> None:
+        m.ack_due = None
+        m.acked = m.delivered
+        self.stats["acks"] += 1
+        m.sock.sendto(b"v2 ACK %s %d" % (m.sid.encode(), m.delivered), self.target)
+
+    def _pull(self, m: Member, now: float) -> None:
+        m.pulled_at = now
+        self.stats["pulls"] += 1
+        limit = min(PAGE, m.high - m.delivered)
+        m.sock.sendto(b"v2 PULL %s %d %d" % (m.sid.encode(), m.delivered, limit), self.target)
