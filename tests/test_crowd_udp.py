@@ -41,6 +41,13 @@ def frames(sock: socket.socket, wait: float) -> list[p.ServerFrame | p.BadFrame]
     return got
 
 
+SIDS: dict[int, bytes] = {}
+
+
+def sid_of(sock: socket.socket) -> bytes:
+    return SIDS[sock.fileno()]
+
+
 def raw_login(server: tuple[str, int], i: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
@@ -49,8 +56,10 @@ def raw_login(server: tuple[str, int], i: int) -> socket.socket:
     cookie = p.parse_server(sock.recv(2048))
     assert isinstance(cookie, p.Cookie), cookie
     sock.sendto(p.encode_client(p.Login(f"n{i}", f"raw{i}", None, cookie.cookie)), server)
-    while not isinstance(p.parse_server(sock.recv(2048)), p.Welcome):
+    while not isinstance(welcome := p.parse_server(sock.recv(2048)), p.Welcome):
         pass
+    SIDS[sock.fileno()] = welcome.sid.encode()
+    sock.connect(server)
     return sock
 
 
@@ -67,17 +76,21 @@ def test_a_large_room_tells_joins_together_and_sends_each_line_once(
         # bob's join reaches alice in a summary, not as an event of its own.
         assert alice.wait_until(lambda: sum(s.joined for s in alice.presence) >= 1, 5.0)
         assert not any(e.kind == "join" for e in alice.shown + bob.shown)
-        quiet = raws[5]
+        quiet, lossy = raws[5], raws[6]
         frames(quiet, PRESENCE_DELAY + TAIL_DELAY)  # what came before
+        # One that had to pull a hole is sent the room's HEAD after each lull.
+        lossy.send(b"v2 PULL " + sid_of(lossy) + b" 0 1")
+        frames(lossy, PRESENCE_DELAY)
         alice.say("hello, crowd")
         assert bob.wait_until(lambda: ("alice", "hello, crowd") in bob.texts(), 5.0)
-        # A session that never acknowledges gets the line once, then the HEAD,
-        # and nothing resent: the room keeps no per-member stream.
+        # A session that never acknowledges gets the line once, and nothing
+        # resent: the room keeps no per-member stream.
         got = frames(quiet, 3.0)
         lines = [f for f in got if isinstance(f, p.EventFrame) and f.event.kind == "message"]
         assert [f.event.text for f in lines] == ["hello, crowd"]
-        heads = [f for f in got if isinstance(f, p.Head)]
-        assert heads and heads[-1].mode == "nack" and heads[-1].last_id == lines[0].event.room_seq
+        assert not [f for f in got if isinstance(f, p.Head)]
+        heads = [f for f in frames(lossy, 1.0) if isinstance(f, p.Head)]
+        assert [(h.mode, h.last_id) for h in heads] == [("nack", lines[0].event.room_seq)]
     finally:
         for client in (alice, bob):
             if client is not None:

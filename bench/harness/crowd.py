@@ -9,11 +9,11 @@ as our client is, with no rendering and no history replay:
   ``concurrency`` logins are in flight (people do not all press Enter in the
   same millisecond; 512 is still a storm);
 - the room's events in order: ``EV`` by id, ``SUM`` as its range, holes pulled
-  (``PULL``) 0.1 s after they open or at once when a ``HEAD`` shows them,
-  again after 0.5 s if the answer is lost;
+  (``PULL``) 0.1 s after they open or at once when a ``HEAD`` or ``PONG``
+  shows them, again after 0.5 s if the answer is lost;
 - ``ACK``: cumulative, every 16 events or 0.2 s after the first unacknowledged
-  one (the client's cadence), none in a room whose ``HEAD`` said ``nack``; a
-  resent event is acknowledged again;
+  one (the client's cadence), none in a large room (a ``SUM`` came, or a
+  ``HEAD`` said ``nack``); a resent event is acknowledged again;
 - ``SAY`` retried every 0.5 s until its ``ACKED`` (the same seq: stored once);
 - ``PING`` every third of the idle timeout, the first one at a random point of
   that period so the heartbeats are spread as real ones are.
@@ -40,6 +40,7 @@ from chatroom.protocol.frames import (
     EventFrame,
     Head,
     Login,
+    Pong,
     Summary,
     Welcome,
 )
@@ -210,16 +211,16 @@ class CrowdFleet:
                 self._range(m, ev.room_seq, ev.room_seq, now)
             case Summary(first=first, last=last):
                 self.stats["sums"] += 1
+                m.large, m.ack_due = True, None  # only a large room sends them
                 self._range(m, first, last, now)
             case Head(last_id=last, mode=mode):
                 self.stats["heads"] += 1
                 m.large = mode == "nack"
                 if m.large:
                     m.ack_due = None
-                if last > m.high:
-                    m.high = last
-                if m.high > m.delivered:
-                    m.gap_since = now - GAP_DELAY  # shown by the server: pull now
+                self._learn(m, last, now)
+            case Pong(last_id=last):
+                self._learn(m, last, now)
             case Acked(seq=seq, id=pos):
                 m.saying.pop(seq, None)
                 self._range(m, pos, pos, now)  # its copy of its own message
@@ -230,6 +231,13 @@ class CrowdFleet:
                 if not m.sid:
                     m.sid, m.welcomed = sid, now
                     m.delivered = m.high = m.acked = last
+
+    @staticmethod
+    def _learn(m: Member, last: int, now: float) -> None:
+        """The server says ids up to ``last`` exist: pull what we lack now."""
+        m.high = max(m.high, last)
+        if m.high > m.delivered:
+            m.gap_since = now - GAP_DELAY
 
     def _range(self, m: Member, first: int, last: int, now: float) -> None:
         if last <= m.delivered:

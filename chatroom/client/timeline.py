@@ -110,7 +110,10 @@ class Timeline:
         return out
 
     def _summary(self, s: Summary) -> list[Output]:
-        """A large room's joins and leaves, told together."""
+        """A large room's joins and leaves, told together (only a large room
+        sends them: no ACKs from now on)."""
+        self.large = True
+        self._ack_due = None
         history = s.last <= self.history_upto
         out: list[Output] = [ShowPresence(s, self.chan, history=history)]
         if not history:

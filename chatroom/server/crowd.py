@@ -12,8 +12,12 @@ at every join):
   payload, many addresses: sendmmsg), with no window and no retransmission
   timer. Receivers repair by NACK, as PGM and NORM do: the client pulls any hole
   it sees (it always could) and sends no ACKs. A lost *last* event has no later
-  one to reveal it, so once the room falls quiet for ``TAIL_DELAY`` every member
-  gets a ``HEAD`` with the room's newest position (PGM's source path message).
+  one to reveal it, so once the room falls quiet for ``TAIL_DELAY``, a ``HEAD``
+  with the room's newest position (PGM's source path message) goes to the
+  members that had to repair something in the last ``REPAIR_MEMORY`` seconds:
+  those whose path loses datagrams. A HEAD to everyone would cost a datagram
+  per member, as much as the event itself; a member on a clean path that does
+  lose a last event learns of it from the PONG of its next heartbeat.
 - **Joins and leaves coalesced.** They are stored and numbered as ever (the
   history keeps every one, positions stay contiguous), but not sent one by one:
   a run of them goes out as one ``SUM`` (``alice, bob and 37 others joined``),
@@ -45,11 +49,10 @@ LARGE: Final = 100
 SMALL: Final = 50
 #: A run of joins and leaves is told at most this long after it began.
 PRESENCE_DELAY: Final = 1.0
-#: A large room quiet this long tells every member its newest position. The
-#: HEAD costs a datagram per member, as the event did: after an isolated
-#: message it doubles the fan-out's cost, within a conversation whose lines
-#: come closer than this it goes out once, after the last (docs/benchmarks.md).
+#: A large room quiet this long tells its lossy members its newest position.
 TAIL_DELAY: Final = 0.5
+#: A member that pulled a hole this recently is sent the HEADs.
+REPAIR_MEMORY: Final = 300.0
 #: Names a SUM lists, of those who joined and of those who left.
 NAMES_SHOWN: Final = 3
 PRESENCE: Final = frozenset({"join", "quit", "timeout"})
@@ -121,6 +124,14 @@ class Crowd:
     #: When the room's HEAD is due (None: nothing sent since the last one).
     tail_due: float | None = None
     audience: Audience | None = None
+    #: Members that pulled a hole: address -> when they last did.
+    repairing: dict[Address, float] = field(default_factory=dict)
+
+    def lossy(self, audience: Audience, now: float) -> tuple[Address, ...]:
+        """The members to send a HEAD to: those that repaired recently."""
+        for addr in [a for a, t in self.repairing.items() if now - t > REPAIR_MEMORY]:
+            del self.repairing[addr]
+        return tuple(a for a in self.repairing if a in audience.index)
 
 
 def _reveals(conv: Conversation) -> int:
@@ -214,8 +225,16 @@ class Crowds:
                 crowd.tail_due = now + TAIL_DELAY
             elif crowd.tail_due is not None and now >= crowd.tail_due:
                 crowd.tail_due = None
-                effects.append(self._head(conv, "nack"))
+                to = crowd.lossy(self._audience(conv, crowd), now)
+                if to:
+                    effects.append(self._head(conv, "nack", to))
         return effects
+
+    @staticmethod
+    def pulled(conv: Conversation, addr: Address, now: float) -> None:
+        """A member of ``conv`` pulled a hole: its path loses datagrams."""
+        if conv.crowd is not None:
+            conv.crowd.repairing[addr] = now
 
     def _flush(self, conv: Conversation, crowd: Crowd) -> list[Effect]:
         """The pending run as one SUM (and plain lines for classic members)."""
@@ -241,10 +260,15 @@ class Crowds:
                 effects += [Send(line + end, to, reveals) for line in lines]
         return effects
 
-    def _head(self, conv: Conversation, mode: p.HeadMode) -> Send:
-        audience = self._audience(conv, conv.crowd) if conv.crowd else Audience.of(conv.members)
+    def _head(
+        self, conv: Conversation, mode: p.HeadMode, to: tuple[Address, ...] | None = None
+    ) -> Send:
+        """A HEAD to ``to`` (every v2 member by default)."""
+        if to is None:
+            crowd = conv.crowd
+            to = (self._audience(conv, crowd) if crowd else Audience.of(conv.members)).v2
         head = p.Head(conv.last_seq, conv.count(), mode, conv.key)
-        return Send(p.encode(head), audience.v2, _reveals(conv))
+        return Send(p.encode(head), to, _reveals(conv))
 
     @staticmethod
     def _audience(conv: Conversation, crowd: Crowd) -> Audience:

@@ -396,6 +396,7 @@ class V2Dialect:
             err = p.Error("notmember", f"you are not in {chan}")
             return self.replies.error(addr, now, p.encode(err))
         label = conv.label_for(user.key)
+        self.members.crowds.pulled(conv, addr, now)
         if after >= conv.last_seq:
             return []
         oldest = conv.ring.oldest
