@@ -8,7 +8,9 @@ process). Measured in one run per size, group ``crowd.room.<n>``:
   at a time: the total, and the slowest and 99th-percentile single login;
 - **idle**: the server's CPU share over ``IDLE_WINDOW`` s while every session
   only heartbeats (default idle timeout: a PING every 20 s each), and its RSS
-  growth per session;
+  growth per session; and the same heartbeats, at the same rate, answered by
+  ``bench/procs/bare_echo.py`` (a select loop that only replies): the price
+  this machine charges for being woken that often, whatever the server does;
 - **fan-out**: ``MESSAGES`` messages from one member, spaced out: the time for
   each to reach every other member (kernel arrival stamps; p50 and max over
   receivers), and the server's CPU per recipient for it (from the SAY until
@@ -32,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +135,11 @@ def crowd_run(n: int, db: Path, info: dict[str, Any]) -> CrowdFleet:
             fleet.pump(IDLE_WINDOW)
             idle_rate = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
             per_user = (rss_bytes(proc.pid) - rss0) / n
+            rate = n / (IDLE_TIMEOUT / 3)  # every member's heartbeat, spread
+            with process([sys.executable, "-m", "bench.procs.bare_echo"]) as (echo, at):
+                c0, t0 = cpu_seconds(echo.pid), time.monotonic()
+                fleet.paced_pings(at, rate, IDLE_WINDOW)
+                echo_rate = (cpu_seconds(echo.pid) - c0) / (time.monotonic() - t0)
             rounds = []
             for k in range(MESSAGES):
                 rounds.append(fan_out(fleet, proc.pid, idle_rate, k))
@@ -146,6 +154,8 @@ def crowd_run(n: int, db: Path, info: dict[str, Any]) -> CrowdFleet:
                 login_p99_s=round(lat[int(0.99 * (len(lat) - 1))], 3),
                 login_retries=logins.retries,
                 idle_cpu_pct=round(idle_rate * 100, 2),
+                echo_cpu_pct=round(echo_rate * 100, 2),
+                heartbeats_per_s=round(rate),
                 rss_per_user_kb=round(per_user / 1024, 2),
                 fanout_p50_ms=round(med["p50_ms"], 2),
                 fanout_max_ms=round(med["max_ms"], 2),
@@ -165,7 +175,7 @@ def check_everything_arrived(fleet: CrowdFleet, messages: int) -> None:
     texts = {t for m in fleet.members for t in m.got}
     assert len(texts) == messages
     for m in fleet.members[1:]:
-        assert len(m.got) == messages, (m.name, len(m.got))
+        assert len(m.got) == messages, (m.name, len(m.got), m.delivered, m.high)
     highs = {m.high for m in fleet.members}
     assert all(m.delivered == m.high for m in fleet.members), "a session was left with a hole"
     assert len(highs) == 1, highs  # all at the room's head: every join, every message

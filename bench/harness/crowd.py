@@ -9,8 +9,8 @@ as our client is, with no rendering and no history replay:
   ``concurrency`` logins are in flight (people do not all press Enter in the
   same millisecond; 512 is still a storm);
 - the room's events in order: ``EV`` by id, ``SUM`` as its range, holes pulled
-  (``PULL``) 0.1 s after they open or at once when a ``HEAD`` or ``PONG``
-  shows them, again after 0.5 s if the answer is lost;
+  (``PULL``) 0.1 s after they open (or a ``HEAD`` or ``PONG`` shows them),
+  again after 0.5 s if the answer is lost;
 - ``ACK``: cumulative, every 16 events or 0.2 s after the first unacknowledged
   one (the client's cadence), none in a large room (a ``SUM`` came, or a
   ``HEAD`` said ``nack``); a resent event is acknowledged again;
@@ -130,6 +130,7 @@ class CrowdFleet:
         inflight: set[Member] = set()
         retries = 0
         latencies: list[float] = []
+        beat = start
         while waiting or inflight:
             now = time.monotonic()
             if now - start > timeout:
@@ -142,6 +143,9 @@ class CrowdFleet:
             for m in [m for m in inflight if now - m.sent_at >= LOGIN_RETRY]:
                 retries += 1
                 self._send_login(m, now)
+            if now >= beat:  # those logged in heartbeat meanwhile
+                self._timers(now)
+                beat = now + 0.1
             for m in self._poll(0.05):
                 if m.sid and m in inflight:
                     inflight.discard(m)
@@ -177,6 +181,20 @@ class CrowdFleet:
                 m.next_ping = now + self.idle_timeout / 3
                 self.stats["pings"] += 1
                 m.sock.sendto(b"v2 PING %s %d" % (m.sid.encode(), m.delivered), self.target)
+
+    def paced_pings(self, target: Address, rate: float, seconds: float) -> int:
+        """PINGs at ``rate`` a second to ``target``, from the members in turn
+        (the members' own heartbeats go on as usual); how many were sent."""
+        start = time.monotonic()
+        sent = 0
+        while (elapsed := time.monotonic() - start) < seconds:
+            while sent < elapsed * rate:
+                m = self.members[sent % len(self.members)]
+                m.sock.sendto(b"v2 PING %s %d" % (m.sid.encode(), m.delivered), target)
+                sent += 1
+            self._timers(time.monotonic())
+            self._poll(0.002)
+        return sent
 
     def say(self, m: Member, seq: int, text: str) -> None:
         m.saying[seq] = (text, time.monotonic())
@@ -234,10 +252,12 @@ class CrowdFleet:
 
     @staticmethod
     def _learn(m: Member, last: int, now: float) -> None:
-        """The server says ids up to ``last`` exist: pull what we lack now."""
+        """The server says ids up to ``last`` exist: pull what we lack after
+        the gap delay (its datagrams may still be on their way), as the client
+        does."""
         m.high = max(m.high, last)
-        if m.high > m.delivered:
-            m.gap_since = now - GAP_DELAY
+        if m.high > m.delivered and m.gap_since is None:
+            m.gap_since = now
 
     def _range(self, m: Member, first: int, last: int, now: float) -> None:
         if last <= m.delivered:

@@ -25,17 +25,20 @@ def render_crowd(results: list[Result], img_dir: Path) -> list[str]:
         "bench/test_bench_crowd.py: a real `chatroom serve` (SQLite) and N lean, protocol-"
         "correct v2 sessions in one process (bench/harness/crowd.py), all in `#lobby`. "
         "CPU per recipient is the server's, from the SAY until every member has the message, "
-        "less its idle rate; *with HEAD* adds the HEAD that a large room sends once it falls "
-        "quiet (chatroom/server/crowd.py): an isolated message pays for it, the lines of a "
-        "conversation share one. *One sendto* is a `sendto` of a datagram of the same size to "
-        "the same sockets, timed in the same run.",
+        "less its idle rate; *with HEAD* adds the half second after, when a large room sends "
+        "its HEAD to the members that had to repair (none at 0% loss). *One sendto* is a "
+        "`sendto` of a datagram of the same size to the same sockets, timed in the same run. "
+        "*Idle CPU* is the server's while every session only heartbeats (a PING every 20 s "
+        "each); *bare loop* is bench/procs/bare_echo.py answering the same heartbeats at the "
+        "same rate (a select loop that only replies): what this machine charges for being "
+        "woken that often.",
         "",
     ]
     header = [
         "users",
         "all logged in",
         "slowest login (p99)",
-        "idle CPU",
+        "idle CPU (bare loop)",
         "RSS / user",
         "fan-out p50 / max",
         "CPU / recipient",
@@ -52,7 +55,7 @@ def render_crowd(results: list[Result], img_dir: Path) -> list[str]:
                 f"{r.size:,}",
                 f"{e['login_total_s']} s",
                 f"{e['login_max_s'] * 1000:.0f} ms ({e['login_p99_s'] * 1000:.0f} ms)",
-                f"{e['idle_cpu_pct']}%",
+                f"{e['idle_cpu_pct']}% ({e.get('echo_cpu_pct', '–')}%)",
                 f"{e['rss_per_user_kb']} KB",
                 f"{e['fanout_p50_ms']} ms / {e['fanout_max_ms']} ms",
                 f"{e['cpu_per_recipient_us']} µs ({e['per_recipient_vs_sendto']}×)",
