@@ -98,6 +98,10 @@ def test_a_message_in_a_large_room_is_one_send_and_acks_change_nothing() -> None
     c.h.tick(TAIL_DELAY)
     assert of(c.frames(8), p.Head) == [p.Head(pos + 1, n, "nack")]
     assert of(c.frames(9), p.Head) == []
+    # Repeated twice, backing off (the HEAD may be lost too), then no more.
+    for _ in range(30):
+        c.h.tick(0.5)
+    assert of(c.frames(8), p.Head) == [p.Head(pos + 1, n, "nack")] * 2
 
 
 def test_a_pending_summary_goes_out_before_the_next_message() -> None:

@@ -80,6 +80,8 @@ class Member:
     got: dict[str, int] = field(default_factory=dict)
     #: Our SAYs not acknowledged yet: seq -> (text, when last sent).
     saying: dict[int, tuple[str, float]] = field(default_factory=dict)
+    #: The newest id each HEAD and PONG showed (what a failed check prints).
+    heads: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -236,8 +238,10 @@ class CrowdFleet:
                 m.large = mode == "nack"
                 if m.large:
                     m.ack_due = None
+                m.heads.append(last)
                 self._learn(m, last, now)
             case Pong(last_id=last):
+                m.heads.append(-last)
                 self._learn(m, last, now)
             case Acked(seq=seq, id=pos):
                 m.saying.pop(seq, None)

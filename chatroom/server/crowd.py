@@ -15,7 +15,9 @@ at every join):
   one to reveal it, so once the room falls quiet for ``TAIL_DELAY``, a ``HEAD``
   with the room's newest position (PGM's source path message) goes to the
   members that had to repair something in the last ``REPAIR_MEMORY`` seconds:
-  those whose path loses datagrams. A HEAD to everyone would cost a datagram
+  those whose path loses datagrams; and again ``TAIL_BACKOFF`` times later,
+  twice (as PGM repeats its SPMs), since a path that lost the event may lose
+  the HEAD too. A HEAD to everyone would cost a datagram
   per member, as much as the event itself; a member on a clean path that does
   lose a last event learns of it from the PONG of its next heartbeat.
 - **Joins and leaves coalesced.** They are stored and numbered as ever (the
@@ -49,8 +51,11 @@ LARGE: Final = 100
 SMALL: Final = 50
 #: A run of joins and leaves is told at most this long after it began.
 PRESENCE_DELAY: Final = 1.0
-#: A large room quiet this long tells its lossy members its newest position.
+#: A large room quiet this long tells its lossy members its newest position...
 TAIL_DELAY: Final = 0.5
+#: ...and again this many times later, ``TAIL_REPEATS`` times in all.
+TAIL_BACKOFF: Final = 4.0
+TAIL_REPEATS: Final = 3
 #: A member that pulled a hole this recently is sent the HEADs.
 REPAIR_MEMORY: Final = 300.0
 #: Names a SUM lists, of those who joined and of those who left.
@@ -123,6 +128,8 @@ class Crowd:
     run: PresenceRun | None = None
     #: When the room's HEAD is due (None: nothing sent since the last one).
     tail_due: float | None = None
+    #: HEADs sent since the room's last event.
+    tail_sent: int = 0
     audience: Audience | None = None
     #: Members that pulled a hole: address -> when they last did.
     repairing: dict[Address, float] = field(default_factory=dict)
@@ -211,7 +218,7 @@ class Crowds:
             effects.append(Send(frame, v2, event.id))
         plain = p.classic_event(self.lang, event)
         effects += self._classic(audience, [plain], event.id, exclude)
-        crowd.tail_due = now + TAIL_DELAY
+        crowd.tail_due, crowd.tail_sent = now + TAIL_DELAY, 0
         return effects
 
     def due(self, now: float) -> list[Effect]:
@@ -222,9 +229,12 @@ class Crowds:
             assert crowd is not None
             if crowd.run is not None and now >= crowd.run.due:
                 effects += self._flush(conv, crowd)
-                crowd.tail_due = now + TAIL_DELAY
+                crowd.tail_due, crowd.tail_sent = now + TAIL_DELAY, 0
             elif crowd.tail_due is not None and now >= crowd.tail_due:
+                crowd.tail_sent += 1
                 crowd.tail_due = None
+                if crowd.tail_sent < TAIL_REPEATS:
+                    crowd.tail_due = now + TAIL_DELAY * TAIL_BACKOFF**crowd.tail_sent
                 to = crowd.lossy(self._audience(conv, crowd), now)
                 if to:
                     effects.append(self._head(conv, "nack", to))
