@@ -90,7 +90,8 @@ def test_a_large_room_tells_joins_together_and_sends_each_line_once(
         assert [f.event.text for f in lines] == ["hello, crowd"]
         assert not [f for f in got if isinstance(f, p.Head)]
         heads = [f for f in frames(lossy, 1.0) if isinstance(f, p.Head)]
-        assert [(h.mode, h.last_id) for h in heads] == [("nack", lines[0].event.room_seq)]
+        assert heads  # after the lull (and repeated, backing off)
+        assert {(h.mode, h.last_id) for h in heads} == {("nack", lines[0].event.room_seq)}
     finally:
         for client in (alice, bob):
             if client is not None:

@@ -16,7 +16,9 @@ as our client is, with no rendering and no history replay:
   ``HEAD`` said ``nack``); a resent event is acknowledged again;
 - ``SAY`` retried every 0.5 s until its ``ACKED`` (the same seq: stored once);
 - ``PING`` every third of the idle timeout, the first one at a random point of
-  that period so the heartbeats are spread as real ones are.
+  that period so the heartbeats are spread as real ones are; a PING that no
+  frame from the server follows within 1 s is sent again (backing off to 2 s),
+  as the client's liveness probes do.
 
 Messages carry their send time (``bench.harness.chatrig.message_text``); a
 receiver's latency is the kernel's arrival stamp of the EV minus that.
@@ -52,6 +54,8 @@ GAP_DELAY = 0.1
 PULL_RETRY = 0.5
 LOGIN_RETRY = 0.5
 SAY_RETRY = 0.5
+PROBE_AFTER = 1.0
+PROBE_MAX = 2.0
 PAGE = 32
 
 
@@ -76,6 +80,9 @@ class Member:
     pulled_at: float = 0.0
     large: bool = False
     next_ping: float = 0.0
+    #: A PING is unanswered: probe again at this time (None: nothing awaited).
+    next_probe: float | None = None
+    probe_gap: float = PROBE_AFTER
     #: Message texts received (the sender's mark -> latency in ns).
     got: dict[str, int] = field(default_factory=dict)
     #: Our SAYs not acknowledged yet: seq -> (text, when last sent).
@@ -181,8 +188,17 @@ class CrowdFleet:
                     self.say(m, seq, text)
             if now >= m.next_ping:
                 m.next_ping = now + self.idle_timeout / 3
-                self.stats["pings"] += 1
-                m.sock.sendto(b"v2 PING %s %d" % (m.sid.encode(), m.delivered), self.target)
+                if m.next_probe is None:
+                    m.next_probe, m.probe_gap = now + PROBE_AFTER, PROBE_AFTER
+                self._ping(m)
+            elif m.next_probe is not None and now >= m.next_probe:
+                m.probe_gap = min(m.probe_gap * 2, PROBE_MAX)
+                m.next_probe = now + m.probe_gap
+                self._ping(m)
+
+    def _ping(self, m: Member) -> None:
+        self.stats["pings"] += 1
+        m.sock.sendto(b"v2 PING %s %d" % (m.sid.encode(), m.delivered), self.target)
 
     def paced_pings(self, target: Address, rate: float, seconds: float) -> int:
         """PINGs at ``rate`` a second to ``target``, from the members in turn
@@ -221,6 +237,7 @@ class CrowdFleet:
     def _frame(self, m: Member, data: bytes, anc: list[tuple[int, int, bytes]]) -> None:
         now = time.monotonic()
         frame = parse_server(data)
+        m.next_probe = None  # the server answers: the path works
         match frame:
             case EventFrame(event=ev):
                 self.stats["evs"] += 1

@@ -141,6 +141,16 @@ class Crowd:
         return tuple(a for a in self.repairing if a in audience.index)
 
 
+def shown(conv: Conversation) -> int:
+    """The newest position ``conv``'s members are told exists (PONG, HEAD):
+    not the joins and leaves waiting to be told together, or every member
+    would pull them one by one before their SUM goes out."""
+    crowd = conv.crowd
+    if crowd is not None and crowd.run is not None:
+        return crowd.run.first - 1
+    return conv.last_seq
+
+
 def _reveals(conv: Conversation) -> int:
     """The global id of the room's newest event: a HEAD shows it exists."""
     newest = conv.ring.get(conv.last_seq)
@@ -277,7 +287,7 @@ class Crowds:
         if to is None:
             crowd = conv.crowd
             to = (self._audience(conv, crowd) if crowd else Audience.of(conv.members)).v2
-        head = p.Head(conv.last_seq, conv.count(), mode, conv.key)
+        head = p.Head(shown(conv), conv.count(), mode, conv.key)
         return Send(p.encode(head), to, _reveals(conv))
 
     @staticmethod

@@ -17,6 +17,7 @@ from chatroom import protocol as p
 from chatroom.events import DM_PREFIX, LOBBY, dm_key
 from chatroom.registry import Address, User
 from chatroom.server.conversation import Conversation, dm_peer
+from chatroom.server.crowd import shown
 from chatroom.server.effects import Effect, Send
 from chatroom.server.membership import Membership
 from chatroom.server.replies import Replies, text_problem
@@ -428,8 +429,8 @@ class V2Dialect:
             size += len(label.encode()) + 22
             if size >= p.MAX_DATAGRAM:
                 break
-            others.append((label, conv.last_seq))
-        return p.Pong(conversations.lobby.last_seq, tuple(others))
+            others.append((label, shown(conv)))
+        return p.Pong(shown(conversations.lobby), tuple(others))
 
     def _users(self, user: User, room: str) -> p.Users:
         key = self.key_of(user, room)
