@@ -20,10 +20,8 @@ CLIENT_TABLE: list[tuple[bytes, p.ClientFrame]] = [
     ("C 小明 你好".encode(), p.ClassicChat("小明", "你好")),
     (b"Q alice", p.ClassicQuit("alice")),
     (b"v2 LOGIN n1 alice - - ".ljust(p.LOGIN_MIN, b"."), p.Login("n1", "alice")),
-    (
-        b"v2 LOGIN n1 alice 0123456789abcdef 12.ab ".ljust(p.LOGIN_MIN, b"."),
-        p.Login("n1", "alice", "0123456789abcdef", "12.ab"),
-    ),
+    (b"v2 LOGIN n1 alice 0123456789abcdef 12.ab ".ljust(p.LOGIN_MIN, b"."),
+     p.Login("n1", "alice", "0123456789abcdef", "12.ab")),
     (b"v2 SAY s1 7 hi there", p.Say("s1", 7, "hi there")),
     (b"v2 ACK s1 42", p.Ack("s1", 42)),
     (b"v2 PULL s1 10 32", p.Pull("s1", 10, 32)),
@@ -33,15 +31,11 @@ CLIENT_TABLE: list[tuple[bytes, p.ClientFrame]] = [
 ]
 
 SERVER_TABLE: list[tuple[bytes, p.ServerFrame]] = [
-    (
-        b"v2 EV 5 1700000000123 message alice hi there",
-        p.EventFrame(Event(5, "message", "alice", "hi there", 1700000000.123)),
-    ),
+    (b"v2 EV 5 1700000000123 message alice hi there",
+     p.EventFrame(Event(5, "message", "alice", "hi there", 1700000000.123))),
     (b"v2 EV 6 1700000000000 join bob ", p.EventFrame(Event(6, "join", "bob", "", 1700000000.0))),
-    (
-        b"v2 EV 7 1700000000000 announce * tea is ready",
-        p.EventFrame(Event(7, "announce", "", "tea is ready", 1700000000.0)),
-    ),
+    (b"v2 EV 7 1700000000000 announce * tea is ready",
+     p.EventFrame(Event(7, "announce", "", "tea is ready", 1700000000.0))),
     (b"v2 ACKED 3 17", p.Acked(3, 17)),
     (b"v2 ACKED 3 17 1700000000123", p.Acked(3, 17, 1700000000.123)),
     (b"v2 WELCOME n1 abcd 60 12 5/1", p.Welcome("n1", "abcd", 60.0, 12, "5/1")),
@@ -189,16 +183,8 @@ def test_name_key_ignores_case() -> None:
 
 @pytest.mark.parametrize(
     ("text", "bad"),
-    [
-        ("hello", None),
-        ("tab\there", None),
-        ("esc\x1b[2J", "\x1b"),
-        ("del\x7f", "\x7f"),
-        ("c1\x9b", "\x9b"),
-        ("bidi\u202e", "\u202e"),
-        ("nl\n", "\n"),
-        ("你好 🙂", None),
-    ],
+    [("hello", None), ("tab\there", None), ("esc\x1b[2J", "\x1b"), ("del\x7f", "\x7f"),
+     ("c1\x9b", "\x9b"), ("bidi\u202e", "\u202e"), ("nl\n", "\n"), ("你好 🙂", None)],
 )
 def test_bad_text_char(text: str, bad: str | None) -> None:
     assert p.bad_text_char(text) == bad

@@ -839,3 +839,5 @@ def cpu_figures(phases: Sequence[Phase]) -> dict[str, Any]:
         if wall
         else 0.0,
     }
+
+
