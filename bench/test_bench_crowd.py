@@ -131,11 +131,11 @@ def crowd_run(n: int, db: Path, info: dict[str, Any]) -> CrowdFleet:
             logins = fleet.login_all()
             lat = sorted(logins.latencies)
             fleet.pump(PRESENCE_DELAY + TAIL_DELAY + 1.0)  # the last joins' SUM and HEAD
-            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            c0, t0, pings = cpu_seconds(proc.pid), time.monotonic(), fleet.stats["pings"]
             fleet.pump(IDLE_WINDOW)
             idle_rate = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
+            rate = (fleet.stats["pings"] - pings) / (time.monotonic() - t0)
             per_user = (rss_bytes(proc.pid) - rss0) / n
-            rate = n / (IDLE_TIMEOUT / 3)  # every member's heartbeat, spread
             with process([sys.executable, "-m", "bench.procs.bare_echo"]) as (echo, at):
                 c0, t0 = cpu_seconds(echo.pid), time.monotonic()
                 fleet.paced_pings(at, rate, IDLE_WINDOW)

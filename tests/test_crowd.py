@@ -204,3 +204,29 @@ def test_summary_and_head_frames_round_trip_and_bad_ones_are_refused() -> None:
         assert p.parse_server(p.encode(frame)) == frame
     for bad in (b"v2 SUM 9 3 0 1 0", b"v2 SUM 1 2 0 1 0 alice", b"v2 HEAD 1 2 maybe", b"v2 SUM x"):
         assert isinstance(p.parse_server(bad), p.BadFrame)
+
+
+def test_heartbeats_go_on_the_wall_clocks_tenths_once_a_wall_time_is_given() -> None:
+    import random
+
+    from chatroom.client.liveness import HEARTBEAT_GRID, Liveness, on_grid
+
+    live = Liveness()
+    rng = random.Random(1)
+    offset = 1_700_000_000.123_456  # wall minus monotonic
+    live.schedule_ping(10.0, 60.0, rng)  # a WELCOME: no wall time at hand
+    unaligned = live.next_ping
+    live.align(10.5, 10.5 + offset)
+    aligned = live.next_ping
+    assert unaligned <= aligned < unaligned + HEARTBEAT_GRID
+    ticks = (aligned + offset) / HEARTBEAT_GRID
+    assert abs(ticks - round(ticks)) < 1e-4  # 10 µs: a double at 1.7e9 s holds ~0.2 µs
+    # Clocks read microseconds apart at later ticks do not push it further.
+    live.align(11.0, 11.0 + offset + 3e-6)
+    assert live.next_ping == aligned
+    for now in (20.0, 37.3, 55.55):
+        live.schedule_ping(now, 60.0, rng, now + offset)
+        assert now + 15.0 <= live.next_ping < now + 20.0 + HEARTBEAT_GRID
+        ticks = (live.next_ping + offset) / HEARTBEAT_GRID
+        assert abs(ticks - round(ticks)) < 1e-4  # 10 µs: a double at 1.7e9 s holds ~0.2 µs
+    assert on_grid(5.0, 0.0) == pytest.approx(5.0)  # already on it: kept

@@ -15,8 +15,9 @@ as our client is, with no rendering and no history replay:
   one (the client's cadence), none in a large room (a ``SUM`` came, or a
   ``HEAD`` said ``nack``); a resent event is acknowledged again;
 - ``SAY`` retried every 0.5 s until its ``ACKED`` (the same seq: stored once);
-- ``PING`` every third of the idle timeout, the first one at a random point of
-  that period so the heartbeats are spread as real ones are; a PING that no
+- ``PING`` every 0.25-0.33 of the idle timeout on the wall clock's tenths
+  (chatroom/client/liveness.py, as the client), the first one at a random
+  point of that period as in a server's steady state; a PING that no
   frame from the server follows within 1 s is sent again (backing off to 2 s),
   as the client's liveness probes do.
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 
 from bench.harness.chatrig import parse_text
 from bench.harness.measure import kernel_stamp, stamped_socket
+from chatroom.client.liveness import on_grid
 from chatroom.protocol.codec import encode_client, parse_server
 from chatroom.protocol.frames import (
     Acked,
@@ -159,7 +161,8 @@ class CrowdFleet:
                 if m.sid and m in inflight:
                     inflight.discard(m)
                     latencies.append(m.welcomed - m.started)
-                    m.next_ping = m.welcomed + self._rng.uniform(0, self.idle_timeout / 3)
+                    first = m.welcomed + self._rng.uniform(0, self.idle_timeout / 3)
+                    m.next_ping = on_grid(first, time.time() - time.monotonic())
         return LoginStats(time.monotonic() - start, latencies, retries)
 
     # ------------------------------------------------------------------ running
@@ -174,6 +177,7 @@ class CrowdFleet:
             self._poll(min(0.02, max(0.0, end - now)))
 
     def _timers(self, now: float) -> None:
+        wall = time.time()
         for m in self.members:
             if not m.sid:
                 continue
@@ -187,7 +191,8 @@ class CrowdFleet:
                 if now - sent >= SAY_RETRY:
                     self.say(m, seq, text)
             if now >= m.next_ping:
-                m.next_ping = now + self.idle_timeout / 3
+                gap = self.idle_timeout * self._rng.uniform(0.25, 1 / 3)
+                m.next_ping = on_grid(now + gap, wall - now)
                 if m.next_probe is None:
                     m.next_probe, m.probe_gap = now + PROBE_AFTER, PROBE_AFTER
                 self._ping(m)
@@ -201,17 +206,23 @@ class CrowdFleet:
         m.sock.sendto(b"v2 PING %s %d" % (m.sid.encode(), m.delivered), self.target)
 
     def paced_pings(self, target: Address, rate: float, seconds: float) -> int:
-        """PINGs at ``rate`` a second to ``target``, from the members in turn
-        (the members' own heartbeats go on as usual); how many were sent."""
+        """PINGs at ``rate`` a second to ``target``, from the members in turn,
+        on the heartbeat grid as the members' own (which go on as usual); how
+        many were sent."""
         start = time.monotonic()
+        offset = time.time() - start
         sent = 0
-        while (elapsed := time.monotonic() - start) < seconds:
-            while sent < elapsed * rate:
+        while (now := time.monotonic()) - start < seconds:
+            due = on_grid(now, offset)
+            if due - now > 0.002:
+                self._timers(now)
+                self._poll(min(0.02, due - now - 0.001))
+                continue
+            while sent < (due - start) * rate:
                 m = self.members[sent % len(self.members)]
                 m.sock.sendto(b"v2 PING %s %d" % (m.sid.encode(), m.delivered), target)
                 sent += 1
-            self._timers(time.monotonic())
-            self._poll(0.002)
+            self._poll(0.003)
         return sent
 
     def say(self, m: Member, seq: int, text: str) -> None:

@@ -5,7 +5,12 @@ Pure bookkeeping for the session (times are passed in):
 * a heartbeat PING every ~idle_timeout/3, jittered down to a quarter (15-20 s
   for the default 60 s), keeps the session alive on the server and, since PONG
   carries the newest event id, notices a lost tail; the session brings it
-  forward after an announcement (the server's shutdown notice is one);
+  forward after an announcement (the server's shutdown notice is one). Given
+  the wall clock, it goes on a whole ``HEARTBEAT_GRID`` of it: a server with
+  thousands of idle sessions then gets their heartbeats in bursts, one
+  wake-up for dozens of them, where spread out each cost it a wake-up of its
+  own (bench/test_bench_crowd.py: a loop answering 500 heartbeats a second
+  spends ~3x the CPU spread out as in bursts of 50; docs/architecture.md);
 * when anything that calls for an answer (LOGIN, SAY, PULL, PING, WHO) has gone
   unanswered for ``probe_after``, PINGs probe the path (backing off to
   ``probe_max``); after ``lost_after`` the user is told the connection is lost;
@@ -14,8 +19,20 @@ Pure bookkeeping for the session (times are passed in):
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
+from typing import Final
+
+#: Heartbeats go on whole tenths of a second of the wall clock (see above).
+HEARTBEAT_GRID: Final = 0.1
+
+
+def on_grid(at: float, wall_offset: float) -> float:
+    """The first monotonic time >= ``at`` that falls on the heartbeat grid of
+    the wall clock (``wall_offset``: wall time minus monotonic time, now)."""
+    wall = at + wall_offset
+    return math.ceil(wall / HEARTBEAT_GRID - 1e-9) * HEARTBEAT_GRID - wall_offset
 
 
 @dataclass(slots=True)
@@ -30,6 +47,8 @@ class Liveness:
     awaiting: float | None = None
     next_probe: float | None = None
     probe_gap: float = 0.0
+    #: ``next_ping`` is on the grid (or no wall clock was ever given).
+    aligned: bool = False
 
     def expect(self, now: float) -> None:
         """We sent something that calls for an answer."""
@@ -48,9 +67,25 @@ class Liveness:
             return True
         return False
 
-    def schedule_ping(self, now: float, idle_timeout: float, rng: random.Random) -> None:
+    def schedule_ping(
+        self, now: float, idle_timeout: float, rng: random.Random, wall: float | None = None
+    ) -> None:
+        """The next heartbeat; on the wall clock's grid when ``wall`` (the wall
+        time at ``now``) is given."""
         fraction = 0.25 + rng.random() * (1 / 3 - 0.25)
         self.next_ping = now + idle_timeout * fraction
+        self.aligned = False
+        if wall is not None:
+            self.align(now, wall)
+
+    def align(self, now: float, wall: float) -> None:
+        """Put the next heartbeat on the grid, once: a heartbeat scheduled where
+        no wall time was at hand (a WELCOME) moves at the next tick. Never
+        again after that: the two clocks, read a few microseconds apart, would
+        otherwise push an aligned time to the next grid point at every tick."""
+        if not self.aligned:
+            self.next_ping = on_grid(self.next_ping, wall - now)
+            self.aligned = True
 
     def check_soon(self, at: float) -> None:
         """Bring the next heartbeat forward to ``at`` (if it is later)."""

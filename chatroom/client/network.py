@@ -117,7 +117,7 @@ class NetworkProcess:
                         self._read_socket()
                     elif not self._read_commands():
                         sel.unregister(self.cmd_fd)
-                self._apply(self.session.tick(time.monotonic()))
+                self._apply(self.session.tick(time.monotonic(), time.time()))
                 self._flush()
         self._flush()
         return 0

@@ -350,8 +350,10 @@ class ClientSession:
                 out.append(Notice("server_error", {"code": code, "text": text}))
         return out
 
-    def tick(self, now: float) -> list[Output]:
-        """Let time pass: retransmissions, pulls, acks, heartbeats, give-ups."""
+    def tick(self, now: float, wall: float | None = None) -> list[Output]:
+        """Let time pass: retransmissions, pulls, acks, heartbeats, give-ups.
+        ``wall``, the wall-clock time at ``now``, puts heartbeats on its grid
+        (liveness.py)."""
         match self.state:
             case State.LOGIN:
                 assert self._login is not None
@@ -365,7 +367,7 @@ class ClientSession:
             case State.RELOGIN:
                 return self._login_retry(now) + self._check_lost(now) + self._show_pending(now)
             case State.LIVE:
-                return self._live_timers(now) + self._show_pending(now)
+                return self._live_timers(now, wall) + self._show_pending(now)
             case State.CLOSING:
                 return self._closing_timers(now) + self._show_pending(now)
         return []
@@ -1034,15 +1036,17 @@ class ClientSession:
         rto = self.outbox.rtt.rto
         return [self._pull(r, tl.chan, now) for r in tl.pulls_due(now, rto)]
 
-    def _live_timers(self, now: float) -> list[Output]:
+    def _live_timers(self, now: float, wall: float | None = None) -> list[Output]:
         out = self._pump(now)
         for tl in self._followed():
             out += self._pulls(tl, now)
         out += self._ack(now)
         out += self._requests_due(now)
+        if wall is not None:
+            self.live.align(now, wall)
         if now >= self.live.next_ping:
             out.append(self._ping(now, probe=False))
-            self.live.schedule_ping(now, self.idle_timeout, self.rng)
+            self.live.schedule_ping(now, self.idle_timeout, self.rng, wall)
         if self.live.probe_due(now):
             out.append(self._ping(now, probe=True))
         return out + self._check_lost(now)

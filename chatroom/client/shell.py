@@ -216,7 +216,7 @@ def _exchange(
                     got = None  # nobody there (yet): the session retries
                 if got is not None:
                     pending += session.receive(got, time.monotonic())
-            pending += session.tick(time.monotonic())
+            pending += session.tick(time.monotonic(), time.time())
 
 
 def _say(lines: list[str]) -> None:

@@ -34,7 +34,7 @@ from chatroom.server.commits import (
     StorageFailure,
 )
 from chatroom.server.console_log import ConsoleLog
-from chatroom.server.effects import Effect, Send
+from chatroom.server.effects import Effect, Send, Store
 from chatroom.server.hub import Hub
 from chatroom.server.sendmany import SendMode, make_sender
 from chatroom.server.status import Pulse, members, report
@@ -48,6 +48,12 @@ BATCH: int = 256
 TICK: float = 0.1
 #: Socket buffers: a burst of a few thousand datagrams should queue, not drop.
 SOCKET_BUFFER: int = 4 * 1024 * 1024
+#: After a read that stored nothing (heartbeats, ACKs, pulls), the next one
+#: waits this long, so that what arrives meanwhile is read in the same wake-up
+#: (a NIC's interrupt moderation). Being woken is most of what an idle
+#: server's heartbeats cost (docs/architecture.md, "Large rooms"); a line that
+#: comes then waits at most this long, and none does while lines flow.
+MODERATION: float = 0.001
 
 
 def new_token() -> str:
@@ -149,6 +155,7 @@ class Server:
         if self.commits.worker is not None:
             self._sel.register(self.commits.worker, selectors.EVENT_READ, "commit")
         next_tick = self._clock() + TICK
+        quiet = False
         try:
             while not self._stopping:
                 wake = next_tick
@@ -157,7 +164,9 @@ class Server:
                 timeout = max(0.0, wake - self._clock())
                 for key, _ in self._sel.select(timeout):
                     if key.data == "udp":
-                        self._drain()
+                        if quiet:
+                            time.sleep(MODERATION)
+                        quiet = self._drain()
                     elif key.data == "console":
                         self._console_line()
                     elif key.data == "control":
@@ -184,7 +193,9 @@ class Server:
             os.close(self._wake_r)
             os.close(self._wake_w)
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
+        """Handle what the socket holds (up to BATCH datagrams); True when
+        nothing of it was stored (see MODERATION)."""
         effects: list[Effect] = []
         for _ in range(BATCH):
             try:
@@ -200,6 +211,7 @@ class Server:
                 self.hub.stats["errors.internal"] += 1
                 log.exception("internal error handling a datagram from %s", addr)
         self._apply(effects)
+        return not any(isinstance(e, Store) for e in effects)
 
     def _console_line(self) -> None:
         assert self.console is not None
