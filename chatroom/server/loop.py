@@ -48,12 +48,14 @@ BATCH: int = 256
 TICK: float = 0.1
 #: Socket buffers: a burst of a few thousand datagrams should queue, not drop.
 SOCKET_BUFFER: int = 4 * 1024 * 1024
-#: After a read that stored nothing (heartbeats, ACKs, pulls), the next one
-#: waits this long, so that what arrives meanwhile is read in the same wake-up
-#: (a NIC's interrupt moderation). Being woken is most of what an idle
-#: server's heartbeats cost (docs/architecture.md, "Large rooms"); a line that
-#: comes then waits at most this long, and none does while lines flow.
+#: After a light read (at most ``LIGHT`` datagrams, nothing stored: a
+#: heartbeat or two) the next one waits this long, so that what arrives
+#: meanwhile is read in the same wake-up (a NIC's interrupt moderation).
+#: Being woken is most of what an idle server's heartbeats cost
+#: (docs/architecture.md, "Large rooms"); a line that comes then waits at
+#: most this long, and none does while lines flow or the server is busy.
 MODERATION: float = 0.001
+LIGHT: int = 4
 
 
 def new_token() -> str:
@@ -195,9 +197,10 @@ class Server:
 
     def _drain(self) -> bool:
         """Handle what the socket holds (up to BATCH datagrams); True when
-        nothing of it was stored (see MODERATION)."""
+        that was a light read (see MODERATION)."""
         effects: list[Effect] = []
-        for _ in range(BATCH):
+        handled = 0
+        for handled in range(BATCH):  # noqa: B007 - the count is the result
             try:
                 data, addr = self.sock.recvfrom(p.MAX_DATAGRAM + 1)
             except (BlockingIOError, InterruptedError):
@@ -211,7 +214,7 @@ class Server:
                 self.hub.stats["errors.internal"] += 1
                 log.exception("internal error handling a datagram from %s", addr)
         self._apply(effects)
-        return not any(isinstance(e, Store) for e in effects)
+        return handled <= LIGHT and not any(isinstance(e, Store) for e in effects)
 
     def _console_line(self) -> None:
         assert self.console is not None
