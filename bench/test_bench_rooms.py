@@ -12,6 +12,10 @@ data-structure comparison also covers "members of one room". Groups:
   registry, and the per-recipient acknowledgement a busy room costs);
 - ``rooms.who.<size>``: ``WHO #room`` (walk the members, fill one datagram).
 
+From 100 members a room is *large* (chatroom/server/crowd.py): there the
+ACKs change nothing and cost only their parsing, and a join or leave is
+added to the run told by the next SUM rather than sent to every member.
+
 No sockets and no storage: the core's own cost, with an explicit clock. The
 server has as many users again outside the room, so a structure whose cost
 grows with everyone online (rather than with the room) would show it.
