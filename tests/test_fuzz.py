@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import socket
 import sqlite3
+import time
 from collections.abc import Callable
 
 import pytest
@@ -173,8 +174,18 @@ def test_live_storm_then_still_serving(
                 s.close()
         bob = UdpPeer(srv.addr)
         try:
-            bob.send("L bob_after_storm")
-            assert bob.recv(5) == b"OK"
+            # As a client would, bob tries again until answered: the storm may
+            # still fill the server's receive buffer, and a datagram that
+            # arrives then is dropped by the kernel (a flake under load, found
+            # in the ten-run hunt of issue 15).
+            deadline = time.monotonic() + 60
+            while True:
+                bob.send("L bob_after_storm")
+                try:
+                    if bob.recv(2) == b"OK":
+                        break
+                except TimeoutError:
+                    assert time.monotonic() < deadline, "no OK after the storm"
             bob.send("C bob_after_storm alive")
             deadline_hits = 0
             while True:  # alice may first get storm-born notices; find bob's line
