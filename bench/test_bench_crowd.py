@@ -32,6 +32,7 @@ one sendto.
 from __future__ import annotations
 
 import contextlib
+import socket
 import statistics
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def sendto_cost(fleet: CrowdFleet, size: int) -> float:
     payload = b"v2 X" + b"." * (size - 4)
     addrs = fleet.addresses()
     passes = []
-    with contextlib.closing(__import__("socket").socket(2, 2)) as sock:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as sock:
         for _ in range(3):
             start = time.process_time()
             for a in addrs:
@@ -203,7 +204,7 @@ def test_crowd_lossy(tmp_path: Path) -> None:
     out, which is the idle timeout's job and not this test's subject)."""
     idle = IDLE_TIMEOUT
     with process(server_cmd(tmp_path / "lossy.db", idle)) as (_, addr):
-        proxy_cmd = [__import__("sys").executable, "-m", "testkit.lossy_proxy", addr[0]]
+        proxy_cmd = [sys.executable, "-m", "testkit.lossy_proxy", addr[0]]
         proxy_cmd += [str(addr[1]), "--drop", "0.05", "--seed", "3"]
         with process(proxy_cmd) as (_, front):
             fleet = CrowdFleet(LOSSY, front, idle, prefix="x")

@@ -116,6 +116,12 @@ class Audience:
                 (classic_nl if u.newline else classic).append(u.address)
         return cls(tuple(v2), {a: i for i, a in enumerate(v2)}, tuple(classic), tuple(classic_nl))
 
+    @property
+    def has_classic(self) -> bool:
+        """Classic members are rare in a large room: their lines are worded
+        only when there is one to send them to."""
+        return bool(self.classic or self.classic_nl)
+
     def v2_except(self, addr: Address | None) -> tuple[Address, ...]:
         i = self.index.get(addr) if addr is not None else None
         return self.v2 if i is None else self.v2[:i] + self.v2[i + 1 :]
@@ -226,8 +232,9 @@ class Crowds:
         if v2:
             frame = conv.ring.frame(event.room_seq) or p.encode(p.EventFrame(event))
             effects.append(Send(frame, v2, event.id))
-        plain = p.classic_event(self.lang, event)
-        effects += self._classic(audience, [plain], event.id, exclude)
+        if audience.has_classic:
+            plain = p.classic_event(self.lang, event)
+            effects += self._classic(audience, [plain], event.id, exclude)
         crowd.tail_due, crowd.tail_sent = now + TAIL_DELAY, 0
         return effects
 
@@ -266,9 +273,10 @@ class Crowds:
         effects: list[Effect] = []
         if audience.v2:
             effects.append(Send(p.encode(run.frame(conv.key)), audience.v2, run.last_id))
-        names = tuple(run.names)
-        lines = [s.encode() for s in presence_lines(self.lang, run.joined, run.left, names)]
-        return effects + self._classic(audience, lines, run.last_id, None)
+        if audience.has_classic:
+            told = presence_lines(self.lang, run.joined, run.left, tuple(run.names))
+            effects += self._classic(audience, [s.encode() for s in told], run.last_id, None)
+        return effects
 
     def _classic(
         self, audience: Audience, lines: list[bytes], reveals: int, exclude: Address | None
