@@ -12,10 +12,11 @@ executemany (psycopg sends the rows in one pipeline); other databases skip store
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Final, Self, cast
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, tuple_
 from sqlalchemy.dialects import postgresql
@@ -34,14 +35,41 @@ from storage.models import events as events_t
 
 __all__ = ["EventStore", "NoDatabase", "SchemaTooNew", "StorageError"]
 
-# A retried client message (same session and seq) is stored once: the conflict target
-# is only (session, seq), so a clash on the primary key still raises.
-_INSERT_SQLITE = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) "
-    "ON CONFLICT (session, seq) DO NOTHING"
-)
 _MAX_ID = "SELECT coalesce(max(id), 0) FROM events"
+#: Most rows per multi-row INSERT on SQLite (10 columns: 1,280 parameters, far
+#: under SQLite's limit of 32,766 since 3.32).
+SQLITE_CHUNK: Final = 128
+
+
+@functools.cache
+def _insert_sqlite_rows(count: int) -> str:
+    """One INSERT of ``count`` rows. A retried client message (same session and
+    seq) is stored once: the conflict target is only (session, seq), so a clash
+    on the primary key still raises. ``count`` is a power of two up to SQLITE_CHUNK,
+    so a handful of statements cover every batch and stay in the driver's cache."""
+    row = "(" + ", ".join("?" * len(EVENT_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES {', '.join([row] * count)} "
+        "ON CONFLICT (session, seq) DO NOTHING"
+    )
+
+
+def _insert_sqlite(raw: sqlite3.Connection, rows: Sequence[Row]) -> None:
+    """``rows`` in a few multi-row INSERTs rather than one ``executemany``.
+
+    Why: ``executemany`` steps the statement once per row, and the driver gives
+    up the GIL around every step and takes it back after. With the commit on its
+    own thread (chatroom/server/commits.py), each take-back waits for the
+    server's loop thread: measured, the batch's wall time grew several-fold
+    under a busy loop, and even alone a multi-row INSERT costs ~30% less per
+    row (docs/benchmarks.md, "Profile")."""
+    i, total = 0, len(rows)
+    while i < total:
+        count = min(SQLITE_CHUNK, 1 << ((total - i).bit_length() - 1))
+        raw.execute(_insert_sqlite_rows(count), [v for r in rows[i : i + count] for v in r])
+        i += count
+
+
 # PostgreSQL: a retried message is skipped by the database itself, in the same
 # statement, including a retry within the batch (each row of an executemany is its
 # own execution, so the second one sees the first).
@@ -285,7 +313,7 @@ class EventStore:
             (before,) = raw.execute(_MAX_ID).fetchone()
             fresh = [r for r in rows if r[0] > before]
             if fresh:
-                raw.executemany(_INSERT_SQLITE, fresh)
+                _insert_sqlite(raw, fresh)
                 if use_fts:
                     raw.execute(fts.INDEX_AFTER, (before,))
             if use_fts:
@@ -293,7 +321,7 @@ class EventStore:
             if len(fresh) < len(rows):
                 # Ids at or below the current maximum (not the room's order; only
                 # another writer does this): the trigger indexes the rows that go in.
-                raw.executemany(_INSERT_SQLITE, [r for r in rows if r[0] <= before])
+                _insert_sqlite(raw, [r for r in rows if r[0] <= before])
             raw.execute("COMMIT")
         except sqlite3.Error as exc:
             if raw.in_transaction:
