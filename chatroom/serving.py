@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, TypeVar
 from chatroom import __version__, control
 from chatroom.registry import make_registry
 from chatroom.server import Hub, ServerConfig
+from chatroom.server.commits import CommitMode, EventSink
 from chatroom.server.console_log import ConsoleLog
 from chatroom.server.directory import Claims
 from chatroom.server.loop import Server, bind_udp, console_stream, new_token
 from chatroom.server.sendmany import SendMode
 from storage.config import resolve_url
 from storage.store import EventStore, StorageError
+from storage.writer import WriterProcess
 from storage.writer_lock import WriterLock
 
 if TYPE_CHECKING:
@@ -52,7 +54,7 @@ class ServeOptions:
     registry: str
     config: ServerConfig
     send_mode: SendMode = "auto"
-    pipeline: bool = True
+    commit: CommitMode = "process"
     db: str | None = None
     cluster_url: str | None = None
     cluster_name: str = "chatroom"
@@ -76,7 +78,8 @@ def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
         host, port = sock.getsockname()[:2]
         owner = f"pid {os.getpid()}, udp://{host}:{port}"
         shared = opts.cluster_url is not None
-        stack.callback(_guarded(lambda: WriterLock.claim(url, owner, shared=shared)).release)
+        lock = _guarded(lambda: WriterLock.claim(url, owner, shared=shared))
+        stack.callback(lock.release)
         hub, cluster = _core(opts, store, f"{host}:{port}")
         if cluster is not None:
             stack.callback(cluster.close)
@@ -86,7 +89,8 @@ def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
             raise ServeError(f"cannot open the control socket: {exc}") from exc
         stack.enter_context(ctl)
         stack.callback(control.control_path(int(port)).unlink, missing_ok=True)
-        server = _server(opts, hub, sock, store, ctl, url, cluster)
+        writer = _pipeline(opts.commit, store, url, lock, stack) if cluster is None else None
+        server = _server(opts, hub, sock, store, ctl, url, cluster, writer)
         server.install_signal_handlers()
         where = "" if cluster is None else f", cluster {opts.cluster_name} via {opts.cluster_url}"
         echo(
@@ -99,6 +103,22 @@ def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
         sys.stdout.flush()
         server.serve_forever()
     echo("chatroom: stopped")
+
+
+def _pipeline(
+    mode: CommitMode, store: EventStore, url: str, lock: WriterLock, stack: contextlib.ExitStack
+) -> EventSink | None:
+    """What the server's commit thread writes through (``--commit``): a writer
+    process of its own (storage/writer.py says why), holding the database's
+    lock while it lives; the store on the thread itself; or nothing (inline)."""
+    if mode == "inline":
+        return None
+    if mode == "thread":
+        return store
+    writer = WriterProcess(url, pass_fds=lock.inheritable())
+    stack.callback(writer.close)
+    writer.start()
+    return writer
 
 
 def display(url: str) -> str:
@@ -174,6 +194,7 @@ def _server(
     ctl: socket.socket,
     url: str,
     cluster: Cluster | None,
+    writer: EventSink | None,
 ) -> Server:
     activity = (
         None
@@ -187,7 +208,7 @@ def _server(
         storage_errors=(StorageError,),
         lock_wait=store.set_lock_wait,
         send_mode=opts.send_mode,
-        pipeline=opts.pipeline,
+        pipeline=writer,
         console=console_stream(),
         control=ctl,
         database=display(url),

@@ -55,6 +55,15 @@ class WriterLock:
             return cls(conn=_claim_pg(url, shared))
         return cls()
 
+    def inheritable(self) -> tuple[int, ...]:
+        """The descriptors a helper process of the server must hold to keep the
+        database taken while it lives (SQLite: the locked file; the lock is the
+        open file's, so it holds until every process with it has exited). The
+        server's writer process (storage/writer.py) holds it: a server killed
+        by SIGKILL cannot leave a writer still committing its last batch under
+        a restarted server that has already read the last id."""
+        return () if self._fd is None else (self._fd,)
+
     def release(self) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)

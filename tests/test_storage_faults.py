@@ -8,9 +8,10 @@ notice: a clear answer while the fault lasts, nothing shown that is not stored,
 everything served again once the fault clears, and lines typed in the v2 client
 delivered in order, each stored once.
 
-The full disk is SQLite's only: the server process writes the file itself, so
-its file size limit is the database's disk; PostgreSQL's files are its server's
-(tests/pg.py), which a test cannot fill without filling the machine's disk.
+The full disk is SQLite's only: the server's processes (the loop and its writer
+process) write the file themselves, so their file size limit is the database's
+disk; PostgreSQL's files are its server's (tests/pg.py), which a test cannot fill
+without filling the machine's disk.
 """
 
 from __future__ import annotations
@@ -48,8 +49,18 @@ def _limited() -> None:
 
 
 def _free_space(srv: ServerProcess) -> None:
+    """Lift the limit of the server and of its database writer (its child,
+    storage/writer.py, which inherited it): the disk has room again for both."""
     inf = resource.RLIM_INFINITY
-    resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (inf, inf))
+    for pid in [srv.proc.pid, *_children(srv.proc.pid)]:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (inf, inf))
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def _drain(peer: UdpPeer, quiet: float = 0.3) -> list[bytes]:

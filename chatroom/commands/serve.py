@@ -10,6 +10,7 @@ from chatroom.commands.options import db_option, host_option, port_option
 from chatroom.ratelimit import Rate
 from chatroom.registry import REGISTRY_KINDS
 from chatroom.server import DEFAULT_LOGIN_RATE, ServerConfig
+from chatroom.server.commits import COMMIT_MODES
 from chatroom.server.console_log import SUMMARY_EVERY
 
 
@@ -87,11 +88,13 @@ class RateType(click.ParamType["Rate | None", object]):
     "or one sendto per datagram (for comparison).",
 )
 @click.option(
-    "--pipeline/--no-pipeline",
-    default=True,
+    "--commit",
+    type=click.Choice(COMMIT_MODES),
+    default=COMMIT_MODES[0],
     show_default=True,
-    help="Commit each batch on a second thread while the next one is handled "
-    "(what is shown still waits for its commit).",
+    help="Where each batch is committed while the next one is handled: a writer "
+    "process, a second thread, or inline in the loop (what is shown always waits "
+    "for its commit).",
 )
 @db_option
 @click.option(
@@ -132,7 +135,7 @@ def serve(
     rate_limit: Rate | None,
     max_sessions_per_ip: int,
     send_mode: str,
-    pipeline: bool,
+    commit: str,
     db: str | None,
     cluster_url: str | None,
     cluster_name: str,
@@ -165,7 +168,7 @@ def serve(
         max_sessions_per_ip=max_sessions_per_ip,
     )
     opts = ServeOptions(
-        host, port, registry, config, send_mode, pipeline,  # type: ignore[arg-type]
+        host, port, registry, config, send_mode, commit,  # type: ignore[arg-type]
         db, cluster_url, cluster_name, quiet, summary_every,
     )  # fmt: skip
     try:

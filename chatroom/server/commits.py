@@ -16,10 +16,13 @@ datagram.
 
 Pipelining (``CommitThread``): the commit of batch k runs on a second thread
 while the loop receives and handles batch k+1; its sends wait for the commit
-as always. SQLite does its B-tree work with the GIL released, so on two cores
-the storage leaves the loop's path (docs/benchmarks.md has what it measured).
-All of the Committer's state still changes on the loop's thread: the worker
-only writes and reports the outcome through a pipe the loop selects on.
+as always. By default (``chatroom serve --commit process``) the thread's sink
+is the writer process of storage/writer.py, so the thread only waits in a
+read: the SQLite work runs on another core and never competes with the loop
+for the GIL, which a commit done on the thread itself does after every SQLite
+call (storage/writer.py has the measurements). All of the Committer's state
+still changes on the loop's thread: the worker only writes and reports the
+outcome through a pipe the loop selects on.
 """
 
 from __future__ import annotations
@@ -31,13 +34,18 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 from chatroom.events import Event
 from chatroom.server.effects import Effect, Send, Store
 from chatroom.server.storage_state import Faults, StorageState
 
 log = logging.getLogger("chatroom.server")
+
+#: Where batches are committed (``chatroom serve --commit``): a writer process
+#: (storage/writer.py), a second thread over the store, or inline in the loop.
+CommitMode = Literal["process", "thread", "inline"]
+COMMIT_MODES: Final[tuple[CommitMode, ...]] = ("process", "thread", "inline")
 
 #: How long a retry waits for another process's lock: short, since the loop
 #: waits with it (the first, failing commit waited the database's full timeout).

@@ -87,7 +87,7 @@ class Server:
         storage_errors: tuple[type[Exception], ...] = (StorageFailure,),
         lock_wait: Callable[[float | None], None] | None = None,
         send_mode: SendMode = "auto",
-        pipeline: bool = False,
+        pipeline: EventSink | None = None,
         console: TextIO | None = None,
         control: socket.socket | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -97,8 +97,10 @@ class Server:
         database_bytes: Callable[[], int | None] | None = None,
         commits: Commits | None = None,
     ) -> None:
-        """``commits``: where effects go instead of the group Committer over
-        ``sink`` (a cluster node: chatroom/cluster/node.py)."""
+        """``pipeline``: commit each batch on a second thread through this sink
+        (``sink`` itself, or storage/writer.py's writer process) while the next
+        batch is handled; None: inline. ``commits``: where effects go instead of
+        the group Committer over ``sink`` (a cluster node: chatroom/cluster/node.py)."""
         self.hub = hub
         self.sock = sock
         self.sink = sink
@@ -106,7 +108,7 @@ class Server:
         self.activity = activity
         on_commit = activity.committed if activity is not None else None
         if commits is None:
-            worker = CommitThread(sink) if pipeline else None
+            worker = CommitThread(pipeline) if pipeline is not None else None
             commits = Committer(
                 sink, hub.storage, storage_errors, lock_wait, on_commit, worker=worker
             )

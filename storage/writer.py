@@ -1,0 +1,197 @@
+"""The server's database writer, in a process of its own.
+
+    python -m storage.writer URL    # started by WriterProcess; jobs on stdin, outcomes on stdout
+
+Why a process and not a thread: the server's loop thread is busy with Python
+work between its system calls, and a commit on a second thread of the same
+interpreter has to take the GIL back after every SQLite call. Measured under
+the many-small-rooms load (bench/test_bench_fanout.py), a batch of 256 rows
+took ~10 ms on the thread against ~2.4 ms alone, and the loop waited for its
+sends meanwhile; in a process of its own the commit has a core to itself
+(docs/architecture.md, "Pipelined group commit").
+
+The loop still owns everything the commit decides (``Committer`` in
+chatroom/server/commits.py): this process only writes what it is given, in
+order, one batch at a time, and reports each outcome. What a batch shows is
+sent only once its outcome says it is committed, so "a client was shown it"
+still implies "it is on disk", also when the server is killed mid-batch.
+
+The pipes carry little: a job is a header (``_JOB``: the payload's length, a
+lock-wait change) and the batch's rows as ``marshal`` data (tuples of ints,
+strings and None: ``marshal`` is the fastest codec the standard library has for
+them); an outcome is a status byte and a message. The writer exits when its
+stdin closes, so a server that dies, even by SIGKILL, leaves no writer behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import signal
+import struct
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterable
+from typing import IO, Final
+
+from chatroom.events import Event
+from storage.errors import StorageError
+
+#: A job's header: payload bytes, whether to change the lock wait, the new wait (s; <0: None).
+_JOB: Final = struct.Struct("=I?d")
+#: An outcome's header: status, message bytes.
+_OUTCOME: Final = struct.Struct("=BI")
+OK: Final = 0
+FAILED: Final = 1  # a StorageError: the batch rolled back; the loop retries it
+BROKEN: Final = 2  # anything else: a bug, raised in the loop as inline mode would
+
+
+class WriterProcess:
+    """An event sink (``write_batch``, ``set_lock_wait``) that writes through
+    ``python -m storage.writer``. It blocks for each outcome, so it is meant to
+    be the sink of the server's commit thread (chatroom/server/commits.py,
+    ``CommitThread``): that thread waits here, in a system call, without the
+    GIL, while the writer process does the work on a core of its own.
+
+    A writer that dies (killed, out of memory) fails the batch it had with a
+    ``StorageError``, which the server retries with back-off as any failed
+    commit; the retry starts a new writer."""
+
+    def __init__(self, url: str, *, pass_fds: tuple[int, ...] = ()) -> None:
+        """``pass_fds``: descriptors the writer holds while it runs (the server's
+        writer lock: storage/writer_lock.py, ``inheritable``)."""
+        self._url = url
+        self._pass_fds = pass_fds
+        self._proc: subprocess.Popen[bytes] | None = None
+        #: The lock wait the writer should use (None: the engine's default), and
+        #: whether the writer has it (a new writer has the default).
+        self._lock_wait: float | None = None
+        self._told = True
+
+    def start(self) -> None:
+        """Start the writer now rather than at the first batch (it takes a few
+        hundred milliseconds to import its libraries)."""
+        self._writer()
+
+    def _writer(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._stop()
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "storage.writer", self._url],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=self._pass_fds,
+                # Not in the terminal's process group: Ctrl-C is the server's to
+                # handle; the writer stops when the server closes its stdin.
+                start_new_session=True,
+            )
+            self._told = self._lock_wait is None
+        return self._proc
+
+    def set_lock_wait(self, seconds: float | None) -> None:
+        """Applied by the writer before the next batch (and kept across a restart)."""
+        self._told = self._told and seconds == self._lock_wait
+        self._lock_wait = seconds
+
+    def write_batch(self, events: Iterable[Event]) -> None:
+        from storage.store import row_from_event
+
+        payload = marshal.dumps([row_from_event(e) for e in events])
+        proc = self._writer()
+        assert proc.stdin is not None and proc.stdout is not None
+        change = not self._told
+        wait = -1.0 if self._lock_wait is None else self._lock_wait
+        try:
+            proc.stdin.write(_JOB.pack(len(payload), change, wait) + payload)
+            proc.stdin.flush()
+            head = _read_exactly(proc.stdout, _OUTCOME.size)
+            if head is None:
+                raise OSError("no answer")
+            status, size = _OUTCOME.unpack(head)
+            message = (_read_exactly(proc.stdout, size) or b"").decode(errors="replace")
+        except OSError as exc:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1.0)  # it may be exiting: say how it ended
+            code = proc.poll()
+            why = f"exit status {code}" if code is not None else str(exc)
+            raise StorageError(f"the database writer stopped ({why})") from exc
+        self._told = True
+        if status == FAILED:
+            raise StorageError(message)
+        if status != OK:
+            raise RuntimeError(f"the database writer failed:\n{message}")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let the writer finish, then stop it."""
+        self._stop(timeout)
+
+    def _stop(self, timeout: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+# ---------------------------------------------------------------------------- the writer
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+def _reply(out: IO[bytes], status: int, message: str = "") -> None:
+    data = message.encode()
+    out.write(_OUTCOME.pack(status, len(data)) + data)
+    out.flush()
+
+
+def serve_jobs(url: str, jobs: IO[bytes], out: IO[bytes]) -> None:
+    """Write each job's rows to ``url`` and report, until ``jobs`` ends."""
+    from storage.store import EventStore
+
+    store = EventStore.for_writing(url)
+    try:
+        while (head := _read_exactly(jobs, _JOB.size)) is not None:
+            size, change_wait, wait = _JOB.unpack(head)
+            payload = _read_exactly(jobs, size)
+            if payload is None:
+                return
+            try:
+                if change_wait:
+                    store.set_lock_wait(None if wait < 0 else wait)
+                store.write_rows(marshal.loads(payload))
+            except StorageError as exc:
+                _reply(out, FAILED, str(exc))
+            except Exception:
+                _reply(out, BROKEN, traceback.format_exc())
+            else:
+                _reply(out, OK)
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m storage.writer URL (started by chatroom serve)", file=sys.stderr)
+        return 2
+    # The server decides when to stop: it closes our stdin (run by hand, Ctrl-D).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(BrokenPipeError):  # the server is gone
+        serve_jobs(args[0], sys.stdin.buffer, sys.stdout.buffer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
