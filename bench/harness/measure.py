@@ -49,14 +49,19 @@ def stamped_socket() -> socket.socket:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time all threads of a process have run so far, in seconds (from the
-    scheduler's nanosecond accounting; 0.0 if the process is gone)."""
+    """CPU time all threads of a process and of its child processes have run so
+    far, in seconds (from the scheduler's nanosecond accounting; 0.0 if the
+    process is gone). The children count: the server's is its database writer
+    (storage/writer.py), whose work is the server's."""
     total = 0
+    children: list[int] = []
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
+            with contextlib.suppress(OSError, ValueError):
+                children += [int(c) for c in (task / "children").read_text().split()]
+    return total / 1e9 + sum(cpu_seconds(c) for c in children)
 
 
 def wakeups(pid: int) -> int:

@@ -79,6 +79,13 @@ class Relay:
         cmd = [sys.executable, "-m", "bench.procs.bare_relay", *(["--sendmmsg"] if batched else [])]
         return cls.start("bare-sendmmsg" if batched else "bare", cmd, lines.encode())
 
+    @classmethod
+    def bare_routes(cls, routes: Sequence[Sequence[tuple[str, int]]]) -> Relay:
+        """The bare relay of many rooms: each route is a sender, then its receivers."""
+        lines = "".join(" ".join(f"{h} {p}" for h, p in route) + "\n" for route in routes)
+        cmd = [sys.executable, "-m", "bench.procs.bare_relay", "--routes"]
+        return cls.start("bare-routes", cmd, lines.encode())
+
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, then reap (SIGKILL if it does not exit); returns the exit status."""
         rc, rest = stop_process(self.proc, signal.SIGTERM, timeout, kill_timeout=10)

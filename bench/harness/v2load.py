@@ -23,6 +23,14 @@ the order is the typed one, and a load generator does not care.
 
 Texts and latency as in bench/harness/chatrig.py: ``m <sender> <k> <t_ns>``, latency = the
 kernel's arrival stamp of the EV minus ``t_ns``.
+
+Many small rooms (``room_size``): client ``i`` logs in straight into ``#g<i // room_size>``
+(the LOGIN's room) and speaks there (``SAY sid #g.. seq``, ``ACK sid #g.. upto``);
+``round(..., senders=...)`` lets only some clients send (one per room: the rooms row of
+bench/test_bench_fanout.py). The same fleet measures the bare relay in its ``--routes``
+mode (bench/procs/bare_relay.py), which forwards each SAY as it is to the sender's room:
+a SAY that arrives at a client is a delivery, and takes the line out of its sender's
+flight, as an ACKED would (``relayed``).
 """
 
 from __future__ import annotations
@@ -59,10 +67,13 @@ class LeanClient:
     upto: int = 0  # highest id below which every event arrived
     above: set[int] = field(default_factory=set)  # ids above a gap
     unacked: int = 0
+    room: str | None = None  # None: the lobby (frames without a conversation field)
 
 
 class LeanV2Fleet:
-    def __init__(self, n: int, target: Address, *, prefix: str = "l") -> None:
+    def __init__(
+        self, n: int, target: Address, *, prefix: str = "l", room_size: int | None = None
+    ) -> None:
         self.target = target
         self._ep = select.epoll()
         self.clients: list[LeanClient] = []
@@ -70,15 +81,29 @@ class LeanV2Fleet:
         self.deliveries = Deliveries(n)
         self.sends = 0
         self.errors = 0
+        self._window = 1
         try:
             for i in range(n):
                 c = LeanClient(i, f"{prefix}{i:02d}", stamped_socket(), f"n{i}")
+                if room_size is not None:
+                    c.room = f"#g{i // room_size}"
                 self.clients.append(c)
                 self._by_fd[c.sock.fileno()] = c
                 self._ep.register(c.sock.fileno(), select.EPOLLIN)
         except BaseException:
             self.close()
             raise
+
+    @property
+    def addresses(self) -> list[Address]:
+        return [c.sock.getsockname()[:2] for c in self.clients]
+
+    def rooms(self) -> dict[str, list[LeanClient]]:
+        """The clients of each room, in index order (the first one: its sender)."""
+        out: dict[str, list[LeanClient]] = {}
+        for c in self.clients:
+            out.setdefault(c.room or "#lobby", []).append(c)
+        return out
 
     def close(self) -> None:
         self._ep.close()
@@ -111,7 +136,7 @@ class LeanV2Fleet:
         while pending and time.monotonic() < end:
             for i in pending:
                 c = self.clients[i]
-                frame = Login(c.nonce, c.name, None, cookies[i])
+                frame = Login(c.nonce, c.name, None, cookies[i], c.room)
                 c.sock.sendto(encode_client(frame), self.target)
             stop = time.monotonic() + 0.5
             while pending and time.monotonic() < stop:
@@ -121,14 +146,14 @@ class LeanV2Fleet:
                         f = parse_server(data)
                         if isinstance(f, Cookie) and f.nonce == c.nonce:
                             cookies[c.index] = f.cookie
-                            c.sock.sendto(
-                                encode_client(Login(c.nonce, c.name, None, f.cookie)), self.target
-                            )
+                            login = Login(c.nonce, c.name, None, f.cookie, c.room)
+                            c.sock.sendto(encode_client(login), self.target)
                         elif isinstance(f, Welcome) and f.nonce == c.nonce:
                             c.sid = f.sid
                             c.upto = f.last_id
-                            c.say_prefix = f"v2 SAY {f.sid} ".encode()
-                            c.ack_prefix = f"v2 ACK {f.sid} ".encode()
+                            chan = f"{c.room} " if c.room else ""
+                            c.say_prefix = f"v2 SAY {f.sid} {chan}".encode()
+                            c.ack_prefix = f"v2 ACK {f.sid} {chan}".encode()
                             pending.discard(c.index)
                         elif isinstance(f, Refused):
                             raise RuntimeError(f"{c.name}: login refused: {f}")
@@ -151,6 +176,8 @@ class LeanV2Fleet:
 
     def _handle(self, c: LeanClient, data: bytes, stamp: int) -> None:
         if data.startswith(b"v2 EV "):
+            if c.room is not None and data.startswith(b"v2 EV #"):
+                data = b"v2 EV " + data.split(b" ", 3)[3]  # one room each: drop its name
             parts = data.split(b" ", 6)
             if len(parts) != 7:
                 self.errors += 1
@@ -169,11 +196,29 @@ class LeanV2Fleet:
                 self.deliveries.add(c.index, sender, k, sent, stamp or time.time_ns())
         elif data.startswith(b"v2 ACKED "):
             parts = data.split(b" ")
+            if c.room is not None and len(parts) > 3 and parts[3].startswith(b"#"):
+                del parts[3]
             c.inflight.discard(int(parts[2]))
             if len(parts) == 5:  # with its time: our copy of the event (no EV comes)
                 self._take(c, int(parts[3]))
+        elif data.startswith(b"v2 SAY "):
+            self.relayed(c, data, stamp)
         elif data.startswith(b"v2 ERR "):
             self.errors += 1
+
+    def relayed(self, c: LeanClient, data: bytes, stamp: int) -> None:
+        """A SAY forwarded by the bare relay: a delivery, and its sender's line
+        leaves flight (the relay has no ACKED to send)."""
+        parsed = parse_text(data)
+        if parsed is None:
+            self.errors += 1
+            return
+        sender, k, sent = parsed
+        self.deliveries.add(c.index, sender, k, sent, stamp or time.time_ns())
+        owner = self.clients[sender]
+        if k in owner.inflight:
+            owner.inflight.discard(k)
+            self._feed(owner, self._window)
 
     def _take(self, c: LeanClient, ev: int) -> bool:
         """Count event ``ev`` in the cumulative ACK; False if it was already taken."""
@@ -212,15 +257,29 @@ class LeanV2Fleet:
             with contextlib.suppress(OSError):
                 c.sock.sendto(line, self.target)
 
-    def round(self, per_sender: int, window: int, timeout: float = 120.0) -> RoundStats:
-        """Every client sends ``per_sender`` lines, ``window`` unacknowledged at most,
-        until every other client has every line."""
+    def round(
+        self,
+        per_sender: int,
+        window: int,
+        timeout: float = 120.0,
+        *,
+        senders: list[LeanClient] | None = None,
+        target: Address | None = None,
+    ) -> RoundStats:
+        """Each of ``senders`` (default: every client) sends ``per_sender`` lines,
+        ``window`` unacknowledged at most, until every other client of its room has
+        every line. ``target``: where the lines go this round (default: the server
+        the fleet logged in to; the bare relay's address for its rounds)."""
         n = len(self.clients)
         rec = self.deliveries = Deliveries(n)
         self.sends = 0
-        expected = per_sender * n * (n - 1)
+        self._window = window
+        senders = self.clients if senders is None else senders
+        rooms = self.rooms()
+        expected = per_sender * sum(len(rooms[c.room or "#lobby"]) - 1 for c in senders)
+        server, self.target = self.target, target or self.target
         rec.first_send_ns = time.time_ns()
-        for c in self.clients:
+        for c in senders:
             c.backlog = per_sender
             c.inflight.clear()
             self._feed(c, window)
@@ -237,14 +296,15 @@ class LeanV2Fleet:
                 for data, stamp in recv(c):
                     handle(c, data, stamp)
                 self._feed(c, window)
-            if not stored_ns and all(not c.backlog and not c.inflight for c in self.clients):
+            if not stored_ns and all(not c.backlog and not c.inflight for c in senders):
                 stored_ns = time.time_ns()
         for c in self.clients:
             c.backlog = 0
+        self.target = server
         stats = RoundStats(
             "v2 lean",
             n,
-            per_sender * n,
+            per_sender * len(senders),
             expected,
             rec.count,
             rec.duplicates,

@@ -2,6 +2,7 @@
 
     python -m bench.procs.bare_relay < addresses     # one "host port" per line, then EOF
     python -m bench.procs.bare_relay --sendmmsg < addresses
+    python -m bench.procs.bare_relay --routes < routes  # a sender, then its receivers
 
 It binds 127.0.0.1 on a free port with the server's socket buffers, prints
 ``listening on udp://127.0.0.1:PORT`` (the server's banner, so the benchmark starts
@@ -14,6 +15,11 @@ SIGTERM ends it (the default action; the benchmark reaps it).
 goes to all the addresses in one ``sendmmsg(2)`` (the server's own sender,
 chatroom/server/sendmany.py). The naive relay stays the baseline, so that the
 ratio to it keeps its meaning.
+
+``--routes`` is the bare relay of many small rooms: each input line is a sender's
+``host port`` followed by the ``host port`` of each receiver of its room; a datagram
+goes to its source's receivers (one dict lookup: the least a relay of many rooms can
+do), in the order given, with one ``sendto`` each.
 """
 
 from __future__ import annotations
@@ -27,15 +33,23 @@ from chatroom.server.sendmany import SendMmsg
 
 def main() -> None:
     addrs = []
+    routes: dict[tuple[str, int], list[tuple[str, int]]] = {}
     for line in sys.stdin:
-        host, port = line.split()
-        addrs.append((host, int(port)))
+        fields = line.split()
+        pairs = [(fields[i], int(fields[i + 1])) for i in range(0, len(fields) - 1, 2)]
+        addrs.append(pairs[0])
+        routes[pairs[0]] = pairs[1:]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # as chatroom.server.loop.bind_udp
         sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
     sock.bind(("127.0.0.1", 0))
     print(f"listening on udp://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     recvfrom, sendto = sock.recvfrom, sock.sendto
+    if "--routes" in sys.argv[1:]:
+        while True:
+            data, source = recvfrom(2048)
+            for addr in routes.get(source, ()):
+                sendto(data, addr)
     if "--sendmmsg" in sys.argv[1:]:
         send = SendMmsg(sock, lambda: True).send
         while True:

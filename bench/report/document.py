@@ -17,6 +17,7 @@ from bench.report.fanout import render_fanout
 from bench.report.fmt import generic_tables
 from bench.report.registry import render_registry
 from bench.report.results import Result, Run
+from bench.report.smallrooms import render_smallrooms
 from bench.report.storage import render_storage
 
 
@@ -37,6 +38,7 @@ def render_other(area: str, results: list[Result], img_dir: Path) -> list[str]:
 SECTIONS: dict[str, Callable[[list[Result], Path], list[str]]] = {
     "registry": render_registry,
     "fanout": render_fanout,
+    "smallrooms": render_smallrooms,
     "storage": render_storage,
     "v2": render_v2,
     "flood": render_flood,
