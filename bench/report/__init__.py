@@ -2,6 +2,7 @@
 
     python -m bench.report                     # run `pytest bench`, write the docs (make bench)
     python -m bench.report -k registry         # only some benchmarks (-k goes to pytest)
+    python -m bench.report -k fanout --splice  # re-measure some, keep the file's other sections
     python -m bench.report --from-json F.json  # re-render saved results, run nothing
     python -m bench.report --quick             # smoke run with tiny sizes, into .benchmarks/quick/
     python -m bench.report -- --benchmark-max-time=0.5   # anything after -- goes to pytest

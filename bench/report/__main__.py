@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from bench.report import __doc__ as USAGE
-from bench.report.document import keep_blocks, render
+from bench.report.document import keep_blocks, render, splice
 from bench.report.results import LATEST, ROOT, load
 
 # ---------------------------------------------------------------------------- formatting
@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="keyword", help="pytest -k expression")
     parser.add_argument("--quick", action="store_true", help="CHATROOM_BENCH_QUICK=1 sizes")
     parser.add_argument("--out", type=Path, help="markdown file (default docs/benchmarks.md)")
+    parser.add_argument(
+        "--splice",
+        action="store_true",
+        help="replace only the sections of the areas measured, keep the rest of the file",
+    )
     parser.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments")
     args = parser.parse_args(argv)
     default_dir = ROOT / (".benchmarks/quick" if args.quick else "docs")
@@ -67,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         paths = [latest]
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = out.read_text() if out.exists() else ""
-    out.write_text(keep_blocks(previous, render(load(paths), out.parent / "img")))
+    if args.splice and previous:
+        out.write_text(splice(previous, load(paths), out.parent / "img"))
+    else:
+        out.write_text(keep_blocks(previous, render(load(paths), out.parent / "img")))
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}", file=sys.stderr)
     if status:
         print(f"some benchmarks failed (pytest exit {status}); rendered the rest", file=sys.stderr)

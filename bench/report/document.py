@@ -59,9 +59,7 @@ def render(run: Run, img_dir: Path) -> str:
     if any(m["quick"] for m in run.meta):
         out += ["> **QUICK run** (CHATROOM_BENCH_QUICK=1): tiny sizes, numbers not meaningful.", ""]
     out += [f"- Machine: {os.cpu_count()} CPUs, {cpu_model()}, {platform.system()}"]
-    for m in run.meta:
-        dirty = " + uncommitted changes" if m["dirty"] else ""
-        out += [f"- Run: {m['date']}, {m['python']}, commit `{m['commit']}` ({m['branch']}{dirty})"]
+    out += [run_line(m) for m in run.meta]
     out += [
         "",
         "Times are per call of the benchmarked operation (pytest-benchmark rounds; mean and "
@@ -70,16 +68,69 @@ def render(run: Run, img_dir: Path) -> str:
         "add, remove) include the timer's own overhead of a few tens of ns.",
         "",
     ]
+    sections = render_sections(run, img_dir)
+    if not sections:
+        out += ["No benchmark results (was the run made with --benchmark-disable?).", ""]
+    for lines in sections.values():
+        out += lines
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_sections(run: Run, img_dir: Path) -> dict[str, list[str]]:
+    """Each area of the run's results, rendered, in the document's order."""
+    img_dir.mkdir(parents=True, exist_ok=True)
     by_area: dict[str, list[Result]] = {}
     for r in run.results:
         by_area.setdefault(r.area, []).append(r)
-    if not by_area:
-        out += ["No benchmark results (was the run made with --benchmark-disable?).", ""]
+    out: dict[str, list[str]] = {}
     for area in [*[a for a in SECTIONS if a in by_area], *sorted(set(by_area) - set(SECTIONS))]:
         renderer = SECTIONS.get(area)
         results = by_area[area]
-        out += renderer(results, img_dir) if renderer else render_other(area, results, img_dir)
-    return "\n".join(out).rstrip() + "\n"
+        out[area] = renderer(results, img_dir) if renderer else render_other(area, results, img_dir)
+    return out
+
+
+def run_line(meta: dict[str, object], areas: list[str] | None = None) -> str:
+    """The header's line saying where a run was measured (``areas``: a partial
+    run's, spliced into an older document)."""
+    dirty = " + uncommitted changes" if meta["dirty"] else ""
+    which = f" ({', '.join(areas)})" if areas else ""
+    return (
+        f"- Run{which}: {meta['date']}, {meta['python']}, commit `{meta['commit']}` "
+        f"({meta['branch']}{dirty})"
+    )
+
+
+def splice(previous: str, run: Run, img_dir: Path) -> str:
+    """``previous`` with the sections of ``run``'s areas re-rendered: each
+    replaces the section with the same heading, or (a new one) goes after the
+    section placed before it, else last; every other section, and the hand-written blocks, stay
+    as they were. The header gains a line saying where these areas were measured
+    (replacing an older line for the same areas). For a run of a few suites
+    (``python -m bench.report -k fanout --splice``) when a full ``make bench``
+    is not worth its hour."""
+    sections = render_sections(run, img_dir)
+    keep = previous.find("<!-- keep:")
+    body, kept = (previous, "") if keep < 0 else (previous[:keep], previous[keep:])
+    parts = re.split(r"(?m)^(?=## )", body)
+    head, chunks = parts[0], parts[1:]
+    placed = len(chunks) - 1  # a new section goes after the one placed before it
+    for lines in sections.values():
+        text = "\n".join(lines).rstrip() + "\n\n"
+        heading = lines[0]
+        at = next((i for i, c in enumerate(chunks) if c.splitlines()[0] == heading), None)
+        if at is None:
+            at = placed + 1
+            chunks.insert(at, text)
+        else:
+            chunks[at] = text
+        placed = at
+    line = run_line(run.meta[-1], [lines[0].removeprefix("## ") for lines in sections.values()])
+    marker = line.split(":", 1)[0] + ":"
+    head_lines = [h for h in head.splitlines() if not h.startswith(marker)]
+    last_run = max((i for i, h in enumerate(head_lines) if h.startswith("- Run")), default=-1)
+    head_lines.insert(last_run + 1 if last_run >= 0 else len(head_lines), line)
+    return "\n".join(head_lines) + "\n" + "".join(chunks).rstrip() + "\n\n" + kept
 
 
 KEEP_RE = re.compile(r"<!-- keep: (?P<name>[\w-]+) -->.*?<!-- /keep: (?P=name) -->", re.S)
