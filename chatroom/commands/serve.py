@@ -92,9 +92,9 @@ class RateType(click.ParamType["Rate | None", object]):
     type=click.Choice(COMMIT_MODES),
     default=COMMIT_MODES[0],
     show_default=True,
-    help="Where each batch is committed while the next one is handled: a writer "
-    "process, a second thread, or inline in the loop (what is shown always waits "
-    "for its commit).",
+    help="Where batches are committed: in a writer process or on a second thread "
+    "while the next batch is handled, or inline in the loop (what is shown always "
+    "waits for its commit).",
 )
 @db_option
 @click.option(
