@@ -40,7 +40,9 @@ ROUND_DELIVERIES = 100_000  # as bench/test_bench_fanout.py
 
 #: py-spy stack frames -> stage, matched from the innermost frame outwards.
 STAGES: tuple[tuple[str, str], ...] = (
+    ("EventStore.write_rows", "storage: insert + FTS index + commit (one per batch)"),
     ("EventStore.write_batch", "storage: insert + FTS index + commit (one per batch)"),
+    ("WriterProcess.write_batch", "server: hand the batch to the writer (marshal, pipe)"),
     ("SendMmsg.send", "sends (sendmmsg; kernel: ~all of it)"),
     ("SendTo.send", "sends (sendto loop; kernel: ~all of it)"),
     ("bad_text_char", "core: text check (bad_text_char)"),
@@ -68,12 +70,24 @@ def messages_for(n: int) -> int:
 # ---------------------------------------------------------------------------- py-spy
 
 
-def stage_of(stack: str) -> str:
-    for frame in reversed(stack.split(";")):
+#: Innermost frames that are waiting, not working: the loop in select, the
+#: commit thread for its next batch, the writer process (storage/writer.py)
+#: for its next batch. py-spy's idle detection (``--nonblocking``) misses some
+#: of these blocked calls and counts them busy (the writer's pipe reads filed
+#: under the line before), so they are dropped here.
+IDLE = ("EpollSelector.select", "CommitThread._run", "(storage/writer.py")
+
+
+def stage_of(stack: str) -> str | None:
+    """The stage a sample belongs to; None for a wait."""
+    frames = stack.split(";")
+    if any(w in frames[-1] for w in IDLE):
+        return None
+    for frame in reversed(frames):
         for needle, stage in STAGES:
             if needle in frame:
                 return stage
-    return "other (select, timers, start-up)"
+    return "other (timers, start-up)"
 
 
 def spy(n: int, rounds: int, registry: str, py_spy: str, raw: Path | None) -> None:
@@ -84,7 +98,8 @@ def spy(n: int, rounds: int, registry: str, py_spy: str, raw: Path | None) -> No
             rig.login(srv.addr)
             rig.measure(srv.addr, msgs // 4, rig.window)  # warm up
             cmd = [py_spy, "record", "-p", str(srv.proc.pid), "-r", "1000", "-f", "raw"]
-            cmd += ["-o", str(out), "--nonblocking"]
+            # --subprocesses: the server's database writer (storage/writer.py) too.
+            cmd += ["-o", str(out), "--nonblocking", "--subprocesses"]
             sampler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 time.sleep(1.0)  # py-spy attaches
@@ -99,7 +114,9 @@ def spy(n: int, rounds: int, registry: str, py_spy: str, raw: Path | None) -> No
         counts: collections.Counter[str] = collections.Counter()
         for line in out.read_text().splitlines():
             stack, _, samples = line.rpartition(" ")
-            counts[stage_of(stack)] += int(samples)
+            stage = stage_of(stack)
+            if stage is not None:
+                counts[stage] += int(samples)
         total = sum(counts.values())
         print(f"N={n} {registry}: {rate:,.0f} deliveries/s = {per_message_us:.1f} µs/message")
         print(f"{'stage':55} {'share':>7} {'µs/msg':>8}")
