@@ -21,16 +21,26 @@ TIERS = ("pure", "storage", "integration")
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     """Refuse a test in no tier or in two, before ``-m`` picks a tier: a test
     nobody marked would silently run in no tier's selection."""
     for item in items:
         tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
         if len(tiers) != 1:
-            raise pytest.UsageError(
+            message = (
                 f"{item.nodeid} is in {' and '.join(tiers) or 'no'} tier: mark it with exactly "
                 "one of " + ", ".join(f"pytest.mark.{t}" for t in TIERS) + " (a module: pytestmark)"
             )
+            if hasattr(config, "workerinput"):
+                # An xdist worker (make test runs `pytest -n 2`): an exception here
+                # would reach the terminal as an INTERNALERROR without this message.
+                # Run nothing and stop: xdist shows the reason and the run fails.
+                items.clear()
+                session.shouldstop = message
+                return
+            raise pytest.UsageError(message)
 
 
 @pytest.fixture
