@@ -117,7 +117,7 @@ def _pipeline(
         return store
     writer = WriterProcess(url, pass_fds=lock.inheritable())
     stack.callback(writer.close)
-    writer.start()
+    _guarded(writer.start)  # ready before the server says it listens
     return writer
 
 

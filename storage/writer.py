@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import marshal
+import select
 import signal
 import struct
 import subprocess
@@ -45,6 +46,8 @@ _OUTCOME: Final = struct.Struct("=BI")
 OK: Final = 0
 FAILED: Final = 1  # a StorageError: the batch rolled back; the loop retries it
 BROKEN: Final = 2  # anything else: a bug, raised in the loop as inline mode would
+#: How long a new writer may take to open the database (imports included).
+READY_TIMEOUT: Final = 30.0
 
 
 class WriterProcess:
@@ -70,24 +73,44 @@ class WriterProcess:
         self._told = True
 
     def start(self) -> None:
-        """Start the writer now rather than at the first batch (it takes a few
-        hundred milliseconds to import its libraries)."""
+        """Start the writer and wait until it has the database open (a few
+        hundred milliseconds, most of them importing its libraries), so that
+        the first batches do not wait for it; StorageError if it cannot."""
         self._writer()
 
     def _writer(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self._stop()
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "storage.writer", self._url],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                pass_fds=self._pass_fds,
-                # Not in the terminal's process group: Ctrl-C is the server's to
-                # handle; the writer stops when the server closes its stdin.
-                start_new_session=True,
-            )
+            self._proc = self._spawn()
             self._told = self._lock_wait is None
         return self._proc
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """A new writer, once it says it is ready (its first outcome)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "storage.writer", self._url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=self._pass_fds,
+            # Not in the terminal's process group: Ctrl-C is the server's to
+            # handle; the writer stops when the server closes its stdin.
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)
+        head = _read_exactly(proc.stdout, _OUTCOME.size) if ready else None
+        if head is not None:
+            status, size = _OUTCOME.unpack(head)
+            message = (_read_exactly(proc.stdout, size) or b"").decode(errors="replace")
+            if status == OK:
+                return proc
+        elif ready:
+            message = f"it exited (exit status {proc.wait(5.0)})"
+        else:
+            message = f"no answer within {READY_TIMEOUT:g} s"
+        self._proc = proc
+        self._stop(timeout=1.0)
+        raise StorageError(f"the database writer did not start: {message}")
 
     def set_lock_wait(self, seconds: float | None) -> None:
         """Applied by the writer before the next batch (and kept across a restart)."""
@@ -162,6 +185,12 @@ def serve_jobs(url: str, jobs: IO[bytes], out: IO[bytes]) -> None:
 
     store = EventStore.for_writing(url)
     try:
+        try:
+            store.set_lock_wait(None)  # connects: a database it cannot open fails here
+        except StorageError as exc:
+            _reply(out, FAILED, str(exc))
+            return
+        _reply(out, OK)  # ready: the server starts serving once it reads this
         while (head := _read_exactly(jobs, _JOB.size)) is not None:
             size, change_wait, wait = _JOB.unpack(head)
             payload = _read_exactly(jobs, size)

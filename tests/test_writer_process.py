@@ -196,6 +196,13 @@ def test_the_writer_ends_when_its_server_goes_away(db: str) -> None:
     proc.stdout.close()
 
 
+def test_a_writer_that_cannot_open_the_database_fails_at_start(tmp_path: Path) -> None:
+    w = WriterProcess(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'chat.db'}")
+    with pytest.raises(StorageError, match="the database writer did not start: cannot open"):
+        w.start()
+    w.close()  # nothing left running
+
+
 def test_run_by_hand_without_a_url_says_how() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "storage.writer"], capture_output=True, text=True, timeout=30
