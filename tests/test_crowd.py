@@ -206,10 +206,13 @@ def test_summary_and_head_frames_round_trip_and_bad_ones_are_refused() -> None:
         assert isinstance(p.parse_server(bad), p.BadFrame)
 
 
-def test_heartbeats_go_on_the_wall_clocks_tenths_once_a_wall_time_is_given() -> None:
+def test_heartbeats_go_on_the_wall_clocks_grid_once_a_wall_time_is_given() -> None:
     import random
 
-    from chatroom.client.liveness import HEARTBEAT_GRID, Liveness, on_grid
+    from chatroom.client.liveness import HEARTBEAT_GRID, Liveness, heartbeat_grid, on_grid
+
+    assert heartbeat_grid(60.0) == HEARTBEAT_GRID == 0.5  # whole half seconds
+    assert heartbeat_grid(1.0) == pytest.approx(0.01)  # a short timeout keeps its margin
 
     live = Liveness()
     rng = random.Random(1)
@@ -230,3 +233,6 @@ def test_heartbeats_go_on_the_wall_clocks_tenths_once_a_wall_time_is_given() -> 
         ticks = (live.next_ping + offset) / HEARTBEAT_GRID
         assert abs(ticks - round(ticks)) < 1e-4  # 10 µs: a double at 1.7e9 s holds ~0.2 µs
     assert on_grid(5.0, 0.0) == pytest.approx(5.0)  # already on it: kept
+    # A 1 s idle timeout (tests): its 0.25-0.33 s heartbeats move by 10 ms at most.
+    live.schedule_ping(100.0, 1.0, rng, 100.0 + offset)
+    assert 100.25 <= live.next_ping < 100.0 + 1 / 3 + 0.01 + 1e-6

@@ -15,7 +15,7 @@ as our client is, with no rendering and no history replay:
   one (the client's cadence), none in a large room (a ``SUM`` came, or a
   ``HEAD`` said ``nack``); a resent event is acknowledged again;
 - ``SAY`` retried every 0.5 s until its ``ACKED`` (the same seq: stored once);
-- ``PING`` every 0.25-0.33 of the idle timeout on the wall clock's tenths
+- ``PING`` every 0.25-0.33 of the idle timeout on the wall clock's heartbeat grid
   (chatroom/client/liveness.py, as the client), the first one at a random
   point of that period as in a server's steady state; a PING that no
   frame from the server follows within 1 s is sent again (backing off to 2 s),
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from bench.harness.chatrig import parse_text
 from bench.harness.measure import kernel_stamp, stamped_socket
-from chatroom.client.liveness import on_grid
+from chatroom.client.liveness import heartbeat_grid, on_grid
 from chatroom.protocol.codec import encode_client, parse_server
 from chatroom.protocol.frames import (
     Acked,
@@ -104,6 +104,7 @@ class CrowdFleet:
     def __init__(self, n: int, target: Address, idle_timeout: float, *, prefix: str = "c") -> None:
         self.target = target
         self.idle_timeout = idle_timeout
+        self.grid = heartbeat_grid(idle_timeout)
         self._ep = select.epoll()
         self.members: list[Member] = []
         self._by_fd: dict[int, Member] = {}
@@ -162,7 +163,7 @@ class CrowdFleet:
                     inflight.discard(m)
                     latencies.append(m.welcomed - m.started)
                     first = m.welcomed + self._rng.uniform(0, self.idle_timeout / 3)
-                    m.next_ping = on_grid(first, time.time() - time.monotonic())
+                    m.next_ping = on_grid(first, time.time() - time.monotonic(), self.grid)
         return LoginStats(time.monotonic() - start, latencies, retries)
 
     # ------------------------------------------------------------------ running
@@ -192,7 +193,7 @@ class CrowdFleet:
                     self.say(m, seq, text)
             if now >= m.next_ping:
                 gap = self.idle_timeout * self._rng.uniform(0.25, 1 / 3)
-                m.next_ping = on_grid(now + gap, wall - now)
+                m.next_ping = on_grid(now + gap, wall - now, self.grid)
                 if m.next_probe is None:
                     m.next_probe, m.probe_gap = now + PROBE_AFTER, PROBE_AFTER
                 self._ping(m)
@@ -213,7 +214,7 @@ class CrowdFleet:
         offset = time.time() - start
         sent = 0
         while (now := time.monotonic()) - start < seconds:
-            due = on_grid(now, offset)
+            due = on_grid(now, offset, self.grid)
             if due - now > 0.002:
                 self._timers(now)
                 self._poll(min(0.02, due - now - 0.001))
