@@ -29,7 +29,7 @@ from chatroom.server.loop import Server, bind_udp, console_stream, new_token
 from chatroom.server.sendmany import SendMode
 from storage.config import resolve_url
 from storage.store import EventStore, StorageError
-from storage.writer import WriterProcess
+from storage.writer import SplitWriter, WriterProcess
 from storage.writer_lock import WriterLock
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def _pipeline(
     writer = WriterProcess(url, pass_fds=lock.inheritable())
     stack.callback(writer.close)
     _guarded(writer.start)  # ready before the server says it listens
-    return writer
+    return SplitWriter(store, writer)
 
 
 def display(url: str) -> str:

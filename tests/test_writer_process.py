@@ -25,7 +25,7 @@ import pytest
 from chatroom.events import Event
 from storage.errors import StorageError
 from storage.store import EventStore
-from storage.writer import WriterProcess
+from storage.writer import SMALL_BATCH, SplitWriter, WriterProcess
 
 pytestmark = pytest.mark.storage
 
@@ -201,6 +201,41 @@ def test_a_writer_that_cannot_open_the_database_fails_at_start(tmp_path: Path) -
     with pytest.raises(StorageError, match="the database writer did not start: cannot open"):
         w.start()
     w.close()  # nothing left running
+
+
+class Counting:
+    """The store, counting the batches it writes itself."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.batches: list[int] = []
+
+    def write_batch(self, events: list[Event]) -> None:
+        self.batches.append(len(events))
+        self.store.write_batch(events)
+
+    def set_lock_wait(self, seconds: float | None) -> None:
+        self.store.set_lock_wait(seconds)
+
+
+def test_small_batches_on_the_thread_large_ones_in_the_writer_all_in_order(
+    writer: WriterProcess, db: str
+) -> None:
+    store = EventStore.open(db, create=True)
+    try:
+        mine = Counting(store)
+        split = SplitWriter(mine, writer)
+        ids = iter(range(1, 1_000))
+        sizes = [1, SMALL_BATCH, 3, SMALL_BATCH - 1, 200, 1]
+        for size in sizes:
+            split.write_batch([_event(next(ids)) for _ in range(size)])
+        assert mine.batches == [1, 3, SMALL_BATCH - 1, 1]  # the rest went to the writer
+        assert [i for i, _ in _stored(db)] == list(range(1, sum(sizes) + 1))
+        split.set_lock_wait(0.1)  # reaches both (the writer's: with its next batch)
+        split.write_batch([_event(next(ids)) for _ in range(SMALL_BATCH)])
+        assert len(_stored(db)) == sum(sizes) + SMALL_BATCH
+    finally:
+        store.close()
 
 
 def test_run_by_hand_without_a_url_says_how() -> None:

@@ -16,11 +16,12 @@ datagram.
 
 Pipelining (``CommitThread``): the commit of batch k runs on a second thread
 while the loop receives and handles batch k+1; its sends wait for the commit
-as always. By default (``chatroom serve --commit process``) the thread's sink
-is the writer process of storage/writer.py, so the thread only waits in a
-read: the SQLite work runs on another core and never competes with the loop
-for the GIL, which a commit done on the thread itself does after every SQLite
-call (storage/writer.py has the measurements). All of the Committer's state
+as always. By default (``chatroom serve --commit process``) the thread hands
+batches of 32 events or more to the writer process of storage/writer.py and
+only waits in a read: the SQLite work runs on another core and never competes
+with the loop for the GIL, which a commit done on the thread itself does after
+every SQLite call; smaller batches it writes itself (storage/writer.py,
+``SplitWriter``, has the measurements). All of the Committer's state
 still changes on the loop's thread: the worker only writes and reports the
 outcome through a pipe the loop selects on.
 """
