@@ -74,7 +74,7 @@ SERVER_CODES = {
         "storage",
         "shutdown",
     ],
-    "rejected": ["offline", "notmember", "badroom", "self"],
+    "rejected": ["offline", "classic", "notmember", "badroom", "self"],
 }
 _ASCII_WORD = re.compile(r"[A-Za-z]{3,}")
 

@@ -1123,6 +1123,7 @@ def test_our_direct_message_coming_back_before_its_acked_is_ours() -> None:
     [
         ("/msg bob hi", "offline", "dm_offline", {"name": "bob", "text": "hi"}),
         ("/msg Bob hi", "offline", "dm_offline", {"name": "Bob", "text": "hi"}),
+        ("/msg carol hi", "classic", "dm_classic", {"name": "carol", "text": "hi"}),
         ("hello", "notmember", "not_member", {"room": p.LOBBY, "text": "hello"}),
         ("/msg bob hi", "self", "dm_self", {}),
         (

@@ -159,6 +159,17 @@ def test_direct_message_to_someone_offline_is_rejected(h: Chat) -> None:
     assert len(h.stored) == stored
 
 
+def test_direct_message_to_a_classic_user_says_why_it_is_refused(h: Chat) -> None:
+    """A netcat user is online (in /who) but has no direct messages: the
+    refusal says so rather than "not online" (found by a new-user tryout)."""
+    _dev(h)  # dave is the classic user
+    stored = len(h.stored)
+    h.say(A, 1, "psst", "@Dave")
+    expected = "Dave uses the classic dialect, which has no direct messages"
+    assert h.frames(A) == [p.Rejected(1, "classic", expected)]
+    assert len(h.stored) == stored and h.take(D) == []
+
+
 def test_a_new_direct_conversation_sends_one_event_until_acked(h: Chat) -> None:
     """The recipient's client starts an unknown conversation at the first event
     it sees: a second must not overtake a lost first."""

@@ -77,6 +77,7 @@ _ERRORS = frozenset(
         "undelivered",
         "undelivered_line",
         "dm_offline",
+        "dm_classic",
         "dm_self",
         "not_member",
         "rejected",
@@ -85,7 +86,7 @@ _ERRORS = frozenset(
     }
 )
 #: Notices that quote one of our messages: shortened to a line.
-_QUOTING = frozenset({"gave_up", "dm_offline", "not_member", "rejected"})
+_QUOTING = frozenset({"gave_up", "dm_offline", "dm_classic", "not_member", "rejected"})
 #: Notices that carry a code from the server (``code``): the field its wording
 #: fills, and which codes they are (i18n.reason's ``kind``).
 _CODED: dict[str, tuple[str, str]] = {

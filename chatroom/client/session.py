@@ -846,6 +846,9 @@ class ClientSession:
             case "offline":
                 peer = sent.chan[len(p.PEER_PREFIX) :]
                 return [Notice("dm_offline", {"name": peer, "text": sent.text})]
+            case "classic":
+                peer = sent.chan[len(p.PEER_PREFIX) :]
+                return [Notice("dm_classic", {"name": peer, "text": sent.text})]
             case "notmember":
                 return [Notice("not_member", {"room": sent.chan, "text": sent.text})]
             case "self":

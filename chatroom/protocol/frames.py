@@ -254,7 +254,8 @@ class Acked:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """``v2 REJECTED seq code text``: message ``seq`` was not stored and will not
-    be: ``offline`` (a direct message to a name that is not online), ``notmember``
+    be: ``offline`` (a direct message to a name that is not online), ``classic``
+    (to a name online in the classic dialect, which has no direct messages), ``notmember``
     (a room the session is not in), ``badroom``. The client stops retrying it."""
 
     seq: int

@@ -273,7 +273,8 @@ class V2Dialect:
         if key.startswith(DM_PREFIX):
             to = self._peer_name(key, user)
             if to is None:
-                return self._reject(seq, "offline", frame.chan, addr)
+                why = "classic" if self._classic_peer(key, user) else "offline"
+                return self._reject(seq, why, frame.chan, addr)
         elif key not in session.subs:
             return self._reject(seq, "notmember", frame.chan, addr)
         if not self._may_store(user, addr, now):
@@ -326,6 +327,13 @@ class V2Dialect:
             return peer.name if peer.session is not None else None
         return directory.remote.get(peer_key)
 
+    def _classic_peer(self, key: str, user: User) -> bool:
+        """The other party of direct conversation ``key`` is online here in
+        the classic dialect, which has no direct messages (it is in /who, so
+        "not online" would be wrong)."""
+        peer = self.members.directory.get(dm_peer(key, user.key))
+        return peer is not None and peer.session is None
+
     def _open_direct(self, user: User, conv: Conversation, now: float) -> None:
         """Both parties follow a direct conversation from its first message;
         a party on another node of a cluster subscribes there, when the message
@@ -339,6 +347,7 @@ class V2Dialect:
         self.members.stats[f"rejected.{why}"] += 1
         text = {
             "offline": f"{chan[1:]} is not online",
+            "classic": f"{chan[1:]} uses the classic dialect, which has no direct messages",
             "notmember": f"you are not in {chan}",
             "badroom": f"not a valid room: {chan}",
             "self": "that is you",
