@@ -424,6 +424,11 @@ class EventStore:
                     conn.rollback()
                 raise StorageError(f"cannot use {describe(self.url)}: {detail(exc)}") from exc
 
+    def open_writer(self) -> None:
+        """Open the connection writes go through, now and on the calling
+        thread, rather than at the first write (which would pay for it)."""
+        self._writer_connection()
+
     def _writer_connection(self) -> Connection:
         if self._writer is None:
             try:

@@ -201,12 +201,19 @@ class SplitWriter:
         self._store.set_lock_wait(seconds)
         self._writer.set_lock_wait(seconds)
 
+    def prepare(self) -> None:
+        """Called on the commit thread as it starts: open the store's writer
+        connection there, so that the first small batch (a quiet server's
+        first line) does not pay for it."""
+        self._store.open_writer()
+
 
 class EventSink(Protocol):
     """What ``SplitWriter`` writes small batches through (storage.store.EventStore)."""
 
     def write_batch(self, events: Iterable[Event]) -> None: ...
     def set_lock_wait(self, seconds: float | None) -> None: ...
+    def open_writer(self) -> None: ...
 
 
 # ---------------------------------------------------------------------------- the writer
@@ -230,7 +237,7 @@ def serve_jobs(url: str, jobs: IO[bytes], out: IO[bytes]) -> None:
     store = EventStore.for_writing(url)
     try:
         try:
-            store.set_lock_wait(None)  # connects: a database it cannot open fails here
+            store.open_writer()  # a database it cannot open fails here
         except StorageError as exc:
             _reply(out, FAILED, str(exc))
             return

@@ -376,7 +376,11 @@ def test_tab_completes_commands_and_names(join) -> None:  # type: ignore[no-unty
 def test_rooms_the_prompt_and_direct_messages(join, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
     """Two real clients and a netcat-style classic peer across #lobby, #dev and
     direct messages: each sees what it should, and nothing else."""
-    carol = UdpPeer(server.addr)  # classic, in #lobby only
+    with contextlib.closing(UdpPeer(server.addr)) as carol:  # classic, in #lobby only
+        _rooms_and_direct_messages(join, carol)
+
+
+def _rooms_and_direct_messages(join, carol: UdpPeer) -> None:  # type: ignore[no-untyped-def]
     carol.send("L carol\n")
     assert carol.recv() == b"OK\n"
     alice, bob = join("alice", "--no-color", wait=False), join("bob", "--no-color")
@@ -417,7 +421,6 @@ def test_rooms_the_prompt_and_direct_messages(join, server: ServerProcess) -> No
     lines = [line.decode().rstrip("\n") for line in seen]
     assert sorted(lines[:2]) == ["alice joined", "bob joined"], lines  # either may be first
     assert lines[2:] == ["bob : in the lobby", "alice left"], lines
-    carol.close()
 
 
 def test_starting_in_a_room(join) -> None:  # type: ignore[no-untyped-def]

@@ -217,6 +217,9 @@ class Counting:
     def set_lock_wait(self, seconds: float | None) -> None:
         self.store.set_lock_wait(seconds)
 
+    def open_writer(self) -> None:
+        self.store.open_writer()
+
 
 def test_small_batches_on_the_thread_large_ones_in_the_writer_all_in_order(
     writer: WriterProcess, db: str

@@ -146,6 +146,10 @@ class CommitThread:
 
     def _run(self) -> None:
         set_wait = getattr(self._sink, "set_lock_wait", None)
+        prepare = getattr(self._sink, "prepare", None)
+        if prepare is not None:
+            with contextlib.suppress(Exception):  # the first write reports it
+                prepare()  # on this thread: the connection it opens lives here
         while (job := self._jobs.get()) is not None:
             events, lock_wait, change_wait = job
             outcome: BaseException | None = None
