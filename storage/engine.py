@@ -29,15 +29,6 @@ from storage.config import describe, parse_url
 from storage.errors import StorageError
 
 BUSY_TIMEOUT_MS = 5000
-#: WAL pages before a commit checkpoints them into the database (SQLite's
-#: default: 1,000). Each batch dirties a page per room, name and session in
-#: several indexes, so with hundreds of rooms a WAL of 1,000 pages filled in a
-#: few commits and nearly every commit also checkpointed. At 10,000 (about
-#: 40 MB of WAL) a checkpoint comes every dozen such commits and writes each
-#: page once however often it changed meanwhile: many small rooms, 200 x 3,
-#: went from 30.6k to 35.1k deliveries/s (median of 8 rounds, alternating),
-#: 73 -> 65 us of CPU per line (docs/benchmarks.md).
-WAL_AUTOCHECKPOINT = 10_000
 # Execution option: ``conn.execution_options(**{BEGIN_IMMEDIATE: True})``.
 BEGIN_IMMEDIATE = "chatroom_begin_immediate"
 
@@ -115,8 +106,6 @@ def _install_sqlite_listeners(engine: Engine, *, read_only: bool) -> None:
                 cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
-            if not read_only:
-                cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
             if read_only:
                 cursor.execute("PRAGMA query_only = ON")
         finally:
