@@ -17,7 +17,7 @@ datagram.
 Pipelining (``CommitThread``): the commit of batch k runs on a second thread
 while the loop receives and handles batch k+1; its sends wait for the commit
 as always. By default (``chatroom serve --commit process``) the thread hands
-batches of 32 events or more to the writer process of storage/writer.py and
+batches of 64 events or more to the writer process of storage/writer.py and
 only waits in a read: the SQLite work runs on another core and never competes
 with the loop for the GIL, which a commit done on the thread itself does after
 every SQLite call; smaller batches it writes itself (storage/writer.py,
