@@ -118,7 +118,7 @@ def test_small_rooms(benchmark: Benchmark, tmp_path: Path, commit: str) -> None:
         commit=commit,
         rooms=ROOMS,
         room_size=ROOM_SIZE,
-        senders=len(senders) if loaded else 0,
+        senders=len(senders),
         messages=messages,
         window=WINDOW,
         rounds=len(loaded),

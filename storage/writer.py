@@ -39,6 +39,7 @@ from typing import IO, Final, Protocol
 
 from chatroom.events import Event
 from storage.errors import StorageError
+from storage.store import EventStore, row_from_event
 
 #: A job's header: payload bytes, whether to change the lock wait, the new wait (s; <0: None).
 _JOB: Final = struct.Struct("=I?d")
@@ -125,8 +126,6 @@ class WriterProcess:
         self._lock_wait = seconds
 
     def write_batch(self, events: Iterable[Event]) -> None:
-        from storage.store import row_from_event
-
         payload = marshal.dumps([row_from_event(e) for e in events])
         proc = self._writer()
         assert proc.stdin is not None and proc.stdout is not None
@@ -235,8 +234,6 @@ def _reply(out: IO[bytes], status: int, message: str = "") -> None:
 
 def serve_jobs(url: str, jobs: IO[bytes], out: IO[bytes]) -> None:
     """Write each job's rows to ``url`` and report, until ``jobs`` ends."""
-    from storage.store import EventStore
-
     store = EventStore.for_writing(url)
     try:
         try:
