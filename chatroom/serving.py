@@ -60,6 +60,8 @@ class ServeOptions:
     cluster_name: str = "chatroom"
     quiet: bool = False
     summary_every: float = 60.0
+    #: Threads that send a large batch at once (None: one per core, at most two).
+    send_threads: int | None = None
 
 
 def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
@@ -93,9 +95,11 @@ def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
         server = _server(opts, hub, sock, store, ctl, url, cluster, writer)
         server.install_signal_handlers()
         where = "" if cluster is None else f", cluster {opts.cluster_name} via {opts.cluster_url}"
+        threads = server.sender.threads
+        sends = server.sender.name + (f" on {threads} threads" if threads > 1 else "")
         echo(
             f"chatroom {__version__}: listening on udp://{host}:{port} (registry "
-            f"{opts.registry}, classic {opts.config.classic}, sends {server.sender.name}, "
+            f"{opts.registry}, classic {opts.config.classic}, sends {sends}, "
             f"database {display(url)}{where})"
         )
         if server.console is not None:
@@ -208,6 +212,7 @@ def _server(
         storage_errors=(StorageError,),
         lock_wait=store.set_lock_wait,
         send_mode=opts.send_mode,
+        send_threads=opts.send_threads,
         pipeline=writer,
         console=console_stream(),
         control=ctl,

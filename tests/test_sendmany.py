@@ -3,12 +3,15 @@ on real loopback sockets: the same datagrams reach the same receivers."""
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from chatroom.server.sendmany import (
+    AUTO_THREADS,
     MAX_BATCH,
     SendMmsg,
     SendTo,
@@ -103,4 +106,41 @@ def test_the_fallback_and_the_choice(sockets: list[socket.socket]) -> None:
     assert sender.send([(b"plain", addrs)]) == 0
     assert [s.recv(100) for s in rx] == [b"plain", b"plain"]
     auto = make_sender(tx, lambda: True)
+    auto.close()
     assert auto.name == ("sendmmsg" if sendmmsg_available() else "sendto")
+
+
+@needs_sendmmsg
+@pytest.mark.parametrize("threads", [2, 3])
+def test_send_threads_keep_every_receivers_order(
+    sockets: list[socket.socket], threads: int
+) -> None:
+    """A large batch is split across threads by destination: each receiver
+    still gets every payload, in order, and the batch is sent when send returns."""
+    rx = _receivers(300)
+    tx = _sender_socket()
+    sockets += [*rx, tx]
+    addrs = [s.getsockname()[:2] for s in rx]
+    items = [(b"line %d" % i, addrs) for i in range(8)]  # 2,400 deliveries: flushed midway
+    sender = SendMmsg(tx, lambda: True, threads)
+    try:
+        assert sender.threads == threads
+        assert sender.send(items) == 0
+        for s in rx:
+            s.setblocking(False)  # all there already: send waits for every thread
+            assert _received(s, 8) == [p for p, _ in items]
+    finally:
+        sender.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("chatroom-send")]
+
+
+def test_send_threads_by_default_follow_the_cores(sockets: list[socket.socket]) -> None:
+    tx = _sender_socket()
+    sockets.append(tx)
+    sender = make_sender(tx, lambda: True)
+    try:
+        cores = len(os.sched_getaffinity(0))
+        expected = min(cores, AUTO_THREADS) if sendmmsg_available() else 1
+        assert sender.threads == expected
+    finally:
+        sender.close()

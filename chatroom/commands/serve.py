@@ -12,6 +12,7 @@ from chatroom.registry import REGISTRY_KINDS
 from chatroom.server import DEFAULT_LOGIN_RATE, ServerConfig
 from chatroom.server.commits import COMMIT_MODES
 from chatroom.server.console_log import SUMMARY_EVERY
+from chatroom.server.sendmany import AUTO_THREADS, MAX_THREADS
 
 
 class RateType(click.ParamType["Rate | None", object]):
@@ -88,6 +89,13 @@ class RateType(click.ParamType["Rate | None", object]):
     "or one sendto per datagram (for comparison).",
 )
 @click.option(
+    "--send-threads",
+    type=click.IntRange(min=1, max=MAX_THREADS),
+    metavar="N",
+    help="Threads that send a large fan-out at once, each on its own core, with "
+    f"sendmmsg  [default: one per core, at most {AUTO_THREADS}].",
+)
+@click.option(
     "--commit",
     type=click.Choice(COMMIT_MODES),
     default=COMMIT_MODES[0],
@@ -135,6 +143,7 @@ def serve(
     rate_limit: Rate | None,
     max_sessions_per_ip: int,
     send_mode: str,
+    send_threads: int | None,
     commit: str,
     db: str | None,
     cluster_url: str | None,
@@ -169,7 +178,7 @@ def serve(
     )
     opts = ServeOptions(
         host, port, registry, config, send_mode, commit,  # type: ignore[arg-type]
-        db, cluster_url, cluster_name, quiet, summary_every,
+        db, cluster_url, cluster_name, quiet, summary_every, send_threads,
     )  # fmt: skip
     try:
         run(opts, click.echo)

@@ -87,6 +87,7 @@ class Server:
         storage_errors: tuple[type[Exception], ...] = (StorageFailure,),
         lock_wait: Callable[[float | None], None] | None = None,
         send_mode: SendMode = "auto",
+        send_threads: int | None = None,
         pipeline: EventSink | None = None,
         console: TextIO | None = None,
         control: socket.socket | None = None,
@@ -113,7 +114,7 @@ class Server:
                 sink, hub.storage, storage_errors, lock_wait, on_commit, worker=worker
             )
         self.commits: Commits = commits
-        self.sender = make_sender(sock, self._wait_writable, send_mode)
+        self.sender = make_sender(sock, self._wait_writable, send_mode, send_threads)
         self.console = console
         self.control = control
         self._clock = clock
@@ -193,6 +194,7 @@ class Server:
         finally:
             if self.commits.worker is not None:
                 self.commits.worker.close()
+            self.sender.close()
             self._sel.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
