@@ -27,7 +27,7 @@ from chatroom.server.console_log import ConsoleLog
 from chatroom.server.directory import Claims
 from chatroom.server.loop import Server, bind_udp, console_stream, new_token
 from chatroom.server.sendmany import SendMode
-from storage.config import resolve_url
+from storage.config import resolve_url, sqlite_file
 from storage.store import EventStore, StorageError
 from storage.writer import SplitWriter, WriterProcess
 from storage.writer_lock import WriterLock
@@ -64,19 +64,28 @@ class ServeOptions:
     send_threads: int | None = None
 
 
+#: After the database's path in the banner when this start created it: a
+#: mistyped ``--db`` shows at once, not as a missing history later.
+NEW_DATABASE = ", new: created now"
+
+
 def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
     """Run the server until a signal stops it; ``echo`` prints a line."""
     url = resolve_url(opts.db)
     _check_cluster(opts, url)
     with contextlib.ExitStack() as stack:
-        store = _guarded(lambda: EventStore.open(url, create=True))
-        stack.callback(store.close)
+        # The socket first: a port in use (the commonest failed start) then
+        # leaves no new, empty database file behind.
         try:
             sock = bind_udp(opts.host, opts.port)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ServeError(f"cannot listen on udp://{opts.host}:{opts.port}: {reason}") from exc
         stack.enter_context(sock)
+        file = sqlite_file(url)
+        fresh = file is not None and not file.exists()
+        store = _guarded(lambda: EventStore.open(url, create=True))
+        stack.callback(store.close)
         host, port = sock.getsockname()[:2]
         owner = f"pid {os.getpid()}, udp://{host}:{port}"
         shared = opts.cluster_url is not None
@@ -100,7 +109,7 @@ def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
         echo(
             f"chatroom {__version__}: listening on udp://{host}:{port} (registry "
             f"{opts.registry}, classic {opts.config.classic}, sends {sends}, "
-            f"database {display(url)}{where})"
+            f"database {display(url)}{NEW_DATABASE if fresh else ''}{where})"
         )
         if server.console is not None:
             echo("Type a line and press Enter to broadcast an announcement; Ctrl-C stops.")

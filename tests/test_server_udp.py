@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from chatroom.registry import REGISTRY_KINDS
+from testkit.processes import await_banner, stop_process
 from tests.support.server import ServerProcess, UdpPeer, start_server
 
 pytestmark = pytest.mark.integration
@@ -280,6 +281,28 @@ def test_port_in_use_is_a_clear_error(server: ServerProcess, tmp_path: Path) -> 
     assert result.returncode == 1
     assert b"cannot listen on udp://127.0.0.1:" in result.stderr
     assert b"Traceback" not in result.stderr
+    assert not (tmp_path / "other.db").exists()  # a failed start leaves no empty database
+
+
+def test_the_banner_says_when_the_database_is_new(tmp_path: Path) -> None:
+    """A mistyped --db shows at once: the first start says it created the file."""
+    db = tmp_path / "chat.db"
+    banners = []
+    for _ in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatroom", "serve", "--port", "0", "--db", str(db), "-q"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            addr, out = await_banner(proc, 30.0)
+            assert addr is not None, out
+            banners.append(out.decode())
+        finally:
+            stop_process(proc)
+    assert f"database {db}, new: created now)" in banners[0]
+    assert f"database {db})" in banners[1]
 
 
 @pytest.mark.parametrize(
