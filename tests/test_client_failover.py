@@ -248,3 +248,14 @@ def test_the_client_moves_to_the_next_server_nothing_lost_or_repeated(
         ("bob", "hello from B"),
         ("alice", "still here"),
     ]
+
+
+@pytest.mark.parametrize("command", [["join", "alice"], ["status"], ["announce", "hi"]])
+def test_a_clients_port_0_is_refused_as_its_help_says(command: list[str]) -> None:
+    """The server may listen on port 0 (any free port); a client cannot talk to it."""
+    help_text = CliRunner().invoke(cli, [command[0], "--help"]).output
+    assert "1<=x<=65535" in help_text
+    result = CliRunner().invoke(cli, [*command, "--port", "0"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--port'" in result.output
+    assert "0<=x<=65535" in CliRunner().invoke(cli, ["serve", "--help"]).output

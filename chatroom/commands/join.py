@@ -123,8 +123,6 @@ def join(
             "--server and --host/--port cannot be used together: "
             "give every server as --server HOST:PORT"
         )
-    if port == 0 and not servers:
-        raise click.BadParameter("the server's port cannot be 0", param_hint="--port")
     config = SessionConfig(give_up_after=give_up_after)
     opts = JoinOptions(
         name, host, port, history, lang, no_color, config=config, room=room, servers=servers

@@ -34,16 +34,20 @@ def host_option(default: str = "127.0.0.1") -> Callable[[F], F]:
     return deco
 
 
-def port_option(default: int = 8888) -> Callable[[F], F]:
-    """``--port``: UDP port; 0 lets the server pick a free one."""
+_LISTEN_HELP = "UDP port to listen on (0: any free port)."
+
+
+def port_option(default: int = 8888, *, listen: bool = False) -> Callable[[F], F]:
+    """``--port``: the UDP port a server listens on (``listen``: 0 lets it pick
+    a free one) or the one a client talks to (never 0)."""
 
     def deco(func: F) -> F:
         return click.option(
             "--port",
-            type=click.IntRange(0, 65535),
+            type=click.IntRange(0 if listen else 1, 65535),
             default=default,
             show_default=True,
-            help="UDP port.",
+            help=_LISTEN_HELP if listen else "The server's UDP port.",
         )(func)
 
     return deco

@@ -33,7 +33,7 @@ class RateType(click.ParamType["Rate | None", object]):
 
 @click.command()
 @host_option()
-@port_option()
+@port_option(listen=True)
 @click.option(
     "--registry",
     type=click.Choice(REGISTRY_KINDS),
