@@ -84,13 +84,16 @@ def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
         stack.enter_context(sock)
         file = sqlite_file(url)
         fresh = file is not None and not file.exists()
-        store = _guarded(lambda: EventStore.open(url, create=True))
-        stack.callback(store.close)
         host, port = sock.getsockname()[:2]
         owner = f"pid {os.getpid()}, udp://{host}:{port}"
         shared = opts.cluster_url is not None
+        # The lock before the database is opened (and migrated), so that a
+        # writer process can be launched holding it and start up meanwhile.
         lock = _guarded(lambda: WriterLock.claim(url, owner, shared=shared))
         stack.callback(lock.release)
+        writer = _launch_writer(opts, url, lock, stack)
+        store = _guarded(lambda: EventStore.open(url, create=True))
+        stack.callback(store.close)
         hub, cluster = _core(opts, store, f"{host}:{port}")
         if cluster is not None:
             stack.callback(cluster.close)
@@ -100,8 +103,8 @@ def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
             raise ServeError(f"cannot open the control socket: {exc}") from exc
         stack.enter_context(ctl)
         stack.callback(control.control_path(int(port)).unlink, missing_ok=True)
-        writer = _pipeline(opts.commit, store, url, lock, stack) if cluster is None else None
-        server = _server(opts, hub, sock, store, ctl, url, cluster, writer)
+        pipeline = _pipeline(opts.commit, store, writer) if cluster is None else None
+        server = _server(opts, hub, sock, store, ctl, url, cluster, pipeline)
         server.install_signal_handlers()
         where = "" if cluster is None else f", cluster {opts.cluster_name} via {opts.cluster_url}"
         threads = server.sender.threads
@@ -118,19 +121,32 @@ def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
     echo("chatroom: stopped")
 
 
-def _pipeline(
-    mode: CommitMode, store: EventStore, url: str, lock: WriterLock, stack: contextlib.ExitStack
-) -> EventSink | None:
-    """What the server's commit thread writes through (``--commit``): a writer
-    process of its own (storage/writer.py says why), holding the database's
-    lock while it lives; the store on the thread itself; or nothing (inline)."""
-    if mode == "inline":
+def _launch_writer(
+    opts: ServeOptions, url: str, lock: WriterLock, stack: contextlib.ExitStack
+) -> WriterProcess | None:
+    """The writer process of ``--commit process`` (storage/writer.py says why),
+    holding the database's lock while it lives, launched now so that its
+    start overlaps the server's; None in the other modes and for a cluster's
+    node (its commits go through the cluster: chatroom/cluster/node.py)."""
+    if opts.commit != "process" or opts.cluster_url is not None:
         return None
-    if mode == "thread":
-        return store
     writer = WriterProcess(url, pass_fds=lock.inheritable())
     stack.callback(writer.close)
-    _guarded(writer.start)  # ready before the server says it listens
+    writer.launch()
+    return writer
+
+
+def _pipeline(
+    mode: CommitMode, store: EventStore, writer: WriterProcess | None
+) -> EventSink | None:
+    """What the server's commit thread writes through (``--commit``): the
+    writer process, once it has the database open (before the server says it
+    listens); the store on the thread itself; or nothing (inline)."""
+    if mode == "inline":
+        return None
+    if writer is None:
+        return store
+    _guarded(writer.start)
     return SplitWriter(store, writer)
 
 

@@ -61,6 +61,15 @@ def parse_url(url: str) -> URL:
         ) from None
 
 
+def make_parent(path: Path) -> None:
+    """Create the directory ``path`` goes in (a database file or its lock);
+    StorageError saying which directory could not be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from exc
+
+
 def sqlite_file(url: str) -> Path | None:
     """The database file of an SQLite URL, or None (another database, ``:memory:``,
     or a ``file:`` URI the caller manages itself)."""

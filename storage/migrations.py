@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from storage.config import describe, sqlite_file
+from storage.config import describe, make_parent, sqlite_file
 from storage.engine import BEGIN_IMMEDIATE, make_engine
 from storage.errors import NoDatabase, SchemaTooNew, StorageError
 
@@ -179,10 +179,7 @@ def _migrate(url: str, rev: str, *, upgrade: bool) -> None:
     if have == top and upgrade and rev == "head":
         return  # nothing to do: no write connection, no Alembic run (~0.15 s)
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from exc
+        make_parent(path)
     with _connect(url, read_only=False) as conn:
         if conn.dialect.name == "postgresql":
             # The nodes of a cluster may start together on a new database: one

@@ -22,6 +22,12 @@ lock-wait change) and the batch's rows as ``marshal`` data (tuples of ints,
 strings and None: ``marshal`` is the fastest codec the standard library has for
 them); an outcome is a status byte and a message. The writer exits when its
 stdin closes, so a server that dies, even by SIGKILL, leaves no writer behind.
+
+The server launches its writer before it opens (and migrates) the database,
+so that the two starts overlap: a chatroom serve took ~0.82 s to its banner
+with the writer launched after, ~0.66-0.69 s with it launched before. Until
+it reads ``GO`` the writer touches nothing (SQLite would create an empty
+file); its first outcome then says whether it could open the database.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ BROKEN: Final = 2  # anything else: a bug, raised in the loop as inline mode wou
 SMALL_BATCH: Final = 64
 #: How long a new writer may take to open the database (imports included).
 READY_TIMEOUT: Final = 30.0
+#: What the server sends a launched writer once the database is ready for it
+#: (migrated): only then may the writer open it.
+GO: Final = b"G"
 
 
 class WriterProcess:
@@ -79,23 +88,37 @@ class WriterProcess:
         #: whether the writer has it (a new writer has the default).
         self._lock_wait: float | None = None
         self._told = True
+        #: Whether the running writer has the database open (``launch`` does not).
+        self._ready = False
+
+    def launch(self) -> None:
+        """Start the writer's interpreter now, without letting it open the
+        database: its start (~0.3 s, most of it importing its libraries) then
+        overlaps the server's own (opening and migrating the database), and
+        ``start`` only has to wait for the rest."""
+        if self._proc is None:
+            self._proc = self._popen()
+            self._ready = False
 
     def start(self) -> None:
-        """Start the writer and wait until it has the database open (a few
-        hundred milliseconds, most of them importing its libraries), so that
-        the first batches do not wait for it; StorageError if it cannot."""
+        """Let the writer open the database (launching it first if need be)
+        and wait until it has, so that the first batches do not wait for it;
+        StorageError if it cannot."""
         self._writer()
 
     def _writer(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self._stop()
-            self._proc = self._spawn()
+            self._proc = self._popen()
+            self._ready = False
             self._told = self._lock_wait is None
+        if not self._ready:
+            self._open(self._proc)
+            self._ready = True
         return self._proc
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        """A new writer, once it says it is ready (its first outcome)."""
-        proc = subprocess.Popen(
+    def _popen(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, "-m", "storage.writer", self._url],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -104,14 +127,21 @@ class WriterProcess:
             # handle; the writer stops when the server closes its stdin.
             start_new_session=True,
         )
-        assert proc.stdout is not None
+
+    def _open(self, proc: subprocess.Popen[bytes]) -> None:
+        """Tell a launched writer to open the database; return once it says
+        it is ready (its first outcome)."""
+        assert proc.stdin is not None and proc.stdout is not None
+        with contextlib.suppress(OSError):  # it died: its outcome says how
+            proc.stdin.write(GO)
+            proc.stdin.flush()
         ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)
         head = _read_exactly(proc.stdout, _OUTCOME.size) if ready else None
         if head is not None:
             status, size = _OUTCOME.unpack(head)
             message = (_read_exactly(proc.stdout, size) or b"").decode(errors="replace")
             if status == OK:
-                return proc
+                return
         elif ready:
             message = f"it exited (exit status {proc.wait(5.0)})"
         else:
@@ -234,6 +264,8 @@ def _reply(out: IO[bytes], status: int, message: str = "") -> None:
 
 def serve_jobs(url: str, jobs: IO[bytes], out: IO[bytes]) -> None:
     """Write each job's rows to ``url`` and report, until ``jobs`` ends."""
+    if jobs.read(len(GO)) != GO:
+        return  # the server stopped before the database was ready
     store = EventStore.for_writing(url)
     try:
         try:

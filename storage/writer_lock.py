@@ -26,7 +26,7 @@ from typing import Final
 
 from sqlalchemy import Connection, text
 
-from storage.config import describe, parse_url, sqlite_file
+from storage.config import describe, make_parent, parse_url, sqlite_file
 from storage.engine import make_engine
 from storage.errors import StorageError
 
@@ -81,6 +81,7 @@ def lock_path(database: Path) -> Path:
 
 def _claim_file(database: Path, owner: str) -> int:
     path = lock_path(database)
+    make_parent(path)  # claimed before the database is created (chatroom/serving.py)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:

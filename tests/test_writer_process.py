@@ -196,6 +196,34 @@ def test_the_writer_ends_when_its_server_goes_away(db: str) -> None:
     proc.stdout.close()
 
 
+def test_a_launched_writer_opens_nothing_until_started(tmp_path: Path) -> None:
+    """The server launches its writer before it has created and migrated the
+    database (so that their starts overlap): until ``start`` the writer must not
+    touch the file, which SQLite would create empty."""
+    path = tmp_path / "chat.db"
+    w = WriterProcess(f"sqlite:///{path}")
+    w.launch()
+    pid = _pid(w)
+    time.sleep(1.0)  # time enough to import everything and open a file
+    assert not path.exists()
+    EventStore.open(f"sqlite:///{path}", create=True).close()
+    w.start()
+    assert _pid(w) == pid  # the launched writer, now ready: not a second one
+    w.write_batch([_event(1)])
+    assert _stored(f"sqlite:///{path}") == [(1, "line 1")]
+    w.close()
+
+
+def test_a_writer_launched_and_closed_unstarted_exits(tmp_path: Path) -> None:
+    w = WriterProcess(f"sqlite:///{tmp_path / 'chat.db'}")
+    w.launch()
+    pid = _pid(w)
+    w.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not (tmp_path / "chat.db").exists()
+
+
 def test_a_writer_that_cannot_open_the_database_fails_at_start(tmp_path: Path) -> None:
     w = WriterProcess(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'chat.db'}")
     with pytest.raises(StorageError, match="the database writer did not start: cannot open"):
