@@ -71,7 +71,7 @@ class WriterLock:
             os.close(self._fd)
             self._fd = None
         if self._conn is not None:
-            self._conn.close()
+            _close(self._conn)
             self._conn = None
 
 
@@ -106,10 +106,19 @@ def _claim_pg(url: str, shared: bool) -> Connection:
     got = conn.execute(text(f"SELECT {lock}(:k)"), {"k": PG_LOCK_KEY}).scalar()
     conn.commit()
     if not got:
-        conn.close()
+        _close(conn)
         holder = "a single chatroom serve" if shared else "another chatroom serve"
         raise DatabaseInUse(
             f"{describe(url)} is in use by {holder} (a cluster's nodes share a database "
             "only with each other); stop it first, or give this one another --db"
         )
     return conn
+
+
+def _close(conn: Connection) -> None:
+    """Close the lock's connection for real: an advisory lock belongs to the
+    database session, which closing a pooled Connection would keep open (and
+    locked) in the pool until the engine is collected."""
+    engine = conn.engine
+    conn.close()
+    engine.dispose()

@@ -30,6 +30,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from storage.config import describe
+from storage.writer_lock import DatabaseInUse, WriterLock
 from testkit.processes import chatroom_cmd
 from tests.pg import Database
 from tests.support.headless import Headless
@@ -255,3 +256,16 @@ def test_a_second_server_on_the_same_database_is_refused_naming_the_first(
     first.stop(signal.SIGKILL)
     again = server_factory(db=migrated_database.arg)
     assert again.proc.poll() is None
+
+
+def test_a_released_lock_frees_the_database_at_once(migrated_database: Database) -> None:
+    """In one process, as a server stopped in-process (or refused at start)
+    does: after release, another server may take the database straight away.
+    On PostgreSQL that needs the lock's database session closed, not only
+    its connection returned to a pool, where the session would keep it."""
+    first = WriterLock.claim(migrated_database.url, "first")
+    with pytest.raises(DatabaseInUse):
+        WriterLock.claim(migrated_database.url, "second")
+    first.release()
+    second = WriterLock.claim(migrated_database.url, "second")
+    second.release()
