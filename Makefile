@@ -23,8 +23,12 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev]'
 	touch $@ $(RUN_STAMP) $(CLUSTER_STAMP)
 
+# Another port or database: make run PORT=8890 DB=/path/to/chat.db (no DB: the
+# default database, docs/storage.md).
+PORT ?= 8888
+DB ?=
 run: $(RUN_STAMP)
-	$(BIN)/chatroom serve --host 127.0.0.1 --port 8888
+	$(BIN)/chatroom serve --host 127.0.0.1 --port $(PORT)$(if $(DB), --db '$(DB)')
 
 # Three nodes of one chat on this machine (docs/cluster.md): PostgreSQL and Redis
 # must be running (.ci/services starts them). Ctrl-C stops all three. Each can be
@@ -58,7 +62,10 @@ lint: $(DEV_STAMP)
 
 # The suite on two workers (pytest-xdist): most of its time is spent waiting on
 # servers, clients and timers, not computing. Plain `pytest` still runs it serially.
+# .ci/services first: the suite talks to a real PostgreSQL, Redis and NATS, and
+# fails rather than skips without them; it starts any that is not running.
 test: lint
+	.ci/services
 	$(BIN)/pytest -n 2
 	CHATROOM_BENCH_QUICK=1 $(BIN)/pytest bench -q --benchmark-disable -p no:randomly
 

@@ -5,6 +5,7 @@ too, and neither reinstalls what is already there."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -100,3 +101,17 @@ def test_make_cluster_installs_the_cluster_extra_and_runs_the_nodes_asked_for(
     # After make test (whose dev extra includes the cluster one): nothing to install.
     _fake_venv(checkout, ".installed-dev", ".installed-run", ".installed-cluster")
     assert installs(plan(checkout, "cluster")) == []
+
+
+def test_make_run_takes_a_port_and_a_database(checkout: Path) -> None:
+    """The README's server command, on another port and database without
+    copying it out of the Makefile (a path with a space stays one argument)."""
+    serve = make_plan(checkout, "run", "PORT=8890", "DB=/tmp/my chat.db")[-1]
+    assert shlex.split(serve)[-5:] == ["127.0.0.1", "--port", "8890", "--db", "/tmp/my chat.db"]
+    assert shlex.split(make_plan(checkout, "run")[-1])[-2:] == ["--port", "8888"]
+
+
+def test_make_test_starts_the_services_the_suite_needs(checkout: Path) -> None:
+    lines = plan(checkout, "test")
+    services = lines.index(".ci/services")
+    assert services < next(i for i, line in enumerate(lines) if "pytest -n 2" in line)
