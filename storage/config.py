@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -42,7 +43,27 @@ def resolve_url(db: str | None) -> str:
         return sqlite_url(default_db_path())
     if "://" in db:
         return db
+    problem = db_value_problem(db)
+    if problem is not None:
+        raise StorageError(f"cannot read {db!r} as a database: {problem}")
     return sqlite_url(Path(db).expanduser())
+
+
+#: ``sqlite:``, ``postgresql+psycopg:``...: what a URL starts with.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def db_value_problem(db: str) -> str | None:
+    """Why a ``--db`` value is neither a path nor a URL, or None. A URL missing
+    its ``//`` (``sqlite:/tmp/chat.db``) would otherwise be taken as a relative
+    path, and a server would start on a new, empty database in a folder named
+    ``sqlite:``."""
+    if "://" not in db and _SCHEME.match(db):
+        return (
+            "a URL needs '://' (sqlite:////abs/chat.db, postgresql+psycopg://user@host/chat); "
+            f"a file of that name is ./{db}"
+        )
+    return None
 
 
 def sqlite_url(path: Path) -> str:

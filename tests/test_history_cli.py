@@ -908,3 +908,25 @@ def test_rooms_and_recipients_from_the_database_cannot_drive_the_terminal(
     out = CliRunner().invoke(build_history(tz=UTC), ["--db", path.arg]).output
     assert not any(ch in out for ch in "\x1b\x07\x9b\u202e")
     assert "#\\x1b[2Jroom" in out and "@a→\\u202eb\\x9b" in out
+
+
+@pytest.mark.parametrize("value", ["sqlite:/tmp/chat.db", "sqlite:chat.db", "postgresql:chat"])
+def test_a_url_without_its_slashes_is_refused_not_taken_as_a_path(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a tryout: `--db sqlite:/tmp/x.db` served a new, empty database in a
+    folder named `sqlite:`. Every command refuses it (also from CHATROOM_DB) and
+    creates nothing; a file of that name is still reachable as ./NAME."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for args in (["serve", "--port", "0"], ["history"], ["db", "current"], ["db", "upgrade"]):
+        for given in (["--db", value], []):
+            env = {} if given else {"CHATROOM_DB": value}
+            result = runner.invoke(cli, [*args, *given], env=env)
+            assert result.exit_code == 2, (args, result.output)
+            assert "Invalid value for '--db': a URL needs '://'" in result.output
+            assert f"./{value}" in result.output
+    assert list(tmp_path.iterdir()) == []
+    result = runner.invoke(cli, ["db", "upgrade", "--db", f"./{value}"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / value).is_file()

@@ -10,6 +10,15 @@ import click
 F = TypeVar("F", bound=Callable[..., object])
 
 
+def _check_db(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from storage.config import db_value_problem
+
+    problem = db_value_problem(value) if value else None
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return value
+
+
 def db_option(func: F) -> F:
     """``--db``: a file path or any SQLAlchemy URL; ``CHATROOM_DB`` sets the default."""
     return click.option(
@@ -18,6 +27,7 @@ def db_option(func: F) -> F:
         envvar="CHATROOM_DB",
         default=None,
         metavar="PATH|URL",
+        callback=_check_db,
         help="Database file or SQLAlchemy URL "
         "[default: $XDG_DATA_HOME/chatroom/chatroom.db; env: CHATROOM_DB].",
     )(func)
