@@ -276,6 +276,22 @@ def test_piped_input_shows_the_history_and_what_it_said(join, server: ServerProc
         alice.said(f"second {attempt}")
 
 
+def test_a_refused_name_with_no_other_to_try_exits_1(join, server: ServerProcess) -> None:  # type: ignore[no-untyped-def]
+    """A script (stdin not a terminal, nothing more to read) must see that it did
+    not join: a taken name and an invalid one both end with exit status 1."""
+    join("alice")
+    for name, why in (("alice", "name already taken"), ("a b", "name refused")):
+        done = subprocess.run(
+            chatroom_cmd("join", "--port", str(server.port), name),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+        assert done.returncode == 1, (name, done.stdout, done.stderr)
+        assert why in done.stderr
+
+
 @pytest.mark.slow
 def test_piped_lines_all_go_out_at_the_servers_rate(server: ServerProcess) -> None:
     # The server's rate limit (5/1: a burst, then one a second) spreads 10 lines

@@ -146,20 +146,24 @@ def _login(
     link: Link, session: ClientSession, renderer: Renderer, opts: JoinOptions, tty: bool
 ) -> tuple[int | None, list[Output]]:
     """Log in, asking for a name until one is accepted. (None, the session's
-    outputs that followed ``LoggedIn``) once logged in, else (the exit status, [])."""
+    outputs that followed ``LoggedIn``) once logged in, else (the exit status, []):
+    1 when a name was refused and no other came (a script must see that it did
+    not join), 0 when the prompt was simply closed."""
     name = opts.name
+    refused = False
     while True:
         if not name:
             try:
                 name = input(renderer.plain("name_prompt") if tty else "").strip()
             except (EOFError, KeyboardInterrupt):
                 print()
-                return 0, []
+                return (1 if refused else 0), []
             continue
         clean, why = p.check_name(name)
         if why is not None:
             print(renderer.refused(why, ""), file=sys.stderr)
             name = None
+            refused = True
             continue
         outcome, rest = _exchange(link, session, renderer, session.login(clean, time.monotonic()))
         match outcome:
@@ -168,6 +172,7 @@ def _login(
             case LoginRefused(code=code, text=text):
                 print(renderer.refused(code, text), file=sys.stderr)
                 name = None
+                refused = True
             case NoAnswer():
                 servers = opts.server_list
                 if len(servers) == 1:
