@@ -64,9 +64,9 @@ class ServeOptions:
     send_threads: int | None = None
 
 
-#: After the database's path in the banner when this start created it: a
-#: mistyped ``--db`` shows at once, not as a missing history later.
-NEW_DATABASE = ", new: created now"
+#: How the banner names a database this start created: a mistyped ``--db``
+#: shows at once, not as a missing history later.
+NEW_DATABASE = "new database"
 
 
 def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
@@ -112,7 +112,7 @@ def serve(opts: ServeOptions, echo: Callable[[str], None]) -> None:
         echo(
             f"chatroom {__version__}: listening on udp://{host}:{port} (registry "
             f"{opts.registry}, classic {opts.config.classic}, sends {sends}, "
-            f"database {display(url)}{NEW_DATABASE if fresh else ''}{where})"
+            f"{NEW_DATABASE if fresh else 'database'} {display(url)}{where})"
         )
         if server.console is not None:
             echo("Type a line and press Enter to broadcast an announcement; Ctrl-C stops.")

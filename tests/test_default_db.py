@@ -147,7 +147,7 @@ def test_serve_history_and_db_agree_on_the_default(
     exe = ROOT / argv[0]  # the checkout's venv; this interpreter's chatroom without one
     srv = Server([str(exe), *argv[1:]] if exe.exists() else chatroom_cmd(*argv[1:]), env)
     servers.append(srv)
-    assert f"database {default}{NEW_DATABASE})".encode() in srv.banner, srv.banner
+    assert f"{NEW_DATABASE} {default})".encode() in srv.banner, srv.banner
     alice = UdpPeer(("127.0.0.1", srv.port))
     try:
         alice.send("L alice")

@@ -301,8 +301,8 @@ def test_the_banner_says_when_the_database_is_new(tmp_path: Path) -> None:
             banners.append(out.decode())
         finally:
             stop_process(proc)
-    assert f"database {db}, new: created now)" in banners[0]
-    assert f"database {db})" in banners[1]
+    assert f", new database {db})" in banners[0]
+    assert f", database {db})" in banners[1]
 
 
 @pytest.mark.parametrize(
