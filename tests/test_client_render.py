@@ -668,6 +668,25 @@ def test_join_refuses_a_bad_room_as_a_usage_error(room: str) -> None:
     assert "is not a room name" in result.output
 
 
+def test_every_place_words_the_room_rule_the_same() -> None:
+    """From a tryout: /join said "no spaces" where --room said "no spaces or
+    colons". The rule has one wording, in every place that refuses a room."""
+    from click.testing import CliRunner
+
+    from chatroom import protocol as p
+    from chatroom.cli import cli
+
+    rule = p.ROOM_RULE
+    assert "colons" in rule and "spaces" in rule and "control characters" in rule
+    join = CliRunner().invoke(cli, ["join", "alice", "--port", "1", "--room", "#a:b"])
+    history = CliRunner().invoke(cli, ["history", "--room", "#a:b"])
+    assert rule in " ".join(join.output.split())  # click may wrap the line
+    assert rule in " ".join(history.output.split())
+    assert rule in tr("en", "bad_room", room="#a:b")
+    assert rule in tr("en", "refused:badroom")
+    assert rule in p.classic_text("en", "badroom").decode()
+
+
 def test_join_takes_a_room_with_or_without_its_hash(monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from chatroom.protocol.frames import Lang
+from chatroom.protocol.frames import ROOM_RULE, Lang
 from chatroom.protocol.wording import EVENT_WORDING
 
 CATALOGS: Final[dict[Lang, dict[str, str]]] = {
@@ -63,7 +63,7 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "no_room": "you are in no room — /join #room to join one (/msg NAME TEXT still works)",
         "not_in_room": "you are not in {room}",
         "joining": "still joining {room}…",
-        "bad_room": "not a room name: {room} (# then 1-32 characters, no spaces)",
+        "bad_room": "not a room name: {room} (" + ROOM_RULE + ")",
         "bad_name": "not a name: {name}",
         "dm_self": "not sent: that is you",
         "dm_offline": "{name} is not online — not sent: {text}",
@@ -100,7 +100,7 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "refused:confusable": "name looks too much like someone who is online",
         "refused:ratelimited": "too many logins from your address; try again shortly",
         "refused:full": "too many sessions from your address",
-        "refused:badroom": "invalid room: # and 1-32 characters, no spaces, colons or controls",
+        "refused:badroom": f"invalid room: {ROOM_RULE}",
         "refused:storage": "the server cannot store messages right now; try again shortly",
         "err:nosession": "the server does not know this session (restarted?); logging in again",
         "err:slowdown": "slow down: too many messages; yours are retried",
@@ -170,7 +170,7 @@ CATALOGS: Final[dict[Lang, dict[str, str]]] = {
         "no_room": "你不在任何房间 — 输入 /join #房间 加入一个 (/msg 名字 文字 仍可使用)",
         "not_in_room": "你不在 {room}",
         "joining": "正在加入 {room}…",
-        "bad_room": "无效的房间名: {room} (# 加 1-32 个字符, 不能含空格)",
+        "bad_room": "无效的房间名: {room} (# 加 1-32 个字符, 不能含空格、冒号或控制字符)",
         "bad_name": "无效的用户名: {name}",
         "dm_self": "未发送: 不能给自己发私信",
         "dm_offline": "{name} 不在线 — 未发送: {text}",

@@ -46,8 +46,7 @@ class RoomParam(click.ParamType[str, Any]):
         room, problem = p.check_room(raw if raw.startswith(p.ROOM_PREFIX) else p.ROOM_PREFIX + raw)
         if problem is not None:
             self.fail(
-                f"{raw!r} is not a room name (# and a name of 1-{p.MAX_NAME} characters, "
-                "no spaces, no colon)",
+                f"{raw!r} is not a room name: {p.ROOM_RULE}",
                 param,
                 ctx,
             )

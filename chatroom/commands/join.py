@@ -21,9 +21,7 @@ def _room(ctx: click.Context, param: click.Parameter, value: str) -> str:
     raw = value if value.startswith(p.ROOM_PREFIX) else p.ROOM_PREFIX + value
     room, why = p.check_room(raw)
     if why is not None:
-        raise click.BadParameter(
-            f"{value!r} is not a room name: # then 1-32 characters, no spaces or colons"
-        )
+        raise click.BadParameter(f"{value!r} is not a room name: {p.ROOM_RULE}")
     return room
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from chatroom.events import Event
-from chatroom.protocol.frames import MAX_TEXT, Lang
+from chatroom.protocol.frames import MAX_TEXT, ROOM_RULE, Lang
 from chatroom.protocol.wording import EVENT_WORDING, wording_key
 
 _CLASSIC: Final[dict[str, dict[str, str]]] = {
@@ -18,7 +18,7 @@ _CLASSIC: Final[dict[str, dict[str, str]]] = {
             "not starting with # or @"
         ),
         "reserved": "name reserved for the operator",
-        "badroom": "invalid room: # and 1-32 characters, no spaces, colons or control characters",
+        "badroom": f"invalid room: {ROOM_RULE}",
         "confusable": "name looks too much like someone who is online",
         "notyou": "ERR not logged in as {name} from this address",
         "already": "ERR already logged in here as {name} (send Q {name} first)",

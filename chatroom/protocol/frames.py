@@ -17,6 +17,9 @@ from chatroom.events import LOBBY, Event
 MAX_DATAGRAM: Final = 1200
 #: Longest name, in characters after NFC normalisation.
 MAX_NAME: Final = 32
+#: What a room name may be, in English: the one wording of the rule that
+#: check_room applies (join --room, history --room, the client, the classic reply).
+ROOM_RULE: Final = f"# then 1-{MAX_NAME} characters, no spaces, colons or control characters"
 #: Longest message or announcement text, in UTF-8 bytes, whoever sends it. With it
 #: the largest EV frame (19-digit id, 16-digit time, the longest kind, a name of 32
 #: four-byte characters: 181 bytes of framing) still fits in MAX_DATAGRAM, so every
