@@ -104,9 +104,12 @@ class Printer:
         elif fmt == "json":
             out.write("[")
 
-    def write(self, events: Iterable[Event]) -> None:
+    def write(self, events: Iterable[Event]) -> int:
+        """Write ``events``; how many there were."""
         out = self.out
+        written = 0
         for event in events:
+            written += 1
             if self._csv is not None:
                 d = as_dict(event)
                 self._csv.writerow([d[f] for f in CSV_FIELDS])
@@ -118,6 +121,7 @@ class Printer:
                 out.write(text_line(event, self.tz, room=self.room) + "\n")
             self._first = False
         out.flush()
+        return written
 
     def finish(self) -> None:
         if self.fmt == "json":

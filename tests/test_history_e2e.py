@@ -11,11 +11,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pexpect
 import pytest
 
 from chatroom.events import LOBBY, Event, EventKind, dm_key
 from storage.store import EventStore
+from testkit.processes import chatroom_cmd
 from tests.pg import Database
 from tests.support.headless import Headless
 from tests.support.server import ServerProcess, UdpPeer
@@ -262,3 +265,34 @@ def test_history_by_room_and_direct_message_end_to_end(migrated_database: Databa
     bad = _history(db, "--room", "#no room")
     assert bad.returncode == 2
     assert b"is not a room name" in bad.stderr
+
+
+def test_at_a_terminal_history_says_when_it_showed_only_the_newest_or_nothing(
+    tmp_path: Path,
+) -> None:
+    """From a tryout: plain `history` stopped at 20 events and `-u nobody` printed
+    nothing, both without a word. At a terminal it now says so (on stderr); a
+    pipe gets the events alone."""
+    db = str(tmp_path / "chat.db")
+    with EventStore.open(f"sqlite:///{db}") as store:
+        store.write_batch(
+            [Event(i, "message", "alice", f"line {i}", 1_764_000_000.0 + i) for i in range(1, 26)]
+        )
+
+    def at_terminal(*args: str) -> str:
+        cmd = chatroom_cmd("history", "--db", db, *args)
+        child = pexpect.spawn(cmd[0], cmd[1:], encoding="utf-8", timeout=20)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0, child.before
+        return str(child.before)
+
+    out = at_terminal()
+    assert "line 25" in out and "line 5" not in out
+    assert "(the newest 20: -n N for more, -n 0 for all)" in out
+    assert "newest" not in at_terminal("-n", "0")  # all 25: nothing more to say
+    assert "no events match" in at_terminal("-u", "nobody")
+    piped = subprocess.run(
+        chatroom_cmd("history", "--db", db, "-u", "nobody"), capture_output=True, timeout=20
+    )
+    assert piped.returncode == 0 and piped.stdout == b"" and piped.stderr == b""

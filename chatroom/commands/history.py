@@ -304,7 +304,9 @@ def _show(
                 sys.stdout.write(f"{count_events(store, query)}\n")
                 return
             if not follow:
-                printer.write(iter_events(store, query))
+                shown = printer.write(iter_events(store, query))
+                if printer.fmt == "text" and sys.stdout.isatty():
+                    _footer(shown, query.limit)
             else:
                 try:
                     for batch in follow_events(store, query, sleep, POLL_SECONDS):
@@ -319,6 +321,16 @@ def _show(
         raise click.ClickException(str(exc)) from exc
     except BrokenPipeError:
         _quiet_broken_pipe()
+
+
+def _footer(shown: int, limit: int) -> None:
+    """For a person at a terminal (text output, stdout a terminal), on stderr:
+    that nothing matched, or that the newest ``limit`` may not be all there is.
+    Both were silent, which read as "no such user" or "that is everything"."""
+    if shown == 0:
+        click.echo("no events match", err=True)
+    elif limit and shown == limit:
+        click.echo(f"(the newest {limit}: -n N for more, -n 0 for all)", err=True)
 
 
 def _when(moment: datetime, tz: tzinfo | None) -> str:
