@@ -358,6 +358,26 @@ def test_retried_say_not_yet_acknowledged_gets_the_event_too() -> None:
     assert [type(p.parse_server(d)) for d in h.take(A)] == [p.Acked]
 
 
+def test_a_datagram_over_the_limit_is_explained_to_its_netcat_user_only(h: Harness) -> None:
+    """From a tryout: a 1,500-byte line from nc vanished without a word (an
+    1,100-byte one got the ERR). A logged-in classic user is told, rate-limited
+    like every error; a stranger and a v2 session (our client checks first) are
+    not answered, and nothing is stored or relayed."""
+    sid = h.v2_login(A, "alice")
+    h.send(B, "L bob")
+    h.take(A), h.take(B)
+    stored = len(h.stored)
+    huge = b"C bob " + b"x" * (p.MAX_DATAGRAM + 100)
+    h.send(B, huge)
+    assert h.take(B) == [b"ERR message too long (the limit is 1000 bytes of UTF-8)"]
+    h.send(C, b"C carol " + b"x" * (p.MAX_DATAGRAM + 100))  # not logged in
+    assert h.take(C) == []
+    h.send(A, f"v2 SAY {sid} 1 ".encode() + b"m" * (p.MAX_DATAGRAM + 100))
+    assert h.take(A) == []
+    assert len(h.stored) == stored
+    assert h.room.stats["drop.oversize"] == 3
+
+
 def test_texts_over_the_limit_are_refused_for_everyone(h: Harness) -> None:
     """Found by trying it: an over-long line from nc (or the operator) used to be
     stored and sent as an EV frame over 1200 bytes, which no v2 client accepts."""

@@ -182,11 +182,20 @@ class Hub:
 
     def _bad(self, frame: p.BadFrame, addr: Address, now: float) -> list[Effect]:
         self.stats[f"drop.{frame.reason}"] += 1
-        if frame.reason in ("empty", "oversize"):
+        if frame.reason == "empty":
             return []  # nothing worth answering, and an answer would help a flood
         user = self.directory.find_address(addr)
         if user is None:
             return []  # an unknown peer's garbage gets no answer
+        if frame.reason == "oversize":
+            # A netcat user's long line: say why it vanished (a reply a
+            # fraction of its size, rate-limited like every error). Our client
+            # never sends one: it checks the size before.
+            if user.session is not None or not self.config.classic_allowed(addr):
+                return []
+            nl = b"\n" if user.newline else b""
+            toolong = p.classic_text(self.config.lang, "toolong")
+            return self._replies.error(addr, now, toolong + nl)
         if frame.dialect == "v2":
             err = p.encode(p.Error(frame.reason, frame.detail))
             return self._replies.error(addr, now, err)
