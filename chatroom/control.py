@@ -42,6 +42,19 @@ def control_path(port: int) -> Path:
     return control_dir() / f"control-{port}.sock"
 
 
+def listening_ports() -> list[int]:
+    """The ports of this user's servers here, by their control sockets (a stale
+    one, left by a server killed with SIGKILL, is listed too: the server that
+    starts next on that port replaces it)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for path in control_dir().glob("control-*.sock"):
+            port = path.stem.removeprefix("control-")
+            if port.isdigit():
+                found.append(int(port))
+    return sorted(found)
+
+
 def _private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = path.stat()
@@ -89,7 +102,9 @@ def request(port: int, line: str, timeout: float = 3.0) -> str:
     """Send one request to the server on ``port`` and return its answer line."""
     path = control_path(port)
     if not path.exists():
-        raise ControlError(f"no chatroom server on port {port} here ({path} not found)")
+        others = listening_ports()
+        hint = f"; servers here: --port {', '.join(map(str, others))}" if others else ""
+        raise ControlError(f"no chatroom server on port {port} here ({path} not found{hint})")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:

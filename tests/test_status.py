@@ -41,6 +41,12 @@ def test_status_and_who_show_the_running_chat(
         for _ in range(5):
             bob.recv()
         alice.send(b"\xff\xfe")  # garbage: dropped and counted
+        impostor = UdpPeer(srv.addr)
+        try:
+            impostor.send("L alice")  # a name taken: refused and counted
+            assert impostor.recv() == b"name already taken"
+        finally:
+            impostor.close()
         port = str(srv.port)
         report = json.loads(_run("status", "--port", port, "--json").stdout)
         assert report["online"] == 3
@@ -55,6 +61,8 @@ def test_status_and_who_show_the_running_chat(
         assert text.returncode == 0
         assert "online: 3 in 2 room(s)" in text.stdout and "#dev: 1" in text.stdout
         assert f"database: {srv.db}" in text.stdout and "writable" in text.stdout
+        assert report["refused"] == {"refused.taken": 1}
+        assert "refused: refused.taken 1" in text.stdout  # as --json has it
         lobby = _run("who", "--port", port)
         head, *names = lobby.stdout.splitlines()
         assert head == "#lobby: 3 online"
@@ -65,6 +73,15 @@ def test_status_and_who_show_the_running_chat(
         carol.close()
         alice.close()
         bob.close()
+
+
+def test_no_server_on_that_port_names_the_ports_that_have_one(server: ServerProcess) -> None:
+    """From a tryout: `chatroom status` (port 8888) said only that nothing ran
+    there, while a server ran on another port of the same machine."""
+    result = _run("status", "--port", "1")
+    assert result.returncode == 1
+    hint = result.stderr.partition("servers here: --port ")[2]
+    assert str(server.port) in hint.replace(",", " ").replace(")", " ").split()
 
 
 def test_no_server_is_a_clear_error() -> None:

@@ -74,6 +74,11 @@ def format_status(r: dict[str, Any]) -> str:
         f"{r['events_stored']:,} events stored",
         f"datagrams: {r['datagrams']:,} received"
         + "".join(f"; {k} {v:,}" for k, v in r["dropped"].items()),
+        *(
+            ["refused: " + "; ".join(f"{k} {v:,}" for k, v in r["refused"].items())]
+            if r.get("refused")
+            else []
+        ),
         f"database: {storage['database']}"
         + (f" ({size / 1e6:.1f} MB)" if size is not None else "")
         + f", {state}"
