@@ -259,3 +259,11 @@ def test_a_clients_port_0_is_refused_as_its_help_says(command: list[str]) -> Non
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--port'" in result.output
     assert "0<=x<=65535" in CliRunner().invoke(cli, ["serve", "--help"]).output
+
+
+@pytest.mark.parametrize("command", [["join", "alice"], ["serve"], ["status"]])
+def test_a_port_that_is_not_a_number_says_so(command: list[str]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--port", "abc"])
+    assert result.exit_code == 2, result.output
+    assert "'abc' is not a port number" in result.output
+    assert "integer range" not in result.output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -47,6 +47,20 @@ def host_option(default: str = "127.0.0.1") -> Callable[[F], F]:
 _LISTEN_HELP = "UDP port to listen on (0: any free port)."
 
 
+class PortType(click.IntRange):
+    """A UDP port, refused in words a person reads ("'abc' is not a port
+    number") rather than click's "is not a valid integer range"."""
+
+    name = "port"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+            self.fail(f"{value!r} is not a port number ({self.min}-{self.max})", param, ctx)
+        return int(super().convert(value, param, ctx))
+
+
 def port_option(default: int = 8888, *, listen: bool = False) -> Callable[[F], F]:
     """``--port``: the UDP port a server listens on (``listen``: 0 lets it pick
     a free one) or the one a client talks to (never 0)."""
@@ -54,7 +68,7 @@ def port_option(default: int = 8888, *, listen: bool = False) -> Callable[[F], F
     def deco(func: F) -> F:
         return click.option(
             "--port",
-            type=click.IntRange(0 if listen else 1, 65535),
+            type=PortType(0 if listen else 1, 65535),
             default=default,
             show_default=True,
             help=_LISTEN_HELP if listen else "The server's UDP port.",
