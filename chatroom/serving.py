@@ -228,7 +228,13 @@ def _server(
     activity = (
         None
         if opts.quiet
-        else ConsoleLog(sys.stdout, hub.online, time.monotonic(), every=opts.summary_every)
+        else ConsoleLog(
+            sys.stdout,
+            hub.online,
+            time.monotonic(),
+            every=opts.summary_every,
+            resumed=lambda: hub.stats["resumed"],
+        )
     )
     server = Server(
         hub,

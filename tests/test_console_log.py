@@ -48,6 +48,26 @@ def lines(out: io.StringIO) -> list[str]:
 
 
 @pytest.mark.pure
+def test_sessions_back_after_a_restart_are_said_once_per_tick_that_saw_them() -> None:
+    """From a tryout: after a restart the clients came back quietly (no join is
+    stored for them) and the terminal said nothing while status said 2 online."""
+    out, online = io.StringIO(), Online()
+    back = [0]
+    log = ConsoleLog(out, online, 0.0, every=60.0, resumed=lambda: back[0])
+    log.tick(0.1, WALL)
+    assert lines(out) == []
+    back[0], online.count = 2, 2
+    log.tick(0.2, WALL)
+    log.tick(0.3, WALL)  # nothing new: nothing said
+    back[0], online.count = 3, 3
+    log.tick(0.4, WALL)
+    assert lines(out) == [
+        "14:02:11 2 user(s) back after the restart (2 online)",
+        "14:02:11 1 user(s) back after the restart (3 online)",
+    ]
+
+
+@pytest.mark.pure
 def test_a_line_per_join_leave_and_timeout_with_the_count_online() -> None:
     log, out, online = console()
     online.count = 3

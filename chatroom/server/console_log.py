@@ -7,12 +7,15 @@ summary line a minute (messages per second over that minute, users online)::
     14:02:40 bob left #lobby, #dev (2 online)
     14:03:05 carol timed out #lobby (1 online)
     14:03:11 last minute: 42 messages (0.70/s), 1 online
+    14:05:02 2 user(s) back after the restart (2 online)
 
 Only committed events are reported: the loop's ``Committer`` hands each batch
 to ``committed`` once it is stored (a batch that waits out a storage fault is
 reported when it is finally stored), so the terminal never claims what the
 database does not hold. A user leaving several rooms at once (BYE, a timeout)
-is one line naming each room. An idle, empty minute prints no summary.
+is one line naming each room. An idle, empty minute prints no summary. Sessions
+that resume after a server restart store no join (nobody saw them leave), so
+they are counted instead, a line per tick that saw some.
 
 The terminal must never hold up the chat: a line is written only when the output
 can take it without blocking (a pipe nobody reads, a terminal stopped with
@@ -45,9 +48,14 @@ class ConsoleLog:
         *,
         every: float = SUMMARY_EVERY,
         localtime: Callable[[float], time.struct_time] = time.localtime,
+        resumed: Callable[[], int] | None = None,
     ) -> None:
         self.out = out
         self.online = online
+        #: How many sessions have come back after a restart so far (the hub's
+        #: count): they store no join, so ``committed`` never sees them.
+        self.resumed = resumed
+        self._resumed_seen = 0
         self.every = every
         self.localtime = localtime
         self._since = now
@@ -77,7 +85,17 @@ class ConsoleLog:
             )
 
     def tick(self, now: float, wall: float) -> None:
-        """Time passes: the summary line when a minute is up."""
+        """Time passes: the sessions that came back since the last tick, and
+        the summary line when a minute is up."""
+        back = self.resumed() if self.resumed is not None else 0
+        if back > self._resumed_seen:
+            online = self.online()
+            self._peak = max(self._peak, online)
+            self._write(
+                f"{self._stamp(wall)} {back - self._resumed_seen} user(s) back after the "
+                f"restart ({online} online)"
+            )
+            self._resumed_seen = back
         if now < self._next:
             return
         online = self.online()
