@@ -144,8 +144,9 @@ def _pipeline(
     listens); the store on the thread itself; or nothing (inline)."""
     if mode == "inline":
         return None
-    if writer is None:
+    if mode == "thread":
         return store
+    assert writer is not None  # --commit process: launched by _launch_writer
     _guarded(writer.start)
     return SplitWriter(store, writer)
 
